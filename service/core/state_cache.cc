@@ -1,0 +1,64 @@
+#include "service/core/state_cache.h"
+
+#include "google/protobuf/util/message_differencer.h"
+
+namespace uploadwatch {
+
+bool IsTerminal(const v1::Uploading& uploading) {
+  return uploading.status() == v1::Uploading::PROCESSED ||
+         uploading.status() == v1::Uploading::LINKAGE_FAILURE;
+}
+
+const UploadingState& StateCache::Record(const UploadingKey& key,
+                                         const v1::Uploading& uploading,
+                                         absl::Time now, bool* changed) {
+  auto [it, inserted] = entries_.try_emplace(key);
+  Entry& e = it->second;
+  e.last_use = now;
+  *changed = inserted || !google::protobuf::util::MessageDifferencer::Equals(
+                             e.state.uploading, uploading);
+  if (*changed) {
+    e.state.uploading = uploading;
+    e.state.version += 1;
+    e.state.observe_time = now;
+  }
+  e.state.check_time = now;
+  return e.state;
+}
+
+std::optional<UploadingState> StateCache::GetFresh(const UploadingKey& key,
+                                                   absl::Time now) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  Entry& e = it->second;
+  const absl::Duration ttl = IsTerminal(e.state.uploading)
+                                 ? options_.terminal_fresh_for
+                                 : options_.fresh_for;
+  if (now - e.state.check_time > ttl) return std::nullopt;
+  e.last_use = now;
+  return e.state;
+}
+
+const UploadingState* StateCache::Find(const UploadingKey& key) const {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second.state;
+}
+
+size_t StateCache::Sweep(absl::Time now) {
+  size_t dropped = 0;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    const absl::Duration keep =
+        IsTerminal(it->second.state.uploading)
+            ? std::max(options_.retention, options_.terminal_fresh_for)
+            : options_.retention;
+    if (now - it->second.last_use > keep) {
+      entries_.erase(it++);
+      ++dropped;
+    } else {
+      ++it;
+    }
+  }
+  return dropped;
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,88 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_STATE_CACHE_H_
+#define UPLOADWATCH_SERVICE_CORE_STATE_CACHE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "metrika/offline_conversions/v1/uploading_service.pb.h"
+
+namespace uploadwatch {
+
+namespace v1 = ::metrika::offline_conversions::v1;
+
+// Identifies an uploading as seen by one token. Every cache, flight and
+// poller is keyed by it, so tenants never share answers.
+struct UploadingKey {
+  std::string token_fingerprint;
+  int32_t counter_id = 0;
+  int64_t uploading_id = 0;
+
+  friend bool operator==(const UploadingKey& a, const UploadingKey& b) {
+    return std::tie(a.token_fingerprint, a.counter_id, a.uploading_id) ==
+           std::tie(b.token_fingerprint, b.counter_id, b.uploading_id);
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const UploadingKey& k) {
+    return H::combine(std::move(h), k.token_fingerprint, k.counter_id,
+                      k.uploading_id);
+  }
+};
+
+// What the server knows of an uploading.
+struct UploadingState {
+  v1::Uploading uploading;
+  int64_t version = 0;       // +1 per observed change, from 1
+  absl::Time observe_time;   // first fetch that showed this state
+  absl::Time check_time;     // latest fetch that confirmed it
+};
+
+// PROCESSED and LINKAGE_FAILURE never change again.
+bool IsTerminal(const v1::Uploading& uploading);
+
+// The last known state of every uploading, with versions. Not thread-safe:
+// the owner (WatchHub) guards it.
+class StateCache {
+ public:
+  struct Options {
+    // How long a non-terminal state may be served without asking Metrica.
+    absl::Duration fresh_for = absl::Seconds(5);
+    // How long a terminal state may be served; it never changes.
+    absl::Duration terminal_fresh_for = absl::Hours(24);
+    // How long an entry (and so its version) is kept after its last use.
+    absl::Duration retention = absl::Hours(1);
+  };
+
+  explicit StateCache(Options options) : options_(options) {}
+
+  // Records a state fetched at `now`. Returns the stored state; `*changed`
+  // tells whether it differs from the previous one (always true for the first).
+  const UploadingState& Record(const UploadingKey& key,
+                               const v1::Uploading& uploading, absl::Time now,
+                               bool* changed);
+
+  // The state, if it was confirmed recently enough to serve without Metrica.
+  std::optional<UploadingState> GetFresh(const UploadingKey& key,
+                                         absl::Time now);
+  // The state, however old (for versions); nullptr if unknown.
+  const UploadingState* Find(const UploadingKey& key) const;
+
+  // Drops entries unused for longer than `retention`. Returns how many.
+  size_t Sweep(absl::Time now);
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    UploadingState state;
+    absl::Time last_use;
+  };
+  Options options_;
+  absl::flat_hash_map<UploadingKey, Entry> entries_;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_STATE_CACHE_H_

@@ -1,0 +1,190 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_WATCH_HUB_H_
+#define UPLOADWATCH_SERVICE_CORE_WATCH_HUB_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/auth/token.h"
+#include "service/common/clock.h"
+#include "service/core/scheduler.h"
+#include "service/core/state_cache.h"
+#include "service/metrica/metrica_client.h"
+
+namespace uploadwatch {
+
+// Where every request for an uploading's state meets, so that Metrica sees as
+// few requests as possible:
+// - Gets are answered from the StateCache while fresh; identical concurrent
+//   Gets (and polls) share one upstream request ("flight").
+// - Watches subscribe to one Poller per (token, counter, uploading), created
+//   by the first subscriber and stopped when the last one leaves.
+// - Any fetch (Get, List, poll) that observes a change is delivered to the
+//   uploading's subscribers, with a version that increases by one per change.
+// Thread-safe. Shut down in this order: Shutdown(), then destroy the
+// MetricaClient and Scheduler (their late callbacks find nothing to do), then
+// the hub.
+class WatchHub {
+ public:
+  struct Options {
+    // How often a watched, non-terminal uploading is polled.
+    absl::Duration poll_interval = absl::Seconds(30);
+    // How long a non-terminal state answers Gets without Metrica (clipped to
+    // poll_interval). Terminal states are served for terminal_ttl.
+    absl::Duration cache_ttl = absl::Seconds(5);
+    absl::Duration terminal_ttl = absl::Hours(24);
+    // How long an unused state (and its version) is remembered.
+    absl::Duration retention = absl::Hours(1);
+    // Deadline of each upstream request (retries included).
+    absl::Duration upstream_timeout = absl::Seconds(20);
+    // Upper bound of the poll delay after transient errors.
+    absl::Duration max_backoff = absl::Minutes(5);
+    // Cap on open watches across the process.
+    size_t max_watches = 20000;
+  };
+
+  // A watcher. Both methods are called with the hub's lock held: they must
+  // not block and must not call back into the hub.
+  class Subscriber {
+   public:
+    virtual ~Subscriber() = default;
+    // A new state (the current one first, then each change). `terminal`: no
+    // further calls will come; the subscriber has been removed.
+    virtual void OnState(const UploadingState& state, bool terminal) = 0;
+    // A permanent error or shutdown; no further calls will come.
+    virtual void OnError(const absl::Status& status) = 0;
+  };
+
+  using StateCallback =
+      absl::AnyInvocable<void(absl::StatusOr<UploadingState>) &&>;
+  using ListCallback =
+      absl::AnyInvocable<void(absl::StatusOr<v1::ListUploadingsResponse>) &&>;
+
+  struct Stats {
+    size_t watchers = 0;
+    size_t pollers = 0;
+    size_t flights = 0;
+    size_t cached_states = 0;
+  };
+
+  WatchHub(MetricaClient* client, Scheduler* scheduler, Clock* clock,
+           Options options);
+  ~WatchHub();
+  WatchHub(const WatchHub&) = delete;
+  WatchHub& operator=(const WatchHub&) = delete;
+
+  // The current state of one uploading. `done` runs once, possibly inline.
+  void Get(const Credentials& credentials, int32_t counter_id,
+           int64_t uploading_id, StateCallback done);
+
+  // One page of a counter's uploadings; briefly cached and single-flight like
+  // Get. The states it returns also refresh watchers. `done` runs once.
+  void List(const Credentials& credentials, const ListParams& params,
+            ListCallback done);
+
+  // Starts delivering the uploading's states to `subscriber` (possibly before
+  // returning). RESOURCE_EXHAUSTED at the watch cap; UNAVAILABLE once shut down.
+  absl::Status Subscribe(const Credentials& credentials, int32_t counter_id,
+                         int64_t uploading_id, Subscriber* subscriber);
+  // Idempotent. Once it returns, `subscriber` is never called again.
+  void Unsubscribe(Subscriber* subscriber);
+
+  // Ends every watch with `reason`, fails pending Gets/Lists with it, and
+  // refuses new watches.
+  void Shutdown(const absl::Status& reason);
+
+  Stats stats();
+
+ private:
+  // One upstream Get shared by everyone who asked for the same key meanwhile.
+  struct Flight {
+    uint64_t seq = 0;  // tells a late callback from a superseded flight
+    MetricaClient::RequestId request = 0;  // 0 until the request is issued
+    std::vector<StateCallback> waiters;
+    bool poller_waiting = false;  // the key's poller awaits this flight
+  };
+  // The shared state of all watchers of one key.
+  struct Poller {
+    std::string token;  // needed to poll; the only place a token is kept
+    absl::flat_hash_set<Subscriber*> subscribers;
+    bool has_state = false;  // subscribers have been sent the current state
+    Scheduler::TaskId timer = 0;
+    int failures = 0;  // consecutive transient errors, for backoff
+  };
+  struct ListKey {
+    std::string token_fingerprint;
+    int32_t counter_id, limit, offset, type;
+    friend bool operator==(const ListKey& a, const ListKey& b) {
+      return std::tie(a.token_fingerprint, a.counter_id, a.limit, a.offset,
+                      a.type) == std::tie(b.token_fingerprint, b.counter_id,
+                                          b.limit, b.offset, b.type);
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const ListKey& k) {
+      return H::combine(std::move(h), k.token_fingerprint, k.counter_id,
+                        k.limit, k.offset, k.type);
+    }
+  };
+  struct ListFlight {
+    uint64_t seq = 0;
+    MetricaClient::RequestId request = 0;
+    std::vector<ListCallback> waiters;
+  };
+  struct ListEntry {
+    v1::ListUploadingsResponse response;
+    absl::Time fetched;
+  };
+  using Actions = std::vector<std::function<void()>>;
+
+  absl::Duration FreshFor() const;
+  void StartFetchLocked(const UploadingKey& key, const std::string& token,
+                        bool for_poller, StateCallback waiter, Actions& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnFetched(const UploadingKey& key, uint64_t seq,
+                 absl::StatusOr<v1::GetUploadingResponse> result);
+  void OnListed(const ListKey& key, uint64_t seq,
+                absl::StatusOr<v1::ListUploadingsResponse> result);
+  void OnPollTimer(const UploadingKey& key);
+  void OnSweepTimer();
+  void RecordLocked(const UploadingKey& key, const v1::Uploading& uploading,
+                    absl::Time now, UploadingState* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PollErrorLocked(const UploadingKey& key, const absl::Status& status,
+                       bool poller_waited, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SchedulePollLocked(const UploadingKey& key, Poller& poller,
+                          absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemovePollerLocked(const UploadingKey& key, Actions& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Run(Actions& actions);
+
+  MetricaClient* const client_;
+  Scheduler* const scheduler_;
+  Clock* const clock_;
+  const Options options_;
+
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  StateCache cache_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<UploadingKey, Flight> flights_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<UploadingKey, Poller> pollers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<Subscriber*, UploadingKey> subscribers_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ListKey, ListFlight> list_flights_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
+  Scheduler::TaskId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_WATCH_HUB_H_

@@ -1,0 +1,144 @@
+#include "service/grpc/uploading_service_impl.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "service/auth/token.h"
+#include "service/common/status_details.h"
+#include "service/grpc/watch_reactor.h"
+
+namespace uploadwatch {
+namespace {
+
+namespace v1 = ::metrika::offline_conversions::v1;
+
+// Metrica's own bound on `limit`.
+constexpr int32_t kMaxListLimit = 10000;
+
+}  // namespace
+
+absl::Status ValidateIds(int32_t counter_id, int64_t uploading_id) {
+  if (counter_id <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "counter_id must be a positive Metrica counter id, got ", counter_id));
+  }
+  if (uploading_id <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "uploading_id must be a positive uploading id, got ", uploading_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateList(const v1::ListUploadingsRequest& request) {
+  if (request.counter_id() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("counter_id must be a positive Metrica counter id, got ",
+                     request.counter_id()));
+  }
+  if (request.limit() < 0 || request.limit() > kMaxListLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be between 1 and ", kMaxListLimit,
+                     " (0 for Metrica's default), got ", request.limit()));
+  }
+  if (request.offset() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("offset must be >= 0, got ", request.offset()));
+  }
+  if (!v1::Uploading::Type_IsValid(request.type())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "type must be BASIC, CALLS or CHATS, got ", request.type()));
+  }
+  return absl::OkStatus();
+}
+
+std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+UploadingServiceImpl::UploadingServiceImpl(WatchHub* hub, const RpcLog* log,
+                                           Clock* clock,
+                                           std::string default_token)
+    : hub_(hub), log_(log), clock_(clock),
+      default_token_(std::move(default_token)) {}
+
+grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
+    grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
+    v1::GetUploadingResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = clock_->Now();
+  const int32_t counter = request->counter_id();
+  const int64_t id = request->uploading_id();
+  auto finish = [=, log = log_, clock = clock_](const absl::Status& status,
+                                                 const std::string& fp) {
+    log->Log("GetUploading", counter, id, status, clock->Now() - start, fp);
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  if (absl::Status s = ValidateIds(counter, id); !s.ok()) {
+    finish(s, "");
+    return reactor;
+  }
+  absl::StatusOr<Credentials> credentials =
+      ResolveCredentials(AuthorizationOf(*context), default_token_);
+  if (!credentials.ok()) {
+    finish(credentials.status(), "");
+    return reactor;
+  }
+  // The call, and so `response`, lives until Finish.
+  hub_->Get(*credentials, counter, id,
+            [finish, response, fp = credentials->fingerprint()](
+                absl::StatusOr<UploadingState> state) {
+              if (state.ok()) {
+                *response->mutable_uploading() = std::move(state->uploading);
+              }
+              finish(state.status(), fp);
+            });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
+    grpc::CallbackServerContext* context,
+    const v1::ListUploadingsRequest* request,
+    v1::ListUploadingsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = clock_->Now();
+  const int32_t counter = request->counter_id();
+  auto finish = [=, log = log_, clock = clock_](const absl::Status& status,
+                                                 const std::string& fp) {
+    log->Log("ListUploadings", counter, 0, status, clock->Now() - start, fp);
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  if (absl::Status s = ValidateList(*request); !s.ok()) {
+    finish(s, "");
+    return reactor;
+  }
+  absl::StatusOr<Credentials> credentials =
+      ResolveCredentials(AuthorizationOf(*context), default_token_);
+  if (!credentials.ok()) {
+    finish(credentials.status(), "");
+    return reactor;
+  }
+  ListParams params;
+  params.counter_id = counter;
+  params.limit = request->limit();
+  params.offset = request->offset();
+  params.type = request->type();
+  hub_->List(*credentials, params,
+             [finish, response, fp = credentials->fingerprint()](
+                 absl::StatusOr<v1::ListUploadingsResponse> list) {
+               if (list.ok()) *response = std::move(*list);
+               finish(list.status(), fp);
+             });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchUploadingResponse>*
+UploadingServiceImpl::WatchUploading(grpc::CallbackServerContext* context,
+                                     const v1::WatchUploadingRequest* request) {
+  return new WatchReactor(hub_, log_, clock_, context, *request,
+                          default_token_);
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,70 @@
+#ifndef UPLOADWATCH_SERVICE_GRPC_WATCH_REACTOR_H_
+#define UPLOADWATCH_SERVICE_GRPC_WATCH_REACTOR_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "metrika/offline_conversions/v1/uploading_service.pb.h"
+#include "service/common/clock.h"
+#include "service/core/watch_hub.h"
+#include "service/grpc/rpc_log.h"
+
+namespace uploadwatch {
+
+// One WatchUploading stream, after gRPC's own health Watch: subscribe, send
+// the current state first, at most one write in flight with the latest state
+// winning, exactly one Finish, and cleanup in OnDone (which deletes it).
+class WatchReactor final
+    : public grpc::ServerWriteReactor<
+          metrika::offline_conversions::v1::WatchUploadingResponse>,
+      public WatchHub::Subscriber {
+ public:
+  WatchReactor(WatchHub* hub, const RpcLog* log, Clock* clock,
+               grpc::CallbackServerContext* context,
+               const metrika::offline_conversions::v1::WatchUploadingRequest&
+                   request,
+               const std::string& default_token);
+
+  // WatchHub::Subscriber (called under the hub's lock).
+  void OnState(const UploadingState& state, bool terminal) override;
+  void OnError(const absl::Status& status) override;
+
+  // grpc::ServerWriteReactor
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  WatchHub* const hub_;
+  const RpcLog* const log_;
+  Clock* const clock_;
+  const absl::Time start_;
+  const int32_t counter_id_;
+  const int64_t uploading_id_;
+  std::string token_fingerprint_;
+
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // Latest state not yet written; a newer one replaces it (latest wins).
+  std::optional<metrika::offline_conversions::v1::WatchUploadingResponse>
+      pending_ ABSL_GUARDED_BY(mu_);
+  // Ends the stream once nothing is left to write.
+  std::optional<absl::Status> pending_error_ ABSL_GUARDED_BY(mu_);
+  // The message being written; gRPC reads it until OnWriteDone.
+  metrika::offline_conversions::v1::WatchUploadingResponse in_flight_
+      ABSL_GUARDED_BY(mu_);
+  int64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_GRPC_WATCH_REACTOR_H_

@@ -1,0 +1,138 @@
+// uploading_server: the uploadwatch gRPC server. Parses flags, wires the real
+// parts together (libcurl upstream, hub, gRPC), serves until SIGINT/SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "service/metrica/curl_metrica_client.h"
+#include "service/server/uploading_server.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address host:port");
+ABSL_FLAG(std::string, upstream_url, "https://api-metrika.yandex.net",
+          "Metrica API base URL (plain http only for loopback hosts)");
+ABSL_FLAG(absl::Duration, poll_interval, absl::Seconds(30),
+          "how often a watched uploading is polled");
+ABSL_FLAG(absl::Duration, cache_ttl, absl::Seconds(5),
+          "how long a non-terminal state answers GetUploading without asking "
+          "Metrica (at most --poll_interval)");
+ABSL_FLAG(absl::Duration, terminal_cache_ttl, absl::Hours(24),
+          "how long a terminal state (PROCESSED, LINKAGE_FAILURE) is served "
+          "from cache");
+ABSL_FLAG(absl::Duration, upstream_timeout, absl::Seconds(20),
+          "deadline of one upstream request, retries included");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "on SIGTERM/SIGINT, how long calls in progress may take to finish");
+ABSL_FLAG(int, max_watches, 20000, "cap on open WatchUploading streams");
+ABSL_FLAG(int, max_in_flight_per_token, 3,
+          "parallel upstream requests per token (Metrica allows 3)");
+ABSL_FLAG(double, max_requests_per_second, 25,
+          "upstream requests per second for the process (Metrica allows 30 "
+          "per IP)");
+ABSL_FLAG(std::string, oauth_token_file, "",
+          "file holding the server's Metrica OAuth token (else the "
+          "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
+          "a flag value: it would show in ps");
+
+namespace {
+
+// The server's own token: --oauth_token_file, else METRIKA_OAUTH_TOKEN.
+absl::StatusOr<std::string> ServerToken() {
+  const std::string path = absl::GetFlag(FLAGS_oauth_token_file);
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read --oauth_token_file ", path));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return std::string(absl::StripAsciiWhitespace(text.str()));
+  }
+  const char* env = std::getenv("METRIKA_OAUTH_TOKEN");
+  return std::string(env == nullptr ? "" : absl::StripAsciiWhitespace(env));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "uploadwatch gRPC server: the status of Yandex Metrica offline-conversion "
+      "uploads.\nToken: METRIKA_OAUTH_TOKEN or --oauth_token_file; calls may "
+      "bring their own in 'authorization: OAuth <token>' metadata.");
+  absl::ParseCommandLine(argc, argv);
+
+  // Signals are taken by sigwait below; block them before any thread starts
+  // so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::string> token = ServerToken();
+  if (!token.ok()) {
+    std::fprintf(stderr, "uploading_server: %s\n",
+                 std::string(token.status().message()).c_str());
+    return 2;
+  }
+
+  uploadwatch::CurlMetricaClient::Options upstream_options;
+  upstream_options.base_url = absl::GetFlag(FLAGS_upstream_url);
+  upstream_options.quota.max_in_flight_per_token =
+      absl::GetFlag(FLAGS_max_in_flight_per_token);
+  upstream_options.quota.requests_per_second =
+      absl::GetFlag(FLAGS_max_requests_per_second);
+  auto upstream = uploadwatch::CurlMetricaClient::Create(upstream_options);
+  if (!upstream.ok()) {
+    std::fprintf(stderr, "uploading_server: %s\n",
+                 std::string(upstream.status().message()).c_str());
+    return 2;
+  }
+
+  uploadwatch::ServerConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.default_token = *token;
+  config.hub.poll_interval = absl::GetFlag(FLAGS_poll_interval);
+  config.hub.cache_ttl = absl::GetFlag(FLAGS_cache_ttl);
+  config.hub.terminal_ttl = absl::GetFlag(FLAGS_terminal_cache_ttl);
+  config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
+  config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
+  if (config.hub.poll_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "uploading_server: --poll_interval must be > 0\n");
+    return 2;
+  }
+  auto server =
+      uploadwatch::UploadingServer::Start(config, *std::move(upstream));
+  if (!server.ok()) {
+    std::fprintf(stderr, "uploading_server: %s\n",
+                 std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "uploading_server: serving on port %d (upstream %s, poll every "
+               "%s, %s)\n",
+               (*server)->port(), upstream_options.base_url.c_str(),
+               absl::FormatDuration(config.hub.poll_interval).c_str(),
+               token->empty() ? "no server token: calls must send their own"
+                              : "server token set");
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  std::fprintf(stderr, "uploading_server: %s, shutting down (grace %s)\n",
+               signal == SIGINT ? "SIGINT" : "SIGTERM",
+               absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace)).c_str());
+  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  std::fprintf(stderr, "uploading_server: stopped\n");
+  return 0;
+}

@@ -1,0 +1,63 @@
+#include "service/server/uploading_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace uploadwatch {
+
+absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
+    ServerConfig config, std::unique_ptr<MetricaClient> upstream) {
+  std::unique_ptr<UploadingServer> s(new UploadingServer());
+  s->log_ = std::make_unique<RpcLog>(config.log_sink);
+  s->scheduler_ = std::make_unique<ThreadScheduler>();
+  s->upstream_ = std::move(upstream);
+  s->hub_ = std::make_unique<WatchHub>(s->upstream_.get(), s->scheduler_.get(),
+                                       config.clock, config.hub);
+  s->service_ = std::make_unique<UploadingServiceImpl>(
+      s->hub_.get(), s->log_.get(), config.clock, config.default_token);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+                           &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  // Watches idle for hours: ping to keep proxies from dropping them and to
+  // notice dead clients; let clients ping us as often as every 10 s.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 120 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    s->hub_->Shutdown(absl::UnavailableError("server failed to start"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", config.listen,
+        " (address in use, or not a valid host:port?)"));
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  return s;
+}
+
+void UploadingServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  hub_->Shutdown(absl::UnavailableError(
+      "uploadwatch server is shutting down; re-watch to reconnect (the first "
+      "message repeats the current state)"));
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server_->Wait();
+  // Late upstream callbacks now find an empty hub (see WatchHub).
+  upstream_.reset();
+  scheduler_.reset();
+}
+
+UploadingServer::~UploadingServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace uploadwatch

@@ -1,0 +1,69 @@
+#ifndef UPLOADWATCH_SERVICE_SERVER_UPLOADING_SERVER_H_
+#define UPLOADWATCH_SERVICE_SERVER_UPLOADING_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "service/common/clock.h"
+#include "service/core/scheduler.h"
+#include "service/core/watch_hub.h"
+#include "service/grpc/rpc_log.h"
+#include "service/grpc/uploading_service_impl.h"
+#include "service/metrica/metrica_client.h"
+
+namespace uploadwatch {
+
+struct ServerConfig {
+  // host:port; port 0 picks a free one (see UploadingServer::port()).
+  std::string listen = "0.0.0.0:50051";
+  // The server's own Metrica token ("" for none: calls must bring theirs).
+  std::string default_token;
+  WatchHub::Options hub;
+  // Requests are a few ids: anything bigger is a mistake or an attack.
+  int max_receive_message_bytes = 64 * 1024;
+  // RPC log destination; stderr when unset.
+  RpcLog::Sink log_sink;
+  Clock* clock = Clock::Real();
+};
+
+// The whole service wired together: upstream client, scheduler, hub, the
+// gRPC UploadingService plus health and reflection, on one listening port.
+class UploadingServer {
+ public:
+  // Starts serving. `upstream` is Metrica (a CurlMetricaClient in production).
+  static absl::StatusOr<std::unique_ptr<UploadingServer>> Start(
+      ServerConfig config, std::unique_ptr<MetricaClient> upstream);
+
+  // Shuts down with no grace if Shutdown() was not called.
+  ~UploadingServer();
+
+  int port() const { return port_; }
+
+  // Graceful stop: health turns NOT_SERVING, open watches end with
+  // UNAVAILABLE telling clients to re-watch, new calls are refused, unary
+  // calls in progress get until `grace` to finish. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  WatchHub::Stats stats() { return hub_->stats(); }
+
+ private:
+  UploadingServer() = default;
+
+  // Destroyed bottom-up; the hub outlives the client and scheduler (see
+  // WatchHub), the service outlives the gRPC server.
+  std::unique_ptr<RpcLog> log_;
+  std::unique_ptr<WatchHub> hub_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<MetricaClient> upstream_;
+  std::unique_ptr<UploadingServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_SERVER_UPLOADING_SERVER_H_
