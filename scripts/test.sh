@@ -27,5 +27,21 @@ if [[ $build_rc -ne 0 && ! -s "$log.failed" && $test_rc -eq 0 ]]; then
   echo "//:build" >>"$log.failed"; echo "//:build" >>"$log.targets"   # non-test targets failed to build
 fi
 summary=$(python3 scripts/lib/count_tests.py "$(bazel info bazel-testlogs 2>/dev/null)" "$log.targets" "$log.failed")
-echo "$summary"
-[[ $test_rc -eq 0 && $build_rc -eq 0 && "$summary" == *" 0 failed" ]]
+echo "bazel tests: $summary" >&2
+read -r passed _ failed _ <<<"$summary"
+
+# The Python and Node clients against a real server (whole-suite runs only).
+client_rc=0
+if [[ $# -eq 0 && -x scripts/lib/client_tests.sh ]]; then
+  client_summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
+  client_rc=${PIPESTATUS[0]}
+  if [[ "$client_summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+  else
+    failed=$((failed + 1))  # the client suite did not even report
+  fi
+  ((client_rc == 0)) || ((failed > 0)) || failed=1
+fi
+
+echo "$passed passed, $failed failed"
+[[ $test_rc -eq 0 && $build_rc -eq 0 && $client_rc -eq 0 && $failed -eq 0 ]]

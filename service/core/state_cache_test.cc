@@ -1,0 +1,90 @@
+#include "service/core/state_cache.h"
+
+#include "gtest/gtest.h"
+
+namespace uploadwatch {
+namespace {
+
+const UploadingKey kKey{"fp-a", 2215573, 12};
+const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+v1::Uploading Make(v1::Uploading::Status status, int linked = 0) {
+  v1::Uploading u;
+  u.set_id(12);
+  u.set_status(status);
+  u.set_linked_quantity(linked);
+  return u;
+}
+
+StateCache::Options Opts() {
+  return {.fresh_for = absl::Seconds(5),
+          .terminal_fresh_for = absl::Hours(24),
+          .retention = absl::Hours(1)};
+}
+
+TEST(StateCache, VersionsCountChangesOfAnyField) {
+  StateCache cache(Opts());
+  bool changed = false;
+  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, &changed).version, 1);
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0 + absl::Seconds(1), &changed).version, 1);
+  EXPECT_FALSE(changed);
+  const UploadingState& s =
+      cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(2), &changed);
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(s.version, 2);
+  EXPECT_EQ(s.observe_time, kT0 + absl::Seconds(2));
+  EXPECT_EQ(s.check_time, kT0 + absl::Seconds(2));
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(3), &changed);
+  EXPECT_EQ(cache.Find(kKey)->observe_time, kT0 + absl::Seconds(2));  // unchanged
+  EXPECT_EQ(cache.Find(kKey)->check_time, kT0 + absl::Seconds(3));    // confirmed
+}
+
+TEST(StateCache, NonTerminalStatesGoStaleTerminalOnesDoNot) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  EXPECT_TRUE(cache.GetFresh(kKey, kT0 + absl::Seconds(5)).has_value());
+  EXPECT_FALSE(cache.GetFresh(kKey, kT0 + absl::Seconds(6)).has_value());
+  EXPECT_NE(cache.Find(kKey), nullptr);  // still known, for its version
+
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, &changed);
+  EXPECT_TRUE(cache.GetFresh(kKey, kT0 + absl::Hours(23)).has_value());
+  EXPECT_FALSE(cache.GetFresh(kKey, kT0 + absl::Hours(25)).has_value());
+}
+
+TEST(StateCache, KeysKeepTenantsApart) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, &changed);
+  UploadingKey other = kKey;
+  other.token_fingerprint = "fp-b";
+  EXPECT_FALSE(cache.GetFresh(other, kT0).has_value());
+  EXPECT_EQ(cache.Find(other), nullptr);
+}
+
+TEST(StateCache, SweepDropsWhatWasNotUsedForTheRetention) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  UploadingKey used = kKey;
+  used.uploading_id = 13;
+  cache.Record(used, Make(v1::Uploading::MATCHED), kT0, &changed);
+  cache.Record(used, Make(v1::Uploading::MATCHED), kT0 + absl::Minutes(50), &changed);
+  EXPECT_EQ(cache.Sweep(kT0 + absl::Minutes(61)), 1u);
+  EXPECT_EQ(cache.Find(kKey), nullptr);
+  EXPECT_NE(cache.Find(used), nullptr);
+}
+
+TEST(IsTerminal, OnlyProcessedAndLinkageFailure) {
+  for (int s = 0; s <= 6; ++s) {
+    const auto status = static_cast<v1::Uploading::Status>(s);
+    EXPECT_EQ(IsTerminal(Make(status)),
+              status == v1::Uploading::PROCESSED ||
+                  status == v1::Uploading::LINKAGE_FAILURE)
+        << s;
+  }
+}
+
+}  // namespace
+}  // namespace uploadwatch
