@@ -20,7 +20,7 @@ other languages run `protoc -I proto`.
 def _strip(path, suffix):
     return path[:-len(suffix)] if path.endswith(suffix) else path
 
-def cc_grpc_proto(name, srcs, deps = [], grpc = False, mock = False, visibility = None, proto_deps = []):
+def cc_grpc_proto(name, srcs, deps = [], grpc = False, mock = False, visibility = None, proto_deps = [], testonly = False):
     """Generates and compiles srcs; proto_deps are .proto files they import."""
     pkg = native.package_name()
     bases = [_strip(s, ".proto") for s in srcs]
@@ -59,6 +59,7 @@ def cc_grpc_proto(name, srcs, deps = [], grpc = False, mock = False, visibility 
             plugin = plugin_flags,
         ),
         message = "protoc " + " ".join(srcs),
+        testonly = testonly,
     )
 
     native.cc_library(
@@ -68,4 +69,5 @@ def cc_grpc_proto(name, srcs, deps = [], grpc = False, mock = False, visibility 
         includes = ["."],
         deps = deps + ["@grpc"],
         visibility = visibility,
+        testonly = testonly,
     )
