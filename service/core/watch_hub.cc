@@ -24,6 +24,11 @@ bool IsPermanent(const absl::Status& status) {
 }
 
 constexpr absl::Duration kSweepEvery = absl::Minutes(1);
+// Metrica's bound on `limit`.
+constexpr int32_t kMaxPageSize = 10000;
+// Batched pages are at least this big: recent uploadings, the ones still
+// moving, come first, so one page usually covers everything watched.
+constexpr int32_t kMinPageSize = 100;
 
 }  // namespace
 
@@ -58,11 +63,11 @@ void WatchHub::Run(Actions& actions) {
 // ---------------------------------------------------------------- fetching
 
 void WatchHub::StartFetchLocked(const UploadingKey& key,
-                                const std::string& token, bool for_poller,
+                                const std::string& token, bool for_group,
                                 StateCallback waiter, Actions& after) {
   auto [it, inserted] = flights_.try_emplace(key);
   Flight& flight = it->second;
-  if (for_poller) flight.poller_waiting = true;
+  if (for_group) flight.group_waiting = true;
   if (waiter) flight.waiters.push_back(std::move(waiter));
   if (!inserted) return;  // joins the request already on its way
   const uint64_t seq = next_seq_++;
@@ -83,6 +88,38 @@ void WatchHub::StartFetchLocked(const UploadingKey& key,
       if (!orphaned) f->second.request = id;
     }
     // Everyone left before the request went out: call it off.
+    if (orphaned) client_->Cancel(id);
+  });
+}
+
+void WatchHub::StartListLocked(const ListKey& key, const std::string& token,
+                               bool for_group, ListCallback waiter,
+                               Actions& after) {
+  auto [it, inserted] = list_flights_.try_emplace(key);
+  if (for_group) it->second.group_waiting = true;
+  if (waiter) it->second.waiters.push_back(std::move(waiter));
+  if (!inserted) return;
+  const uint64_t seq = next_seq_++;
+  it->second.seq = seq;
+  ListParams params;
+  params.counter_id = key.counter_id;
+  params.limit = key.limit;
+  params.offset = key.offset;
+  params.type = static_cast<v1::Uploading::Type>(key.type);
+  const absl::Time deadline = clock_->Now() + options_.upstream_timeout;
+  after.push_back([this, key, token, params, seq, deadline] {
+    const MetricaClient::RequestId id = client_->ListUploadings(
+        token, params, deadline,
+        [this, key, seq](absl::StatusOr<v1::ListUploadingsResponse> r) {
+          OnListed(key, seq, std::move(r));
+        });
+    bool orphaned;
+    {
+      absl::MutexLock lock(&mu_);
+      auto f = list_flights_.find(key);
+      orphaned = f == list_flights_.end() || f->second.seq != seq;
+      if (!orphaned) f->second.request = id;
+    }
     if (orphaned) client_->Cancel(id);
   });
 }
@@ -111,13 +148,12 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
                          absl::StatusOr<v1::GetUploadingResponse> result) {
   std::vector<StateCallback> waiters;
   absl::StatusOr<UploadingState> answer = absl::UnknownError("");
-  Actions after;
   {
     absl::MutexLock lock(&mu_);
     auto f = flights_.find(key);
     if (f == flights_.end() || f->second.seq != seq) return;  // called off
     waiters = std::move(f->second.waiters);
-    const bool poller_waited = f->second.poller_waiting;
+    const bool group_waited = f->second.group_waiting;
     flights_.erase(f);
     const absl::Time now = clock_->Now();
 
@@ -130,79 +166,139 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
       UploadingState state;
       RecordLocked(key, result->uploading(), now, &state);
       answer = std::move(state);
-      auto p = pollers_.find(key);
-      if (p != pollers_.end()) {
-        p->second.failures = 0;
-        if (poller_waited) {
-          SchedulePollLocked(key, p->second, now + options_.poll_interval);
-        }
-      }
     } else {
       answer = result.status();
-      PollErrorLocked(key, result.status(), poller_waited, now);
+      FailPollerLocked(key, result.status());
+    }
+    auto g = groups_.find(GroupOf(key));
+    if (group_waited) {
+      EndRoundLocked(GroupOf(key), result.status(), now);
+    } else if (g != groups_.end() && pollers_.contains(key) &&
+               !g->second.polling && g->second.timer == 0) {
+      // A watcher's first fetch: the group's timer takes over from here.
+      EndRoundLocked(GroupOf(key), result.status(), now);
     }
   }
   for (auto& waiter : waiters) std::move(waiter)(answer);
 }
 
-void WatchHub::PollErrorLocked(const UploadingKey& key,
-                               const absl::Status& status, bool poller_waited,
-                               absl::Time now) {
+void WatchHub::FailPollerLocked(const UploadingKey& key,
+                                const absl::Status& status) {
+  if (!IsPermanent(status)) return;
   auto p = pollers_.find(key);
   if (p == pollers_.end()) return;
-  Poller& poller = p->second;
-  if (IsPermanent(status)) {
-    for (Subscriber* s : poller.subscribers) s->OnError(status);
-    Actions none;
-    RemovePollerLocked(key, none);
+  for (Subscriber* s : p->second.subscribers) s->OnError(status);
+  Actions none;
+  RemovePollerLocked(key, none);
+}
+
+void WatchHub::EndRoundLocked(const GroupKey& key, const absl::Status& status,
+                              absl::Time now) {
+  auto g = groups_.find(key);
+  if (g == groups_.end()) return;
+  Group& group = g->second;
+  group.polling = false;
+  group.unseen.clear();
+  if (group.ids.empty()) {
+    groups_.erase(g);
     return;
   }
-  if (!poller_waited || status.code() == absl::StatusCode::kCancelled) return;
-  // Transient: the fetcher has already retried; wait longer each time so a
-  // struggling Metrica is not hammered, but at least as long as it asked.
-  poller.failures += 1;
   absl::Duration delay = options_.poll_interval;
-  for (int i = 1; i < poller.failures && delay < options_.max_backoff; ++i) {
-    delay *= 2;
+  if (status.ok() || IsPermanent(status) ||
+      status.code() == absl::StatusCode::kCancelled) {
+    group.failures = 0;
+  } else {
+    // Transient: the fetcher has already retried; wait longer each time so a
+    // struggling Metrica is not hammered, but at least as long as it asked.
+    group.failures += 1;
+    for (int i = 1; i < group.failures && delay < options_.max_backoff; ++i) {
+      delay *= 2;
+    }
+    delay = std::min(delay, options_.max_backoff);
+    if (auto asked = GetRetryDelay(status)) delay = std::max(delay, *asked);
   }
-  delay = std::min(delay, options_.max_backoff);
-  if (auto asked = GetRetryDelay(status)) delay = std::max(delay, *asked);
-  SchedulePollLocked(key, poller, now + delay);
+  if (group.timer != 0) scheduler_->Cancel(group.timer);
+  group.timer =
+      scheduler_->RunAt(now + delay, [this, key] { OnGroupTimer(key); });
 }
 
-void WatchHub::SchedulePollLocked(const UploadingKey& key, Poller& poller,
-                                  absl::Time when) {
-  if (poller.timer != 0) scheduler_->Cancel(poller.timer);
-  poller.timer = scheduler_->RunAt(when, [this, key] { OnPollTimer(key); });
-}
-
-void WatchHub::OnPollTimer(const UploadingKey& key) {
+void WatchHub::OnGroupTimer(const GroupKey& key) {
   Actions after;
   {
     absl::MutexLock lock(&mu_);
-    auto p = pollers_.find(key);
-    if (p == pollers_.end()) return;
-    p->second.timer = 0;
-    StartFetchLocked(key, p->second.token, /*for_poller=*/true, nullptr,
-                     after);
+    auto g = groups_.find(key);
+    if (g == groups_.end()) return;
+    Group& group = g->second;
+    group.timer = 0;
+    if (group.ids.empty()) {
+      groups_.erase(g);
+      return;
+    }
+    group.polling = true;
+    if (group.ids.size() < std::max<size_t>(options_.batch_min_uploadings, 2)) {
+      const int64_t id = *group.ids.begin();
+      StartFetchLocked(UploadingKey{key.token_fingerprint, key.counter_id, id},
+                       group.token, /*for_group=*/true, nullptr, after);
+    } else {
+      group.page = 0;
+      group.page_size = static_cast<int32_t>(std::clamp<size_t>(
+          group.ids.size() * 2, kMinPageSize, kMaxPageSize));
+      group.unseen = group.ids;
+      ContinueBatchLocked(key, group, clock_->Now(), after);
+    }
   }
   Run(after);
+}
+
+// Fetches the next page of a batched round, or ends the round with Gets for
+// what the pages did not show.
+void WatchHub::ContinueBatchLocked(const GroupKey& key, Group& group,
+                                   absl::Time now, Actions& after) {
+  // Only uploadings still watched matter.
+  for (auto it = group.unseen.begin(); it != group.unseen.end();) {
+    if (!group.ids.contains(*it)) {
+      group.unseen.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (!group.unseen.empty() && group.page < options_.batch_max_pages) {
+    const ListKey list{key.token_fingerprint, key.counter_id, group.page_size,
+                       group.page * group.page_size,
+                       static_cast<int32_t>(v1::Uploading::TYPE_UNSPECIFIED)};
+    group.page += 1;
+    StartListLocked(list, group.token, /*for_group=*/true, nullptr, after);
+    return;
+  }
+  // Not on the pages (older, or another type): one Get each.
+  for (int64_t id : group.unseen) {
+    StartFetchLocked(UploadingKey{key.token_fingerprint, key.counter_id, id},
+                     group.token, /*for_group=*/false, nullptr, after);
+  }
+  EndRoundLocked(key, absl::OkStatus(), now);
 }
 
 void WatchHub::RemovePollerLocked(const UploadingKey& key, Actions& after) {
   auto p = pollers_.find(key);
   if (p == pollers_.end()) return;
-  if (p->second.timer != 0) scheduler_->Cancel(p->second.timer);
   for (Subscriber* s : p->second.subscribers) subscribers_.erase(s);
   pollers_.erase(p);
+  auto g = groups_.find(GroupOf(key));
+  if (g != groups_.end()) {
+    g->second.ids.erase(key.uploading_id);
+    if (g->second.ids.empty() && !g->second.polling) {
+      if (g->second.timer != 0) scheduler_->Cancel(g->second.timer);
+      groups_.erase(g);
+    }
+  }
   // Nobody else waits for its request: stop it, Metrica's quota is precious.
   auto f = flights_.find(key);
-  if (f == flights_.end()) return;
-  f->second.poller_waiting = false;
-  if (!f->second.waiters.empty()) return;
+  if (f == flights_.end() || !f->second.waiters.empty()) return;
   const MetricaClient::RequestId request = f->second.request;
+  const bool group_waited = f->second.group_waiting;
   flights_.erase(f);
   if (request != 0) after.push_back([this, request] { client_->Cancel(request); });
+  if (group_waited) EndRoundLocked(GroupOf(key), absl::OkStatus(), clock_->Now());
 }
 
 // ---------------------------------------------------------------- Get / List
@@ -210,38 +306,35 @@ void WatchHub::RemovePollerLocked(const UploadingKey& key, Actions& after) {
 void WatchHub::Get(const Credentials& credentials, int32_t counter_id,
                    int64_t uploading_id, StateCallback done) {
   const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
+  std::optional<absl::StatusOr<UploadingState>> immediate;
   Actions after;
   {
     absl::MutexLock lock(&mu_);
-    if (shut_down_) {
-      std::move(done)(absl::UnavailableError("server is shutting down"));
-      return;
-    }
     // A poller that is running has the freshest state there is.
     std::optional<UploadingState> fresh = cache_.GetFresh(key, clock_->Now());
     auto p = pollers_.find(key);
     if (!fresh && p != pollers_.end() && p->second.has_state) {
       if (const UploadingState* s = cache_.Find(key)) fresh = *s;
     }
-    if (fresh) {
-      after.push_back([done = std::make_shared<StateCallback>(std::move(done)),
-                       state = std::move(*fresh)]() mutable {
-        std::move (*done)(std::move(state));
-      });
+    if (shut_down_) {
+      immediate = absl::UnavailableError("server is shutting down");
+    } else if (fresh) {
+      immediate = std::move(*fresh);
     } else {
-      StartFetchLocked(key, credentials.token(), /*for_poller=*/false,
+      StartFetchLocked(key, credentials.token(), /*for_group=*/false,
                        std::move(done), after);
     }
   }
   Run(after);
+  if (immediate) std::move(done)(*std::move(immediate));
 }
 
 void WatchHub::List(const Credentials& credentials, const ListParams& params,
                     ListCallback done) {
   const ListKey key{credentials.fingerprint(), params.counter_id, params.limit,
                     params.offset, static_cast<int32_t>(params.type)};
-  uint64_t seq = 0;
   std::optional<absl::StatusOr<v1::ListUploadingsResponse>> immediate;
+  Actions after;
   {
     absl::MutexLock lock(&mu_);
     auto cached = list_cache_.find(key);
@@ -251,46 +344,59 @@ void WatchHub::List(const Credentials& credentials, const ListParams& params,
                clock_->Now() - cached->second.fetched <= FreshFor()) {
       immediate = cached->second.response;
     } else {
-      auto [it, inserted] = list_flights_.try_emplace(key);
-      it->second.waiters.push_back(std::move(done));
-      if (!inserted) return;  // joins the request already on its way
-      seq = next_seq_++;
-      it->second.seq = seq;
+      StartListLocked(key, credentials.token(), /*for_group=*/false,
+                      std::move(done), after);
     }
   }
-  if (immediate) {
-    std::move(done)(*std::move(immediate));
-    return;
-  }
-  const MetricaClient::RequestId id = client_->ListUploadings(
-      credentials.token(), params, clock_->Now() + options_.upstream_timeout,
-      [this, key, seq](absl::StatusOr<v1::ListUploadingsResponse> r) {
-        OnListed(key, seq, std::move(r));
-      });
-  absl::MutexLock lock(&mu_);
-  auto f = list_flights_.find(key);
-  if (f != list_flights_.end() && f->second.seq == seq) f->second.request = id;
+  Run(after);
+  if (immediate) std::move(done)(*std::move(immediate));
 }
 
 void WatchHub::OnListed(const ListKey& key, uint64_t seq,
                         absl::StatusOr<v1::ListUploadingsResponse> result) {
   std::vector<ListCallback> waiters;
+  Actions after;
   {
     absl::MutexLock lock(&mu_);
     auto f = list_flights_.find(key);
     if (f == list_flights_.end() || f->second.seq != seq) return;
     waiters = std::move(f->second.waiters);
+    const bool group_waited = f->second.group_waiting;
     list_flights_.erase(f);
+    const absl::Time now = clock_->Now();
+    const GroupKey group_key{key.token_fingerprint, key.counter_id};
+    auto g = groups_.find(group_key);
     if (result.ok()) {
-      const absl::Time now = clock_->Now();
       list_cache_[key] = ListEntry{*result, now};
       // A list is as good as a Get for every uploading in it.
       for (const v1::Uploading& u : result->uploadings()) {
         RecordLocked(UploadingKey{key.token_fingerprint, key.counter_id, u.id()},
                      u, now, nullptr);
+        if (g != groups_.end()) g->second.unseen.erase(u.id());
+      }
+    }
+    if (group_waited && g != groups_.end() && g->second.polling) {
+      if (result.ok()) {
+        if (result->uploadings_size() < key.limit) {
+          g->second.page = options_.batch_max_pages;  // that was the last page
+        }
+        ContinueBatchLocked(group_key, g->second, now, after);
+      } else {
+        if (IsPermanent(result.status())) {
+          // The token cannot read the counter (or it is gone): every watch
+          // of it ends, as a Get would have ended it.
+          std::vector<int64_t> ids(g->second.ids.begin(), g->second.ids.end());
+          for (int64_t id : ids) {
+            FailPollerLocked(
+                UploadingKey{key.token_fingerprint, key.counter_id, id},
+                result.status());
+          }
+        }
+        EndRoundLocked(group_key, result.status(), now);
       }
     }
   }
+  Run(after);
   for (auto& waiter : waiters) std::move(waiter)(result);
 }
 
@@ -325,6 +431,9 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
       }
     } else {
       poller.token = credentials.token();
+      Group& group = groups_[GroupOf(key)];
+      group.token = credentials.token();
+      group.ids.insert(uploading_id);
       const absl::Time now = clock_->Now();
       std::optional<UploadingState> fresh = cache_.GetFresh(key, now);
       if (fresh) {
@@ -333,12 +442,12 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
         subscriber->OnState(*fresh, terminal);
         if (terminal) {
           RemovePollerLocked(key, after);
-        } else {
-          SchedulePollLocked(key, poller,
-                             fresh->check_time + options_.poll_interval);
+        } else if (!group.polling && group.timer == 0) {
+          EndRoundLocked(GroupOf(key), absl::OkStatus(), now);
         }
       } else {
-        StartFetchLocked(key, poller.token, /*for_poller=*/true, nullptr,
+        // The first state as soon as possible, whatever the group's timer.
+        StartFetchLocked(key, poller.token, /*for_group=*/false, nullptr,
                          after);
       }
     }
@@ -374,9 +483,12 @@ void WatchHub::Shutdown(const absl::Status& reason) {
     scheduler_->Cancel(sweep_timer_);
     for (auto& [key, poller] : pollers_) {
       for (Subscriber* s : poller.subscribers) s->OnError(reason);
-      if (poller.timer != 0) scheduler_->Cancel(poller.timer);
+    }
+    for (auto& [key, group] : groups_) {
+      if (group.timer != 0) scheduler_->Cancel(group.timer);
     }
     pollers_.clear();
+    groups_.clear();
     subscribers_.clear();
     for (auto& [key, flight] : flights_) {
       for (auto& w : flight.waiters) gets.push_back(std::move(w));
@@ -416,8 +528,8 @@ void WatchHub::OnSweepTimer() {
 
 WatchHub::Stats WatchHub::stats() {
   absl::MutexLock lock(&mu_);
-  return Stats{subscribers_.size(), pollers_.size(), flights_.size(),
-               cache_.size()};
+  return Stats{subscribers_.size(), pollers_.size(), groups_.size(),
+               flights_.size(), cache_.size()};
 }
 
 }  // namespace uploadwatch

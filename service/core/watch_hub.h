@@ -28,6 +28,9 @@ namespace uploadwatch {
 //   Gets (and polls) share one upstream request ("flight").
 // - Watches subscribe to one Poller per (token, counter, uploading), created
 //   by the first subscriber and stopped when the last one leaves.
+// - Pollers of one (token, counter) form a Group that polls on one timer:
+//   one Get when it has one uploading, else ListUploadings pages (newest
+//   first) with Gets only for uploadings the pages did not show.
 // - Any fetch (Get, List, poll) that observes a change is delivered to the
 //   uploading's subscribers, with a version that increases by one per change.
 // Thread-safe. Shut down in this order: Shutdown(), then destroy the
@@ -50,6 +53,12 @@ class WatchHub {
     absl::Duration max_backoff = absl::Minutes(5);
     // Cap on open watches across the process.
     size_t max_watches = 20000;
+    // When one token watches this many uploadings of one counter or more,
+    // a poll refreshes them all with ListUploadings pages instead of one
+    // Get each.
+    size_t batch_min_uploadings = 2;
+    // List pages per batched poll; uploadings not on them get a Get.
+    int batch_max_pages = 3;
   };
 
   // A watcher. Both methods are called with the hub's lock held: they must
@@ -72,6 +81,7 @@ class WatchHub {
   struct Stats {
     size_t watchers = 0;
     size_t pollers = 0;
+    size_t groups = 0;
     size_t flights = 0;
     size_t cached_states = 0;
   };
@@ -110,15 +120,37 @@ class WatchHub {
     uint64_t seq = 0;  // tells a late callback from a superseded flight
     MetricaClient::RequestId request = 0;  // 0 until the request is issued
     std::vector<StateCallback> waiters;
-    bool poller_waiting = false;  // the key's poller awaits this flight
+    bool group_waiting = false;  // the key's group polls through this flight
   };
   // The shared state of all watchers of one key.
   struct Poller {
     std::string token;  // needed to poll; the only place a token is kept
     absl::flat_hash_set<Subscriber*> subscribers;
     bool has_state = false;  // subscribers have been sent the current state
-    Scheduler::TaskId timer = 0;
-    int failures = 0;  // consecutive transient errors, for backoff
+  };
+  // All pollers of one (token, counter): they poll together.
+  struct GroupKey {
+    std::string token_fingerprint;
+    int32_t counter_id;
+    friend bool operator==(const GroupKey& a, const GroupKey& b) {
+      return a.counter_id == b.counter_id &&
+             a.token_fingerprint == b.token_fingerprint;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const GroupKey& k) {
+      return H::combine(std::move(h), k.token_fingerprint, k.counter_id);
+    }
+  };
+  struct Group {
+    std::string token;
+    absl::flat_hash_set<int64_t> ids;  // uploadings with a poller
+    Scheduler::TaskId timer = 0;  // next poll; 0 while a poll is under way
+    bool polling = false;         // a poll round is under way
+    int failures = 0;             // consecutive transient errors, for backoff
+    // Batched round: the page being fetched and the ids not yet seen.
+    int page = 0;
+    int32_t page_size = 0;
+    absl::flat_hash_set<int64_t> unseen;
   };
   struct ListKey {
     std::string token_fingerprint;
@@ -138,6 +170,7 @@ class WatchHub {
     uint64_t seq = 0;
     MetricaClient::RequestId request = 0;
     std::vector<ListCallback> waiters;
+    bool group_waiting = false;  // a batched poll round awaits this page
   };
   struct ListEntry {
     v1::ListUploadingsResponse response;
@@ -146,23 +179,33 @@ class WatchHub {
   using Actions = std::vector<std::function<void()>>;
 
   absl::Duration FreshFor() const;
+  static GroupKey GroupOf(const UploadingKey& key) {
+    return GroupKey{key.token_fingerprint, key.counter_id};
+  }
   void StartFetchLocked(const UploadingKey& key, const std::string& token,
-                        bool for_poller, StateCallback waiter, Actions& after)
+                        bool for_group, StateCallback waiter, Actions& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartListLocked(const ListKey& key, const std::string& token,
+                       bool for_group, ListCallback waiter, Actions& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnFetched(const UploadingKey& key, uint64_t seq,
                  absl::StatusOr<v1::GetUploadingResponse> result);
   void OnListed(const ListKey& key, uint64_t seq,
                 absl::StatusOr<v1::ListUploadingsResponse> result);
-  void OnPollTimer(const UploadingKey& key);
+  void OnGroupTimer(const GroupKey& key);
   void OnSweepTimer();
+  // Stores a fetched state and delivers it to the key's watchers if changed.
   void RecordLocked(const UploadingKey& key, const v1::Uploading& uploading,
                     absl::Time now, UploadingState* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PollErrorLocked(const UploadingKey& key, const absl::Status& status,
-                       bool poller_waited, absl::Time now)
+  // Ends the watches of `key` if `status` is permanent.
+  void FailPollerLocked(const UploadingKey& key, const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SchedulePollLocked(const UploadingKey& key, Poller& poller,
-                          absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A poll round of `key` ended: schedule the next (backing off on errors).
+  void EndRoundLocked(const GroupKey& key, const absl::Status& status,
+                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ContinueBatchLocked(const GroupKey& key, Group& group, absl::Time now,
+                           Actions& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemovePollerLocked(const UploadingKey& key, Actions& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Actions& actions);
@@ -178,6 +221,7 @@ class WatchHub {
   StateCache cache_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<UploadingKey, Flight> flights_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<UploadingKey, Poller> pollers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<GroupKey, Group> groups_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Subscriber*, UploadingKey> subscribers_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListFlight> list_flights_ ABSL_GUARDED_BY(mu_);

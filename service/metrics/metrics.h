@@ -1,0 +1,92 @@
+#ifndef UPLOADWATCH_SERVICE_METRICS_METRICS_H_
+#define UPLOADWATCH_SERVICE_METRICS_METRICS_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace uploadwatch {
+
+// A small Prometheus registry: counters, histograms and callback gauges,
+// rendered in the text exposition format 0.0.4. Debian ships no C++
+// Prometheus client, and the format is small and stable.
+//
+// Label values are the caller's responsibility: never put a token in one
+// (use its fingerprint). Thread-safe.
+class Metrics {
+ public:
+  using Labels = std::vector<std::string>;  // values, in label_names order
+
+  class Counter {
+   public:
+    void Inc(const Labels& labels, double by = 1);
+
+   private:
+    friend class Metrics;
+    absl::Mutex mu_;
+    std::map<Labels, double> values_ ABSL_GUARDED_BY(mu_);
+  };
+
+  class Histogram {
+   public:
+    void Observe(const Labels& labels, double value);
+    void ObserveDuration(const Labels& labels, absl::Duration d) {
+      Observe(labels, absl::ToDoubleSeconds(d));
+    }
+
+   private:
+    friend class Metrics;
+    struct Series {
+      std::vector<uint64_t> buckets;  // cumulative at render time only
+      double sum = 0;
+      uint64_t count = 0;
+    };
+    explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {}
+    const std::vector<double> bounds_;
+    absl::Mutex mu_;
+    std::map<Labels, Series> series_ ABSL_GUARDED_BY(mu_);
+  };
+
+  // Returns the current samples of a gauge family.
+  using GaugeReader = std::function<std::vector<std::pair<Labels, double>>()>;
+
+  Metrics() = default;
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Families live as long as the registry; the pointers stay valid.
+  Counter* AddCounter(std::string name, std::string help,
+                      std::vector<std::string> label_names);
+  Histogram* AddHistogram(std::string name, std::string help,
+                          std::vector<std::string> label_names,
+                          std::vector<double> bounds);
+  void AddGauge(std::string name, std::string help,
+                std::vector<std::string> label_names, GaugeReader reader);
+
+  // Latency buckets in seconds, 1 ms .. 30 s.
+  static std::vector<double> LatencyBuckets();
+
+  // The whole registry in Prometheus text format.
+  std::string Render() const;
+
+ private:
+  struct Family {
+    std::string name, help, type;
+    std::vector<std::string> label_names;
+    std::unique_ptr<Counter> counter;
+    std::unique_ptr<Histogram> histogram;
+    GaugeReader gauge;
+  };
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Family>> families_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_METRICS_METRICS_H_

@@ -1,0 +1,166 @@
+// Batched polling: one token watching many uploadings of one counter costs
+// one ListUploadings per poll interval, not one Get per uploading.
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "tests/service_fixture.h"
+
+namespace uploadwatch::testing {
+namespace {
+
+class BatchingTest : public ServiceTest {
+ protected:
+  struct Counts {
+    int lists = 0;
+    int gets = 0;
+  };
+  Counts CountRequests() {
+    Counts c;
+    for (const auto& r : metrica_.requests()) {
+      if (absl::EndsWith(r.path, "/uploadings")) ++c.lists;
+      if (absl::StrContains(r.path, "/uploading/")) ++c.gets;
+    }
+    return c;
+  }
+
+  // Opens a watch and waits for its first message.
+  struct OpenWatch {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchUploadingResponse>> reader;
+  };
+  OpenWatch Watch(int64_t id) {
+    OpenWatch w{Context(absl::Seconds(30)), nullptr};
+    v1::WatchUploadingRequest request;
+    request.set_counter_id(kCounter);
+    request.set_uploading_id(id);
+    w.reader = stub_->WatchUploading(w.ctx.get(), request);
+    v1::WatchUploadingResponse m;
+    EXPECT_TRUE(w.reader->Read(&m));
+    return w;
+  }
+};
+
+TEST_F(BatchingTest, ManyWatchedUploadingsCostOneListPerInterval) {
+  constexpr int kUploadings = 8, kWatchersEach = 3;
+  for (int id = 1; id <= kUploadings; ++id) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::EXPORTED));
+  }
+  StartServer();
+  std::vector<OpenWatch> watches;
+  for (int id = 1; id <= kUploadings; ++id) {
+    for (int i = 0; i < kWatchersEach; ++i) watches.push_back(Watch(id));
+  }
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(1000));  // ten poll intervals
+  Counts c = CountRequests();
+  EXPECT_EQ(c.gets, 0);
+  EXPECT_GE(c.lists, 8);
+  EXPECT_LE(c.lists, 11);
+  // Naive polling would have cost kUploadings * kWatchersEach * 10 = 240.
+
+  // A change seen through the list reaches every watcher of that uploading.
+  v1::Uploading moved = MakeUploading(5, v1::Uploading::PROCESSED);
+  metrica_.SetUploading(kCounter, moved);
+  for (int i = 0; i < kWatchersEach; ++i) {
+    auto& w = watches[(5 - 1) * kWatchersEach + i];
+    v1::WatchUploadingResponse m;
+    ASSERT_TRUE(w.reader->Read(&m));
+    EXPECT_EQ(m.uploading().status(), v1::Uploading::PROCESSED);
+    EXPECT_TRUE(m.terminal());
+    EXPECT_FALSE(w.reader->Read(&m));
+    EXPECT_TRUE(w.reader->Finish().ok());
+  }
+  for (auto& w : watches) w.ctx->TryCancel();
+}
+
+TEST_F(BatchingTest, PagesAreFetchedOnlyAsFarAsNeeded) {
+  for (int id = 1; id <= 150; ++id) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  StartServer();
+  // 150 and 149 are on the first page (newest first, 100 a page); 1 is not.
+  std::vector<OpenWatch> watches;
+  watches.push_back(Watch(150));
+  watches.push_back(Watch(149));
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(500));
+  Counts first_page_only = CountRequests();
+  for (const auto& r : metrica_.requests()) {
+    EXPECT_THAT(r.query, ::testing::Not(::testing::HasSubstr("offset=")));  // first page
+  }
+  EXPECT_EQ(first_page_only.gets, 0);
+
+  watches.push_back(Watch(1));
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(500));
+  Counts two_pages = CountRequests();
+  EXPECT_EQ(two_pages.gets, 0);
+  bool saw_second_page = false;
+  for (const auto& r : metrica_.requests()) {
+    saw_second_page |= absl::StrContains(r.query, "offset=100");
+  }
+  EXPECT_TRUE(saw_second_page);
+  // Two pages a round instead of one.
+  EXPECT_GE(two_pages.lists, first_page_only.lists + 2);
+  for (auto& w : watches) w.ctx->TryCancel();
+}
+
+TEST_F(BatchingTest, UploadingsNotOnThePagesFallBackToGets) {
+  config_.hub.batch_max_pages = 1;
+  for (int id = 1; id <= 150; ++id) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  v1::Uploading call = MakeUploading(500, v1::Uploading::MATCHED);
+  call.set_type(v1::Uploading::CALLS);  // not in the default (BASIC) list
+  metrica_.AddUploading(kCounter, call);
+  StartServer();
+  std::vector<OpenWatch> watches;
+  watches.push_back(Watch(150));
+  watches.push_back(Watch(1));
+  watches.push_back(Watch(500));
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(500));
+  Counts c = CountRequests();
+  EXPECT_GE(c.lists, 3);
+  // Each round: one list, then a Get for 1 and one for 500.
+  EXPECT_GE(c.gets, 2 * (c.lists - 1));
+  EXPECT_LE(c.gets, 2 * (c.lists + 1));
+  EXPECT_EQ(UpstreamCallsFor(150), 0);
+
+  metrica_.SetUploading(kCounter, [&] {
+    v1::Uploading done = call;
+    done.set_status(v1::Uploading::PROCESSED);
+    return done;
+  }());
+  v1::WatchUploadingResponse m;
+  ASSERT_TRUE(watches[2].reader->Read(&m));
+  EXPECT_EQ(m.uploading().status(), v1::Uploading::PROCESSED);
+  for (auto& w : watches) w.ctx->TryCancel();
+}
+
+TEST_F(BatchingTest, ATokenThatLosesAccessEndsAllItsWatchesOfTheCounter) {
+  for (int id = 1; id <= 3; ++id) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  StartServer();
+  std::vector<OpenWatch> watches;
+  for (int id = 1; id <= 3; ++id) watches.push_back(Watch(id));
+  FakeMetrica::Fault denied;
+  denied.http_status = 403;
+  denied.error_type = "access_denied";
+  denied.times = -1;
+  metrica_.InjectFault(denied);
+  for (auto& w : watches) {
+    v1::WatchUploadingResponse m;
+    while (w.reader->Read(&m)) {
+    }
+    EXPECT_EQ(w.reader->Finish().error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(server_->stats().pollers, 0u);
+  EXPECT_EQ(server_->stats().groups, 0u);
+}
+
+}  // namespace
+}  // namespace uploadwatch::testing
