@@ -55,6 +55,9 @@ class ServiceTest : public ::testing::Test {
     upstream.backoff.initial = absl::Milliseconds(20);
     upstream.backoff.max = absl::Milliseconds(100);
     upstream.max_attempts = 2;
+    // Unlimited unless a test is about the budget: at 100 ms polls a real
+    // daily budget would (rightly) stretch the intervals.
+    upstream.daily_budget.per_token = daily_budget_;
     auto client = CurlMetricaClient::Create(upstream);
     ASSERT_TRUE(client.ok()) << client.status();
     auto server = UploadingServer::Start(config_, *std::move(client));
@@ -120,6 +123,7 @@ class ServiceTest : public ::testing::Test {
     return result;
   }
 
+  int64_t daily_budget_ = 0;
   FakeMetrica metrica_{FakeMetrica::Options{}};
   ServerConfig config_;
   std::unique_ptr<UploadingServer> server_;

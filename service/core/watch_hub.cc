@@ -203,10 +203,22 @@ void WatchHub::EndRoundLocked(const GroupKey& key, const absl::Status& status,
     groups_.erase(g);
     return;
   }
+  const absl::Time when = NextPollLocked(key, group, status, now);
+  if (group.timer != 0) scheduler_->Cancel(group.timer);
+  group.timer = scheduler_->RunAt(when, [this, key] { OnGroupTimer(key); });
+}
+
+absl::Time WatchHub::NextPollLocked(const GroupKey& key, Group& group,
+                                    const absl::Status& status,
+                                    absl::Time now) {
   absl::Duration delay = options_.poll_interval;
+  TokenPace& pace = pace_[key.token_fingerprint];
+  const auto info = GetErrorInfo(status);
+  const bool ours = info && info->domain() == "uploadwatch";
   if (status.ok() || IsPermanent(status) ||
       status.code() == absl::StatusCode::kCancelled) {
     group.failures = 0;
+    pace.exhausted = 0;
   } else {
     // Transient: the fetcher has already retried; wait longer each time so a
     // struggling Metrica is not hammered, but at least as long as it asked.
@@ -216,10 +228,39 @@ void WatchHub::EndRoundLocked(const GroupKey& key, const absl::Status& status,
     }
     delay = std::min(delay, options_.max_backoff);
     if (auto asked = GetRetryDelay(status)) delay = std::max(delay, *asked);
+    if (status.code() == absl::StatusCode::kResourceExhausted && !ours) {
+      // Metrica's quota is per user: every poll of this token would meet
+      // the same answer, so the whole token waits.
+      pace.exhausted += 1;
+      absl::Duration pause = options_.poll_interval;
+      for (int i = 1; i < pace.exhausted && pause < options_.max_backoff; ++i) {
+        pause *= 2;
+      }
+      pause = std::min(pause, options_.max_backoff);
+      if (auto asked = GetRetryDelay(status)) pause = std::max(pause, *asked);
+      pace.paused_until = std::max(pace.paused_until, now + pause);
+    }
   }
-  if (group.timer != 0) scheduler_->Cancel(group.timer);
-  group.timer =
-      scheduler_->RunAt(now + delay, [this, key] { OnGroupTimer(key); });
+  // Spread what is left of today's budget over what is watched until the
+  // reset: G groups polling every I spend G * left / I requests.
+  if (std::optional<QuotaUsage> usage =
+          client_->DailyUsage(key.token_fingerprint)) {
+    const absl::Duration left = usage->resets_at - now;
+    const double spendable =
+        usage->remaining() - options_.budget_reserve * usage->budget;
+    size_t groups = 0;
+    for (const auto& [k, g] : groups_) {
+      if (k.token_fingerprint == key.token_fingerprint && !g.ids.empty()) {
+        ++groups;
+      }
+    }
+    if (spendable < 1) {
+      delay = std::max(delay, left);  // nothing left to poll with today
+    } else if (left > absl::ZeroDuration()) {
+      delay = std::max(delay, left * (static_cast<double>(groups) / spendable));
+    }
+  }
+  return std::max(now + delay, pace.paused_until);
 }
 
 void WatchHub::OnGroupTimer(const GroupKey& key) {
@@ -232,6 +273,13 @@ void WatchHub::OnGroupTimer(const GroupKey& key) {
     group.timer = 0;
     if (group.ids.empty()) {
       groups_.erase(g);
+      return;
+    }
+    // Another group of the token met Metrica's quota meanwhile: wait with it.
+    const absl::Time paused_until = pace_[key.token_fingerprint].paused_until;
+    if (clock_->Now() < paused_until) {
+      group.timer =
+          scheduler_->RunAt(paused_until, [this, key] { OnGroupTimer(key); });
       return;
     }
     group.polling = true;

@@ -31,6 +31,10 @@ namespace uploadwatch {
 // - Pollers of one (token, counter) form a Group that polls on one timer:
 //   one Get when it has one uploading, else ListUploadings pages (newest
 //   first) with Gets only for uploadings the pages did not show.
+// - Polls are paced per token: when the token's groups would spend more than
+//   its remaining daily budget before the reset, every group of the token
+//   polls less often, by the same factor; a RESOURCE_EXHAUSTED from Metrica
+//   pauses all polls of the token, doubling while it persists.
 // - Any fetch (Get, List, poll) that observes a change is delivered to the
 //   uploading's subscribers, with a version that increases by one per change.
 // Thread-safe. Shut down in this order: Shutdown(), then destroy the
@@ -59,6 +63,9 @@ class WatchHub {
     size_t batch_min_uploadings = 2;
     // List pages per batched poll; uploadings not on them get a Get.
     int batch_max_pages = 3;
+    // Share of a token's daily budget (see MetricaClient::DailyUsage) kept
+    // for Gets and Lists of callers: polls stretch to leave it untouched.
+    double budget_reserve = 0.1;
   };
 
   // A watcher. Both methods are called with the hub's lock held: they must
@@ -166,6 +173,11 @@ class WatchHub {
                         k.limit, k.offset, k.type);
     }
   };
+  // Per-token pacing (by fingerprint).
+  struct TokenPace {
+    absl::Time paused_until = absl::InfinitePast();
+    int exhausted = 0;  // consecutive quota errors from Metrica
+  };
   struct ListFlight {
     uint64_t seq = 0;
     MetricaClient::RequestId request = 0;
@@ -204,6 +216,11 @@ class WatchHub {
   // A poll round of `key` ended: schedule the next (backing off on errors).
   void EndRoundLocked(const GroupKey& key, const absl::Status& status,
                       absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The earliest time the group may poll again after a round ending with
+  // `status`: the interval, stretched to the token's budget, after backoff.
+  absl::Time NextPollLocked(const GroupKey& key, Group& group,
+                            const absl::Status& status, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ContinueBatchLocked(const GroupKey& key, Group& group, absl::Time now,
                            Actions& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemovePollerLocked(const UploadingKey& key, Actions& after)
@@ -222,6 +239,7 @@ class WatchHub {
   absl::flat_hash_map<UploadingKey, Flight> flights_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<UploadingKey, Poller> pollers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<GroupKey, Group> groups_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, TokenPace> pace_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Subscriber*, UploadingKey> subscribers_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListFlight> list_flights_ ABSL_GUARDED_BY(mu_);

@@ -24,6 +24,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "service/auth/token.h"
+#include "service/common/status_details.h"
 #include "service/metrica/error_mapping.h"
 #include "service/metrica/json_mapping.h"
 
@@ -85,6 +87,7 @@ struct Request {
 
   MetricaClient::RequestId id = 0;
   std::string token;
+  std::string token_fingerprint;  // the daily budget's key
   std::string url;
   std::string what;  // for messages, e.g. "counter 5, uploading 12"
   absl::Time deadline;
@@ -214,6 +217,8 @@ class CurlMetricaClient::Impl {
                    std::string what, absl::Time deadline,
                    std::unique_ptr<ReplySink> sink);
   void Cancel(RequestId id);
+  // Thread-safe; the loop charges it, others read it.
+  DailyBudget& budget() { return budget_; }
 
  private:
   using Phase = Request::Phase;
@@ -263,6 +268,7 @@ class CurlMetricaClient::Impl {
   std::set<std::pair<absl::Time, RequestId>> timers_;
   QuotaGuard quota_;
   absl::Time quota_check_ = absl::InfiniteFuture();
+  DailyBudget budget_;  // thread-safe: also read by other threads
 
   std::thread thread_;  // last: starts once everything above exists
 };
@@ -281,6 +287,7 @@ CurlMetricaClient::Impl::Impl(Options options, std::string base_url,
       random_(options_.random != nullptr ? options_.random : own_random_.get()),
       multi_(multi),
       quota_(options_.quota, clock_),
+      budget_(options_.daily_budget, clock_),
       thread_([this] { Run(); }) {}
 
 CurlMetricaClient::Impl::~Impl() {
@@ -301,6 +308,7 @@ MetricaClient::RequestId CurlMetricaClient::Impl::Submit(
   const RequestId id = next_id_.fetch_add(1);
   request->id = id;
   request->token = std::string(token);
+  request->token_fingerprint = Credentials(request->token).fingerprint();
   request->url = base_url_ + path_and_query;
   request->what = std::move(what);
   request->deadline = deadline;
@@ -484,6 +492,21 @@ void CurlMetricaClient::Impl::Enqueue(Request* request) {
 }
 
 void CurlMetricaClient::Impl::StartAttempt(Request* request) {
+  if (!budget_.TryCharge(request->token_fingerprint)) {
+    // Spent for today: failing now keeps Metrica's own daily limit (and so
+    // every other tool of this user) safe.
+    quota_.Release(request->id);
+    request->phase = Phase::kBackingOff;  // neither queued nor in flight
+    const QuotaUsage usage = budget_.Usage(request->token_fingerprint);
+    absl::Status status = absl::ResourceExhaustedError(absl::StrCat(
+        "uploadwatch's daily budget of ", usage.budget,
+        " Metrica requests for this token is spent; it renews at 00:00 "
+        "Moscow time (", request->what, ")"));
+    SetErrorInfo(status, "DAILY_BUDGET_EXHAUSTED", "uploadwatch");
+    SetRetryInfo(status, usage.resets_at - clock_->Now());
+    Finish(request, std::move(status));
+    return;
+  }
   const absl::Duration remaining = request->deadline - clock_->Now();
   ++request->attempts;
   request->phase = Phase::kInFlight;
@@ -716,5 +739,16 @@ MetricaClient::RequestId CurlMetricaClient::ListUploadings(
 }
 
 void CurlMetricaClient::Cancel(RequestId id) { impl_->Cancel(id); }
+
+std::optional<QuotaUsage> CurlMetricaClient::DailyUsage(
+    const std::string& token_fingerprint) {
+  if (!impl_->budget().enabled()) return std::nullopt;
+  return impl_->budget().Usage(token_fingerprint);
+}
+
+std::vector<std::pair<std::string, QuotaUsage>>
+CurlMetricaClient::AllDailyUsage() {
+  return impl_->budget().All();
+}
 
 }  // namespace uploadwatch

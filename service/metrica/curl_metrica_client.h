@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "service/common/clock.h"
 #include "service/metrica/backoff.h"
+#include "service/metrica/daily_budget.h"
 #include "service/metrica/metrica_client.h"
 #include "service/metrica/quota_guard.h"
 
@@ -34,6 +35,10 @@ class CurlMetricaClient : public MetricaClient {
     // for a loopback host (127.0.0.0/8, ::1, localhost): local fakes, proxies.
     std::string base_url = "https://api-metrika.yandex.net";
     QuotaGuard::Options quota;
+    // Requests per token per day (Metrica allows 5000); every attempt counts.
+    // A spent budget fails calls at once with RESOURCE_EXHAUSTED and a
+    // RetryInfo until the reset, without sending them.
+    DailyBudget::Options daily_budget;
     BackoffOptions backoff;
     // Attempts per call, the first included.
     int max_attempts = 4;
@@ -71,6 +76,9 @@ class CurlMetricaClient : public MetricaClient {
   RequestId ListUploadings(absl::string_view token, const ListParams& params,
                            absl::Time deadline, ListCallback done) override;
   void Cancel(RequestId id) override;
+  std::optional<QuotaUsage> DailyUsage(
+      const std::string& token_fingerprint) override;
+  std::vector<std::pair<std::string, QuotaUsage>> AllDailyUsage() override;
 
  private:
   class Impl;

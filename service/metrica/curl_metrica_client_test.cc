@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/simulator/fake_metrica.h"
 
@@ -637,6 +638,52 @@ TEST(CurlMetricaClientCreateTest, RejectsWhatIsNotABaseUrl) {
   CurlMetricaClient::Options options;
   options.max_attempts = 0;
   EXPECT_FALSE(CurlMetricaClient::Create(options).ok());
+}
+
+}  // namespace
+}  // namespace uploadwatch
+
+namespace uploadwatch {
+namespace {
+
+// --- Daily budget --------------------------------------------------------------
+
+TEST_F(CurlMetricaClientTest, ASpentDailyBudgetFailsCallsWithoutSendingThem) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.daily_budget.per_token = 3;
+  client_ = MakeClient(options);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Get().ok());
+  fake_.ClearRequests();
+
+  GetResult spent = Get();
+  ASSERT_FALSE(spent.ok());
+  EXPECT_EQ(spent.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(spent.status().message(), HasSubstr("daily budget of 3"));
+  EXPECT_EQ(ReasonOf(spent.status()), "DAILY_BUDGET_EXHAUSTED");
+  std::optional<absl::Duration> retry = GetRetryDelay(spent.status());
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_GT(*retry, absl::ZeroDuration());
+  EXPECT_LE(*retry, absl::Hours(24));
+  EXPECT_TRUE(fake_.requests().empty());
+
+  // Another token has its own budget; usage is reported by fingerprint.
+  EXPECT_TRUE(Get(kStranger).status().code() ==
+              absl::StatusCode::kPermissionDenied);
+  std::optional<QuotaUsage> usage =
+      client_->DailyUsage(Credentials(kToken).fingerprint());
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_EQ(usage->used, 3);
+  EXPECT_EQ(usage->remaining(), 0);
+  EXPECT_EQ(client_->AllDailyUsage().size(), 2u);
+}
+
+TEST_F(CurlMetricaClientTest, RetriesCountAgainstTheDailyBudget) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.daily_budget.per_token = 100;
+  client_ = MakeClient(options);
+  Inject(Reply(503, "backend_error", 2));
+  ASSERT_TRUE(Get().ok());
+  EXPECT_EQ(client_->DailyUsage(Credentials(kToken).fingerprint())->used, 3);
 }
 
 }  // namespace

@@ -2,13 +2,17 @@
 #define UPLOADWATCH_SERVICE_METRICA_METRICA_CLIENT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "metrika/offline_conversions/v1/uploading_service.pb.h"
+#include "service/metrica/daily_budget.h"
 
 namespace uploadwatch {
 
@@ -56,6 +60,17 @@ class MetricaClient {
   // Abandons a request: its callback runs soon with CANCELLED unless it has
   // already run or is running. Unknown or finished ids are ignored.
   virtual void Cancel(RequestId id) = 0;
+
+  // Today's upstream requests of a token (by fingerprint, see auth/token.h)
+  // against the client's daily budget; nullopt when it keeps none.
+  virtual std::optional<QuotaUsage> DailyUsage(
+      const std::string& token_fingerprint) {
+    return std::nullopt;
+  }
+  // The same for every token seen today.
+  virtual std::vector<std::pair<std::string, QuotaUsage>> AllDailyUsage() {
+    return {};
+  }
 };
 
 }  // namespace uploadwatch

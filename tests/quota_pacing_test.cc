@@ -1,0 +1,114 @@
+// The quota-aware scheduler: polls stretch to the daily budget, and a quota
+// error from Metrica pauses every poll of that token.
+#include "gmock/gmock.h"
+#include "tests/service_fixture.h"
+
+namespace uploadwatch::testing {
+namespace {
+
+class QuotaPacingTest : public ServiceTest {
+ protected:
+  struct OpenWatch {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchUploadingResponse>> reader;
+  };
+  OpenWatch Watch(int32_t counter, int64_t id) {
+    OpenWatch w{Context(absl::Seconds(30)), nullptr};
+    v1::WatchUploadingRequest request;
+    request.set_counter_id(counter);
+    request.set_uploading_id(id);
+    w.reader = stub_->WatchUploading(w.ctx.get(), request);
+    v1::WatchUploadingResponse m;
+    EXPECT_TRUE(w.reader->Read(&m));
+    return w;
+  }
+  int CallsUnder(int32_t counter) {
+    const std::string prefix = absl::StrCat("/counter/", counter, "/");
+    int n = 0;
+    for (const auto& r : metrica_.requests()) {
+      if (absl::StrContains(r.path, prefix)) ++n;
+    }
+    return n;
+  }
+  static constexpr int32_t kOtherCounter = 777;
+};
+
+TEST_F(QuotaPacingTest, PollsStretchFairlyToTheDailyBudget) {
+  // 200 requests a day for hours to come: far less than one poll per 100 ms.
+  daily_budget_ = 200;
+  metrica_.GrantAccess(kToken, kOtherCounter);
+  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
+  StartServer();
+  auto a = Watch(kCounter, 1);
+  auto b = Watch(kOtherCounter, 2);
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(1000));  // ten poll intervals
+  EXPECT_EQ(CallsUnder(kCounter), 0);
+  EXPECT_EQ(CallsUnder(kOtherCounter), 0);
+  // Callers' own Gets still go through (the reserve is theirs).
+  v1::GetUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(1);
+  v1::GetUploadingResponse response;
+  absl::SleepFor(absl::Milliseconds(60));  // past cache_ttl
+  EXPECT_TRUE(stub_->GetUploading(Context().get(), request, &response).ok());
+  a.ctx->TryCancel();
+  b.ctx->TryCancel();
+}
+
+TEST_F(QuotaPacingTest, WithoutABudgetPollsKeepTheirInterval) {
+  // The control for the test above: same watches, no budget.
+  metrica_.GrantAccess(kToken, kOtherCounter);
+  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
+  StartServer();
+  auto a = Watch(kCounter, 1);
+  auto b = Watch(kOtherCounter, 2);
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(1000));
+  EXPECT_GE(CallsUnder(kCounter), 7);
+  EXPECT_GE(CallsUnder(kOtherCounter), 7);
+  a.ctx->TryCancel();
+  b.ctx->TryCancel();
+}
+
+TEST_F(QuotaPacingTest, AQuotaErrorPausesEveryPollOfTheToken) {
+  config_.hub.max_backoff = absl::Seconds(5);
+  metrica_.GrantAccess(kToken, kOtherCounter);
+  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
+  StartServer();
+  auto a = Watch(kCounter, 1);
+  auto b = Watch(kOtherCounter, 2);
+
+  // Metrica refuses the token's next poll: come back in 2 s. (Only the first
+  // counter's path is faulted, so the other group's polls would go through
+  // if they were sent: they must not be.)
+  FakeMetrica::Fault quota;
+  quota.path_substring = absl::StrCat("/counter/", kCounter, "/");
+  quota.http_status = 429;
+  quota.error_type = "quota_requests_by_uid";
+  quota.retry_after_seconds = 2;
+  quota.times = -1;
+  metrica_.InjectFault(quota);
+  // The fetcher waits out the first Retry-After, meets a second 429 at about
+  // 2.1 s and gives up; from then on the token pauses for 2 s.
+  absl::SleepFor(absl::Milliseconds(2500));
+  metrica_.ClearRequests();
+  absl::SleepFor(absl::Milliseconds(1200));
+  // Unpaced, the other counter would have seen ~12 polls.
+  EXPECT_EQ(CallsUnder(kOtherCounter), 0);
+  EXPECT_EQ(CallsUnder(kCounter), 0);
+
+  // The watches were not ended; once Metrica recovers, changes flow again.
+  metrica_.ClearFaults();
+  metrica_.SetUploading(kOtherCounter, MakeUploading(2, v1::Uploading::PROCESSED));
+  v1::WatchUploadingResponse m;
+  ASSERT_TRUE(b.reader->Read(&m));
+  EXPECT_EQ(m.uploading().status(), v1::Uploading::PROCESSED);
+  a.ctx->TryCancel();
+}
+
+}  // namespace
+}  // namespace uploadwatch::testing
