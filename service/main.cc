@@ -39,6 +39,11 @@ ABSL_FLAG(int, max_in_flight_per_token, 3,
 ABSL_FLAG(double, max_requests_per_second, 25,
           "upstream requests per second for the process (Metrica allows 30 "
           "per IP)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port for a Prometheus endpoint (GET /metrics); off when empty");
+ABSL_FLAG(int64_t, daily_budget, 4000,
+          "Metrica requests per token per day (Metrica allows 5000; reset at "
+          "00:00 Moscow time); polls stretch to fit it; 0: no budget");
 ABSL_FLAG(std::string, oauth_token_file, "",
           "file holding the server's Metrica OAuth token (else the "
           "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_in_flight_per_token);
   upstream_options.quota.requests_per_second =
       absl::GetFlag(FLAGS_max_requests_per_second);
+  upstream_options.daily_budget.per_token = absl::GetFlag(FLAGS_daily_budget);
   auto upstream = uploadwatch::CurlMetricaClient::Create(upstream_options);
   if (!upstream.ok()) {
     std::fprintf(stderr, "uploading_server: %s\n",
@@ -108,6 +114,7 @@ int main(int argc, char** argv) {
   config.hub.terminal_ttl = absl::GetFlag(FLAGS_terminal_cache_ttl);
   config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (config.hub.poll_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "uploading_server: --poll_interval must be > 0\n");
     return 2;
@@ -126,6 +133,10 @@ int main(int argc, char** argv) {
                absl::FormatDuration(config.hub.poll_interval).c_str(),
                token->empty() ? "no server token: calls must send their own"
                               : "server token set");
+  if ((*server)->metrics_port() != 0) {
+    std::fprintf(stderr, "uploading_server: metrics on port %d (GET /metrics)\n",
+                 (*server)->metrics_port());
+  }
 
   int signal = 0;
   sigwait(&signals, &signal);

@@ -42,9 +42,69 @@ WatchHub::WatchHub(MetricaClient* client, Scheduler* scheduler, Clock* clock,
           .fresh_for = std::min(options.cache_ttl, options.poll_interval),
           .terminal_fresh_for = options.terminal_ttl,
           .retention = options.retention}) {
+  if (options_.metrics != nullptr) RegisterMetrics(options_.metrics);
   absl::MutexLock lock(&mu_);
   sweep_timer_ = scheduler_->RunAt(clock_->Now() + kSweepEvery,
                                    [this] { OnSweepTimer(); });
+}
+
+void WatchHub::RegisterMetrics(Metrics* metrics) {
+  upstream_requests_ = metrics->AddCounter(
+      "uploadwatch_upstream_requests_total",
+      "Requests to Metrica (retries inside one count once), by endpoint and "
+      "outcome.",
+      {"endpoint", "outcome"});
+  upstream_latency_ = metrics->AddHistogram(
+      "uploadwatch_upstream_latency_seconds",
+      "Time from asking Metrica to its answer, retries included.",
+      {"endpoint"}, Metrics::LatencyBuckets());
+  cache_lookups_ = metrics->AddCounter(
+      "uploadwatch_cache_lookups_total",
+      "GetUploading/ListUploadings answered from cache (hit) or not (miss).",
+      {"rpc", "result"});
+  using Samples = std::vector<std::pair<Metrics::Labels, double>>;
+  auto stat = [this](size_t Stats::*field) {
+    return [this, field] {
+      return Samples{{{}, static_cast<double>(stats().*field)}};
+    };
+  };
+  metrics->AddGauge("uploadwatch_open_watches", "Open WatchUploading streams.",
+                    {}, stat(&Stats::watchers));
+  metrics->AddGauge("uploadwatch_pollers",
+                    "Watched uploadings (one poller each, shared by watchers).",
+                    {}, stat(&Stats::pollers));
+  metrics->AddGauge("uploadwatch_poll_groups",
+                    "(token, counter) groups polling together.", {},
+                    stat(&Stats::groups));
+  metrics->AddGauge("uploadwatch_cached_states", "Uploading states in cache.",
+                    {}, stat(&Stats::cached_states));
+  metrics->AddGauge(
+      "uploadwatch_quota_used_today",
+      "Metrica requests sent today per token fingerprint (daily budget).",
+      {"token"}, [this] {
+        Samples out;
+        for (const auto& [fp, usage] : client_->AllDailyUsage()) {
+          out.push_back({{fp}, static_cast<double>(usage.used)});
+        }
+        return out;
+      });
+  metrics->AddGauge(
+      "uploadwatch_quota_remaining_today",
+      "Metrica requests left today per token fingerprint (quota headroom).",
+      {"token"}, [this] {
+        Samples out;
+        for (const auto& [fp, usage] : client_->AllDailyUsage()) {
+          out.push_back({{fp}, static_cast<double>(usage.remaining())});
+        }
+        return out;
+      });
+}
+
+void WatchHub::CountUpstream(const char* endpoint, const absl::Status& status,
+                             absl::Time started, absl::Time now) {
+  if (upstream_requests_ == nullptr) return;
+  upstream_requests_->Inc({endpoint, absl::StatusCodeToString(status.code())});
+  upstream_latency_->ObserveDuration({endpoint}, now - started);
 }
 
 WatchHub::~WatchHub() {
@@ -72,6 +132,7 @@ void WatchHub::StartFetchLocked(const UploadingKey& key,
   if (!inserted) return;  // joins the request already on its way
   const uint64_t seq = next_seq_++;
   flight.seq = seq;
+  flight.started = clock_->Now();
   const absl::Time deadline = clock_->Now() + options_.upstream_timeout;
   // Issued after the lock is released: the client may take locks of its own.
   after.push_back([this, key, token, seq, deadline] {
@@ -101,6 +162,7 @@ void WatchHub::StartListLocked(const ListKey& key, const std::string& token,
   if (!inserted) return;
   const uint64_t seq = next_seq_++;
   it->second.seq = seq;
+  it->second.started = clock_->Now();
   ListParams params;
   params.counter_id = key.counter_id;
   params.limit = key.limit;
@@ -154,8 +216,9 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
     if (f == flights_.end() || f->second.seq != seq) return;  // called off
     waiters = std::move(f->second.waiters);
     const bool group_waited = f->second.group_waiting;
-    flights_.erase(f);
     const absl::Time now = clock_->Now();
+    CountUpstream("get", result.status(), f->second.started, now);
+    flights_.erase(f);
 
     if (result.ok() && result->uploading().id() != key.uploading_id) {
       result = absl::UnavailableError(absl::StrCat(
@@ -367,8 +430,10 @@ void WatchHub::Get(const Credentials& credentials, int32_t counter_id,
     if (shut_down_) {
       immediate = absl::UnavailableError("server is shutting down");
     } else if (fresh) {
+      if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "hit"});
       immediate = std::move(*fresh);
     } else {
+      if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
       StartFetchLocked(key, credentials.token(), /*for_group=*/false,
                        std::move(done), after);
     }
@@ -390,8 +455,10 @@ void WatchHub::List(const Credentials& credentials, const ListParams& params,
       immediate = absl::UnavailableError("server is shutting down");
     } else if (cached != list_cache_.end() &&
                clock_->Now() - cached->second.fetched <= FreshFor()) {
+      if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "hit"});
       immediate = cached->second.response;
     } else {
+      if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
       StartListLocked(key, credentials.token(), /*for_group=*/false,
                       std::move(done), after);
     }
@@ -410,8 +477,9 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
     if (f == list_flights_.end() || f->second.seq != seq) return;
     waiters = std::move(f->second.waiters);
     const bool group_waited = f->second.group_waiting;
-    list_flights_.erase(f);
     const absl::Time now = clock_->Now();
+    CountUpstream("list", result.status(), f->second.started, now);
+    list_flights_.erase(f);
     const GroupKey group_key{key.token_fingerprint, key.counter_id};
     auto g = groups_.find(group_key);
     if (result.ok()) {

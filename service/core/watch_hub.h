@@ -19,6 +19,7 @@
 #include "service/core/scheduler.h"
 #include "service/core/state_cache.h"
 #include "service/metrica/metrica_client.h"
+#include "service/metrics/metrics.h"
 
 namespace uploadwatch {
 
@@ -66,6 +67,9 @@ class WatchHub {
     // Share of a token's daily budget (see MetricaClient::DailyUsage) kept
     // for Gets and Lists of callers: polls stretch to leave it untouched.
     double budget_reserve = 0.1;
+    // Registry for the hub's metrics (upstream requests, cache, watches,
+    // quota per token fingerprint); none when null. Not owned.
+    Metrics* metrics = nullptr;
   };
 
   // A watcher. Both methods are called with the hub's lock held: they must
@@ -126,6 +130,7 @@ class WatchHub {
   struct Flight {
     uint64_t seq = 0;  // tells a late callback from a superseded flight
     MetricaClient::RequestId request = 0;  // 0 until the request is issued
+    absl::Time started;
     std::vector<StateCallback> waiters;
     bool group_waiting = false;  // the key's group polls through this flight
   };
@@ -181,6 +186,7 @@ class WatchHub {
   struct ListFlight {
     uint64_t seq = 0;
     MetricaClient::RequestId request = 0;
+    absl::Time started;
     std::vector<ListCallback> waiters;
     bool group_waiting = false;  // a batched poll round awaits this page
   };
@@ -226,6 +232,9 @@ class WatchHub {
   void RemovePollerLocked(const UploadingKey& key, Actions& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Actions& actions);
+  void RegisterMetrics(Metrics* metrics);
+  void CountUpstream(const char* endpoint, const absl::Status& status,
+                     absl::Time started, absl::Time now);
 
   MetricaClient* const client_;
   Scheduler* const scheduler_;
@@ -245,6 +254,11 @@ class WatchHub {
   absl::flat_hash_map<ListKey, ListFlight> list_flights_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
   Scheduler::TaskId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Metrics; null without a registry. The families are thread-safe.
+  Metrics::Counter* upstream_requests_ = nullptr;
+  Metrics::Histogram* upstream_latency_ = nullptr;
+  Metrics::Counter* cache_lookups_ = nullptr;
 };
 
 }  // namespace uploadwatch

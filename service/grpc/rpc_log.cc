@@ -8,7 +8,16 @@
 
 namespace uploadwatch {
 
-RpcLog::RpcLog(Sink sink) : sink_(std::move(sink)) {
+RpcLog::RpcLog(Sink sink, Metrics* metrics) : sink_(std::move(sink)) {
+  if (metrics != nullptr) {
+    rpcs_ = metrics->AddCounter("uploadwatch_rpcs_total",
+                                "Finished RPCs by method and status code.",
+                                {"method", "code"});
+    latency_ = metrics->AddHistogram(
+        "uploadwatch_rpc_latency_seconds",
+        "RPC duration (for WatchUploading: the stream's lifetime).",
+        {"method"}, Metrics::LatencyBuckets());
+  }
   if (!sink_) {
     sink_ = [](absl::string_view line) {
       // One fwrite per line: stdio's lock keeps concurrent lines whole.
@@ -31,6 +40,10 @@ void RpcLog::Log(absl::string_view method, int32_t counter_id,
       token_fingerprint.empty() ? "-" : token_fingerprint);
   if (!status.ok()) absl::StrAppend(&line, " msg=\"", status.message(), "\"");
   sink_(line);
+  if (rpcs_ != nullptr) {
+    rpcs_->Inc({std::string(method), absl::StatusCodeToString(status.code())});
+    latency_->ObserveDuration({std::string(method)}, latency);
+  }
 }
 
 }  // namespace uploadwatch

@@ -8,10 +8,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "service/metrics/metrics.h"
 
 namespace uploadwatch {
 
-// One line per finished RPC:
+// Records every finished RPC: one log line, and (with a registry) the
+// uploadwatch_rpcs_total counter and uploadwatch_rpc_latency_seconds histogram.
+// The line:
 //   rpc=GetUploading counter=2215573 id=12 code=OK latency_ms=3.1 token=ba78…
 // `token` is the token's fingerprint, never the token. Error messages are
 // included (they never contain tokens: see token.h). Thread-safe.
@@ -19,7 +22,7 @@ class RpcLog {
  public:
   using Sink = std::function<void(absl::string_view line)>;
   // Writes to stderr unless a sink is given (tests capture lines).
-  explicit RpcLog(Sink sink = nullptr);
+  explicit RpcLog(Sink sink = nullptr, Metrics* metrics = nullptr);
 
   void Log(absl::string_view method, int32_t counter_id, int64_t uploading_id,
            const absl::Status& status, absl::Duration latency,
@@ -27,6 +30,8 @@ class RpcLog {
 
  private:
   Sink sink_;
+  Metrics::Counter* rpcs_ = nullptr;
+  Metrics::Histogram* latency_ = nullptr;
 };
 
 }  // namespace uploadwatch

@@ -9,7 +9,9 @@ namespace uploadwatch {
 absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     ServerConfig config, std::unique_ptr<MetricaClient> upstream) {
   std::unique_ptr<UploadingServer> s(new UploadingServer());
-  s->log_ = std::make_unique<RpcLog>(config.log_sink);
+  s->metrics_ = std::make_unique<Metrics>();
+  s->log_ = std::make_unique<RpcLog>(config.log_sink, s->metrics_.get());
+  config.hub.metrics = s->metrics_.get();
   s->scheduler_ = std::make_unique<ThreadScheduler>();
   s->upstream_ = std::move(upstream);
   s->hub_ = std::make_unique<WatchHub>(s->upstream_.get(), s->scheduler_.get(),
@@ -40,6 +42,14 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
         " (address in use, or not a valid host:port?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!config.metrics_listen.empty()) {
+    auto http = MetricsHttpServer::Start(config.metrics_listen, s->metrics_.get());
+    if (!http.ok()) {
+      s->Shutdown(absl::ZeroDuration());
+      return http.status();
+    }
+    s->metrics_http_ = *std::move(http);
+  }
   return s;
 }
 
@@ -53,11 +63,17 @@ void UploadingServer::Shutdown(absl::Duration grace) {
       "message repeats the current state)"));
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
-  // Late upstream callbacks now find an empty hub (see WatchHub).
+  // Late upstream callbacks now find an empty hub (see WatchHub). The
+  // metrics endpoint reads the hub and the client: it goes first.
+  metrics_http_.reset();
   upstream_.reset();
   scheduler_.reset();
 }
 
 UploadingServer::~UploadingServer() { Shutdown(absl::ZeroDuration()); }
+
+int UploadingServer::metrics_port() const {
+  return metrics_http_ == nullptr ? 0 : metrics_http_->port();
+}
 
 }  // namespace uploadwatch

@@ -13,6 +13,8 @@
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/uploading_service_impl.h"
 #include "service/metrica/metrica_client.h"
+#include "service/metrics/metrics.h"
+#include "service/metrics/metrics_http_server.h"
 
 namespace uploadwatch {
 
@@ -26,6 +28,8 @@ struct ServerConfig {
   int max_receive_message_bytes = 64 * 1024;
   // RPC log destination; stderr when unset.
   RpcLog::Sink log_sink;
+  // host:port for the Prometheus endpoint GET /metrics; "" for none.
+  std::string metrics_listen;
   Clock* clock = Clock::Real();
 };
 
@@ -41,6 +45,9 @@ class UploadingServer {
   ~UploadingServer();
 
   int port() const { return port_; }
+  // The metrics port, or 0 without --metrics_listen.
+  int metrics_port() const;
+  const Metrics& metrics() const { return *metrics_; }
 
   // Graceful stop: health turns NOT_SERVING, open watches end with
   // UNAVAILABLE telling clients to re-watch, new calls are refused, unary
@@ -54,12 +61,14 @@ class UploadingServer {
 
   // Destroyed bottom-up; the hub outlives the client and scheduler (see
   // WatchHub), the service outlives the gRPC server.
+  std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<RpcLog> log_;
   std::unique_ptr<WatchHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<MetricaClient> upstream_;
   std::unique_ptr<UploadingServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   int port_ = 0;
   bool shut_down_ = false;
 };
