@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -44,6 +45,16 @@ ABSL_FLAG(std::string, metrics_listen, "",
 ABSL_FLAG(int64_t, daily_budget, 4000,
           "Metrica requests per token per day (Metrica allows 5000; reset at "
           "00:00 Moscow time); polls stretch to fit it; 0: no budget");
+ABSL_FLAG(int, max_watches_per_connection, 1000,
+          "cap on open watches per client connection; 0: none");
+ABSL_FLAG(absl::Duration, max_watch_lifetime, absl::Minutes(30),
+          "upper bound of a watch's lifetime (each gets 90-100% of it), after "
+          "which the client is told to re-watch; 'inf' for none");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve TLS (needs --tls_key_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: require client certificates signed by it (mTLS)");
 ABSL_FLAG(std::string, oauth_token_file, "",
           "file holding the server's Metrica OAuth token (else the "
           "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
@@ -51,18 +62,26 @@ ABSL_FLAG(std::string, oauth_token_file, "",
 
 namespace {
 
+// The whole of a file named by `flag`; "" when the flag is empty.
+absl::StatusOr<std::string> ReadFlagFile(const char* flag,
+                                         const std::string& path) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read --", flag, " ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // The server's own token: --oauth_token_file, else METRIKA_OAUTH_TOKEN.
 absl::StatusOr<std::string> ServerToken() {
   const std::string path = absl::GetFlag(FLAGS_oauth_token_file);
   if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) {
-      return absl::NotFoundError(
-          absl::StrCat("cannot read --oauth_token_file ", path));
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    return std::string(absl::StripAsciiWhitespace(text.str()));
+    absl::StatusOr<std::string> text = ReadFlagFile("oauth_token_file", path);
+    if (!text.ok()) return text.status();
+    return std::string(absl::StripAsciiWhitespace(*text));
   }
   const char* env = std::getenv("METRIKA_OAUTH_TOKEN");
   return std::string(env == nullptr ? "" : absl::StripAsciiWhitespace(env));
@@ -115,6 +134,25 @@ int main(int argc, char** argv) {
   config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.watch_limits.max_per_connection =
+      absl::GetFlag(FLAGS_max_watches_per_connection);
+  config.watch_limits.max_lifetime = absl::GetFlag(FLAGS_max_watch_lifetime);
+  for (auto [flag, path, out] :
+       {std::make_tuple("tls_cert_file", absl::GetFlag(FLAGS_tls_cert_file),
+                        &config.tls_cert_pem),
+        std::make_tuple("tls_key_file", absl::GetFlag(FLAGS_tls_key_file),
+                        &config.tls_key_pem),
+        std::make_tuple("tls_client_ca_file",
+                        absl::GetFlag(FLAGS_tls_client_ca_file),
+                        &config.tls_client_ca_pem)}) {
+    absl::StatusOr<std::string> pem = ReadFlagFile(flag, path);
+    if (!pem.ok()) {
+      std::fprintf(stderr, "uploading_server: %s\n",
+                   std::string(pem.status().message()).c_str());
+      return 2;
+    }
+    *out = *std::move(pem);
+  }
   if (config.hub.poll_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "uploading_server: --poll_interval must be > 0\n");
     return 2;
@@ -127,9 +165,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr,
-               "uploading_server: serving on port %d (upstream %s, poll every "
-               "%s, %s)\n",
-               (*server)->port(), upstream_options.base_url.c_str(),
+               "uploading_server: serving on port %d (%s, upstream %s, poll "
+               "every %s, %s)\n",
+               (*server)->port(),
+               config.tls_cert_pem.empty()           ? "plaintext"
+               : config.tls_client_ca_pem.empty()    ? "TLS"
+                                                     : "mTLS", upstream_options.base_url.c_str(),
                absl::FormatDuration(config.hub.poll_interval).c_str(),
                token->empty() ? "no server token: calls must send their own"
                               : "server token set");

@@ -58,11 +58,12 @@ std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
   return std::string(it->second.data(), it->second.size());
 }
 
-UploadingServiceImpl::UploadingServiceImpl(WatchHub* hub, const RpcLog* log,
-                                           Clock* clock,
-                                           std::string default_token)
-    : hub_(hub), log_(log), clock_(clock),
-      default_token_(std::move(default_token)) {}
+UploadingServiceImpl::UploadingServiceImpl(WatchReactor::Deps deps)
+    : deps_(std::move(deps)),
+      hub_(deps_.hub),
+      log_(deps_.log),
+      clock_(deps_.clock),
+      default_token_(deps_.default_token) {}
 
 grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
     grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
@@ -137,8 +138,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
 grpc::ServerWriteReactor<v1::WatchUploadingResponse>*
 UploadingServiceImpl::WatchUploading(grpc::CallbackServerContext* context,
                                      const v1::WatchUploadingRequest* request) {
-  return new WatchReactor(hub_, log_, clock_, context, *request,
-                          default_token_);
+  return new WatchReactor(deps_, context, *request);
 }
 
 }  // namespace uploadwatch

@@ -8,6 +8,7 @@
 #include "service/common/clock.h"
 #include "service/core/watch_hub.h"
 #include "service/grpc/rpc_log.h"
+#include "service/grpc/watch_reactor.h"
 
 namespace uploadwatch {
 
@@ -17,10 +18,8 @@ namespace uploadwatch {
 class UploadingServiceImpl final
     : public metrika::offline_conversions::v1::UploadingService::CallbackService {
  public:
-  // `default_token` is the server's own token ("" for none). Not owned:
-  // hub, log and clock outlive the service.
-  UploadingServiceImpl(WatchHub* hub, const RpcLog* log, Clock* clock,
-                       std::string default_token);
+  // `deps.default_token` is the server's own token ("" for none).
+  explicit UploadingServiceImpl(WatchReactor::Deps deps);
 
   grpc::ServerUnaryReactor* GetUploading(
       grpc::CallbackServerContext* context,
@@ -39,10 +38,11 @@ class UploadingServiceImpl final
                      request) override;
 
  private:
+  const WatchReactor::Deps deps_;
   WatchHub* const hub_;
   const RpcLog* const log_;
   Clock* const clock_;
-  const std::string default_token_;
+  const std::string& default_token_;
 };
 
 // Request checks shared by the rpcs; INVALID_ARGUMENT with what to fix.

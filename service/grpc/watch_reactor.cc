@@ -19,32 +19,52 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
 }  // namespace
 
 WatchReactor::WatchReactor(
-    WatchHub* hub, const RpcLog* log, Clock* clock,
-    grpc::CallbackServerContext* context,
-    const metrika::offline_conversions::v1::WatchUploadingRequest& request,
-    const std::string& default_token)
-    : hub_(hub),
-      log_(log),
-      clock_(clock),
-      start_(clock->Now()),
+    const Deps& deps, grpc::CallbackServerContext* context,
+    const metrika::offline_conversions::v1::WatchUploadingRequest& request)
+    : deps_(deps),
+      hub_(deps.hub),
+      start_(deps.clock->Now()),
+      connection_(context->peer()),
       counter_id_(request.counter_id()),
       uploading_id_(request.uploading_id()) {
   absl::Status status = ValidateIds(counter_id_, uploading_id_);
+  absl::StatusOr<Credentials> credentials = absl::UnknownError("");
   if (status.ok()) {
-    absl::StatusOr<Credentials> credentials =
-        ResolveCredentials(AuthorizationOf(*context), default_token);
-    if (credentials.ok()) {
-      token_fingerprint_ = credentials->fingerprint();
-      // Not under mu_: the hub may call OnState before Subscribe returns.
-      status = hub_->Subscribe(*credentials, counter_id_, uploading_id_, this);
-    } else {
-      status = credentials.status();
+    credentials =
+        ResolveCredentials(AuthorizationOf(*context), deps.default_token);
+    status = credentials.status();
+  }
+  if (status.ok()) {
+    token_fingerprint_ = credentials->fingerprint();
+    status = deps.limits->Acquire(connection_);
+    counted_ = status.ok();
+  }
+  if (status.ok()) {
+    const absl::Duration lifetime = deps.limits->PickLifetime();
+    if (lifetime != absl::InfiniteDuration()) {
+      alive_ = std::make_shared<Alive>();
+      alive_->reactor = this;
+      lifetime_timer_ = deps.scheduler->RunAt(
+          deps.clock->Now() + lifetime, [alive = alive_] {
+            absl::MutexLock lock(&alive->mu);
+            if (alive->reactor != nullptr) alive->reactor->Expire();
+          });
     }
+    // Not under mu_: the hub may call OnState before Subscribe returns.
+    status = hub_->Subscribe(*credentials, counter_id_, uploading_id_, this);
   }
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
     FinishLocked(status);
   }
+}
+
+void WatchReactor::Expire() {
+  hub_->Unsubscribe(this);
+  absl::MutexLock lock(&mu_);
+  FinishLocked(absl::UnavailableError(
+      "this watch reached the server's maximum stream lifetime; re-watch "
+      "(the first message repeats the current state, with its version)"));
 }
 
 void WatchReactor::OnState(const UploadingState& state, bool terminal) {
@@ -107,13 +127,19 @@ void WatchReactor::OnCancel() {
 
 void WatchReactor::OnDone() {
   hub_->Unsubscribe(this);
+  if (alive_ != nullptr) {
+    deps_.scheduler->Cancel(lifetime_timer_);
+    absl::MutexLock lock(&alive_->mu);  // waits for a running Expire()
+    alive_->reactor = nullptr;
+  }
+  if (counted_) deps_.limits->Release(connection_);
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
     status = final_status_;
   }
-  log_->Log("WatchUploading", counter_id_, uploading_id_, status,
-            clock_->Now() - start_, token_fingerprint_);
+  deps_.log->Log("WatchUploading", counter_id_, uploading_id_, status,
+                 deps_.clock->Now() - start_, token_fingerprint_);
   delete this;
 }
 

@@ -9,8 +9,10 @@
 #include "grpcpp/grpcpp.h"
 #include "metrika/offline_conversions/v1/uploading_service.pb.h"
 #include "service/common/clock.h"
+#include "service/core/scheduler.h"
 #include "service/core/watch_hub.h"
 #include "service/grpc/rpc_log.h"
+#include "service/grpc/watch_limits.h"
 
 namespace uploadwatch {
 
@@ -22,11 +24,19 @@ class WatchReactor final
           metrika::offline_conversions::v1::WatchUploadingResponse>,
       public WatchHub::Subscriber {
  public:
-  WatchReactor(WatchHub* hub, const RpcLog* log, Clock* clock,
-               grpc::CallbackServerContext* context,
+  // What a watch needs; none owned, all outlive every watch.
+  struct Deps {
+    WatchHub* hub;
+    const RpcLog* log;
+    Clock* clock;
+    Scheduler* scheduler;  // for the lifetime bound
+    WatchLimits* limits;
+    std::string default_token;
+  };
+
+  WatchReactor(const Deps& deps, grpc::CallbackServerContext* context,
                const metrika::offline_conversions::v1::WatchUploadingRequest&
-                   request,
-               const std::string& default_token);
+                   request);
 
   // WatchHub::Subscriber (called under the hub's lock).
   void OnState(const UploadingState& state, bool terminal) override;
@@ -38,14 +48,25 @@ class WatchReactor final
   void OnDone() override;
 
  private:
+  // Ends the stream at its lifetime bound, telling the client to re-watch.
+  void Expire();
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Lets the lifetime timer reach the reactor only while it exists.
+  struct Alive {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu);
+  };
+
+  const Deps& deps_;
   WatchHub* const hub_;
-  const RpcLog* const log_;
-  Clock* const clock_;
   const absl::Time start_;
+  const std::string connection_;
+  bool counted_ = false;  // holds a slot in WatchLimits
+  std::shared_ptr<Alive> alive_;
+  Scheduler::TaskId lifetime_timer_ = 0;
   const int32_t counter_id_;
   const int64_t uploading_id_;
   std::string token_fingerprint_;

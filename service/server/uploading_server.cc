@@ -16,14 +16,35 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->upstream_ = std::move(upstream);
   s->hub_ = std::make_unique<WatchHub>(s->upstream_.get(), s->scheduler_.get(),
                                        config.clock, config.hub);
-  s->service_ = std::make_unique<UploadingServiceImpl>(
-      s->hub_.get(), s->log_.get(), config.clock, config.default_token);
+  s->limits_ = std::make_unique<WatchLimits>(config.watch_limits);
+  s->service_ = std::make_unique<UploadingServiceImpl>(WatchReactor::Deps{
+      s->hub_.get(), s->log_.get(), config.clock, s->scheduler_.get(),
+      s->limits_.get(), config.default_token});
+
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::InsecureServerCredentials();
+  if (!config.tls_cert_pem.empty() || !config.tls_key_pem.empty()) {
+    if (config.tls_cert_pem.empty() || config.tls_key_pem.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS needs both a certificate and its private key");
+    }
+    grpc::SslServerCredentialsOptions tls;
+    tls.pem_key_cert_pairs.push_back({config.tls_key_pem, config.tls_cert_pem});
+    if (!config.tls_client_ca_pem.empty()) {
+      tls.pem_root_certs = config.tls_client_ca_pem;
+      tls.client_certificate_request =
+          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(tls);
+  } else if (!config.tls_client_ca_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "a client CA (mTLS) needs the server's own certificate and key too");
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
-                           &s->port_);
+  builder.AddListeningPort(config.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
   // Watches idle for hours: ping to keep proxies from dropping them and to
@@ -36,10 +57,10 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
-    s->hub_->Shutdown(absl::UnavailableError("server failed to start"));
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", config.listen,
-        " (address in use, or not a valid host:port?)"));
+        " (address in use, not a valid host:port, or an unusable TLS "
+        "certificate/key?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   if (!config.metrics_listen.empty()) {
@@ -56,13 +77,18 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
 void UploadingServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (server_ == nullptr) return;
-  server_->GetHealthCheckService()->SetServingStatus(false);
-  hub_->Shutdown(absl::UnavailableError(
-      "uploadwatch server is shutting down; re-watch to reconnect (the first "
-      "message repeats the current state)"));
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  server_->Wait();
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  if (hub_ != nullptr) {
+    hub_->Shutdown(absl::UnavailableError(
+        "uploadwatch server is shutting down; re-watch to reconnect (the "
+        "first message repeats the current state)"));
+  }
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
   // Late upstream callbacks now find an empty hub (see WatchHub). The
   // metrics endpoint reads the hub and the client: it goes first.
   metrics_http_.reset();

@@ -12,6 +12,7 @@
 #include "service/core/watch_hub.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/uploading_service_impl.h"
+#include "service/grpc/watch_limits.h"
 #include "service/metrica/metrica_client.h"
 #include "service/metrics/metrics.h"
 #include "service/metrics/metrics_http_server.h"
@@ -30,6 +31,13 @@ struct ServerConfig {
   RpcLog::Sink log_sink;
   // host:port for the Prometheus endpoint GET /metrics; "" for none.
   std::string metrics_listen;
+  WatchLimits::Options watch_limits;
+  // TLS on the listener when both are set (PEM text, not paths); plaintext
+  // clients are then refused. With a client CA, clients must present a
+  // certificate it signed (mTLS).
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  std::string tls_client_ca_pem;
   Clock* clock = Clock::Real();
 };
 
@@ -66,6 +74,7 @@ class UploadingServer {
   std::unique_ptr<WatchHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<MetricaClient> upstream_;
+  std::unique_ptr<WatchLimits> limits_;
   std::unique_ptr<UploadingServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;

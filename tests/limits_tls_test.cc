@@ -1,0 +1,174 @@
+// Resource limits (per-connection watch cap, stream lifetime) and TLS/mTLS.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "tests/service_fixture.h"
+
+namespace uploadwatch::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class LimitsTest : public ServiceTest {
+ protected:
+  // A channel with its own connection (not shared with channel_).
+  std::unique_ptr<v1::UploadingService::Stub> NewConnection() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return v1::UploadingService::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->port()),
+        grpc::InsecureChannelCredentials(), args));
+  }
+};
+
+TEST_F(LimitsTest, WatchesPerConnectionAreCappedWithAClearMessage) {
+  config_.watch_limits.max_per_connection = 2;
+  metrica_.AddUploading(kCounter, MakeUploading(51, v1::Uploading::MATCHED));
+  StartServer();
+  v1::WatchUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(51);
+  v1::WatchUploadingResponse m;
+  auto c1 = Context(), c2 = Context();
+  auto w1 = stub_->WatchUploading(c1.get(), request);
+  auto w2 = stub_->WatchUploading(c2.get(), request);
+  ASSERT_TRUE(w1->Read(&m));
+  ASSERT_TRUE(w2->Read(&m));
+
+  WatchResult third = WatchToEnd(51);  // same channel, same connection
+  EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(third.status.error_message(), HasSubstr("per connection"));
+
+  auto other = NewConnection();
+  auto c3 = Context();
+  auto w3 = other->WatchUploading(c3.get(), request);
+  EXPECT_TRUE(w3->Read(&m)) << "another connection has its own allowance";
+
+  // A closed watch frees its slot.
+  c1->TryCancel();
+  w1->Finish();
+  absl::SleepFor(absl::Milliseconds(100));
+  auto c4 = Context();
+  auto w4 = stub_->WatchUploading(c4.get(), request);
+  EXPECT_TRUE(w4->Read(&m));
+  for (auto* c : {c2.get(), c3.get(), c4.get()}) c->TryCancel();
+}
+
+TEST_F(LimitsTest, LongWatchesEndAtTheirJitteredLifetimeAskingToRewatch) {
+  config_.watch_limits.max_lifetime = absl::Milliseconds(400);
+  metrica_.AddUploading(kCounter, MakeUploading(52, v1::Uploading::MATCHED));
+  StartServer();
+  const absl::Time start = absl::Now();
+  WatchResult r = WatchToEnd(52);
+  const absl::Duration lasted = absl::Now() - start;
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("re-watch"));
+  EXPECT_EQ(r.messages.size(), 1u);
+  EXPECT_GE(lasted, absl::Milliseconds(350));  // 90 % of 400 ms, minus slack
+  EXPECT_LT(lasted, absl::Milliseconds(1500));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(server_->stats().watchers, 0u);
+
+  // The re-watch carries on with the same version.
+  config_.watch_limits.max_lifetime = absl::InfiniteDuration();
+  auto ctx = Context();
+  v1::WatchUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(52);
+  auto reader = stub_->WatchUploading(ctx.get(), request);
+  v1::WatchUploadingResponse m;
+  ASSERT_TRUE(reader->Read(&m));
+  EXPECT_EQ(m.version(), r.messages[0].version());
+  ctx->TryCancel();
+}
+
+class TlsTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    dir_ = std::string(std::getenv("TEST_TMPDIR"));
+    const std::string script =
+        std::string(std::getenv("TEST_SRCDIR")) +
+        "/uploadwatch/tests/make_test_certs.sh";
+    ASSERT_EQ(std::system((script + " " + dir_).c_str()), 0);
+    metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  }
+
+  std::string Read(const std::string& name) {
+    std::ifstream in(dir_ + "/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  grpc::Status CallWith(std::shared_ptr<grpc::ChannelCredentials> creds) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = v1::UploadingService::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("localhost:", server_->port()), creds, args));
+    v1::GetUploadingRequest request;
+    request.set_counter_id(kCounter);
+    request.set_uploading_id(12);
+    v1::GetUploadingResponse response;
+    return stub->GetUploading(Context(absl::Seconds(3)).get(), request,
+                              &response);
+  }
+
+  std::shared_ptr<grpc::ChannelCredentials> Tls(const std::string& client) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = Read("ca.pem");
+    if (!client.empty()) {
+      options.pem_private_key = Read(client + ".key");
+      options.pem_cert_chain = Read(client + ".pem");
+    }
+    return grpc::SslCredentials(options);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(TlsTest, ServesTlsAndRefusesPlaintext) {
+  config_.listen = "localhost:0";
+  config_.tls_cert_pem = Read("server.pem");
+  config_.tls_key_pem = Read("server.key");
+  StartServer();
+  grpc::Status tls = CallWith(Tls(""));
+  EXPECT_TRUE(tls.ok()) << tls.error_message();
+  EXPECT_EQ(CallWith(grpc::InsecureChannelCredentials()).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, MutualTlsRequiresAClientCertificateFromTheCa) {
+  config_.listen = "localhost:0";
+  config_.tls_cert_pem = Read("server.pem");
+  config_.tls_key_pem = Read("server.key");
+  config_.tls_client_ca_pem = Read("ca.pem");
+  StartServer();
+  grpc::Status with_cert = CallWith(Tls("client"));
+  EXPECT_TRUE(with_cert.ok()) << with_cert.error_message();
+  EXPECT_EQ(CallWith(Tls("")).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // A certificate from another CA is refused too.
+  grpc::SslCredentialsOptions stranger;
+  stranger.pem_root_certs = Read("ca.pem");
+  stranger.pem_private_key = Read("stranger.key");
+  stranger.pem_cert_chain = Read("stranger.pem");
+  EXPECT_EQ(CallWith(grpc::SslCredentials(stranger)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(CallWith(grpc::InsecureChannelCredentials()).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, HalfATlsConfigurationIsRefusedAtStart) {
+  config_.listen = "localhost:0";
+  config_.tls_cert_pem = Read("server.pem");  // no key
+  CurlMetricaClient::Options upstream;
+  upstream.base_url = metrica_.base_url();
+  auto server = UploadingServer::Start(config_, *CurlMetricaClient::Create(upstream));
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), HasSubstr("private key"));
+}
+
+}  // namespace
+}  // namespace uploadwatch::testing
