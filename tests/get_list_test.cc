@@ -236,7 +236,7 @@ TEST_F(GetListTest, TokensNeverAppearInLogsOrStatusMessages) {
   metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PREPARED));
   StartServer();
   std::vector<grpc::Status> statuses;
-  for (const std::string token : {std::string(""), std::string("wrong-token-xyz")}) {
+  for (const char* token : {"", "wrong-token-xyz"}) {
     for (int64_t id : {12, 13}) {
       v1::GetUploadingRequest request;
       request.set_counter_id(kCounter);

@@ -519,8 +519,11 @@ TEST_F(CurlMetricaClientTest, TwoHundredParallelGetsKeepThreeInFlightPerToken) {
   for (int i = 0; i < kCalls; ++i) {
     client_->GetUploading(kToken, kCounter, kUploadingId, absl::Now() + kWait,
                           [&](GetResult result) {
-                            absl::MutexLock lock(&mu);
-                            if (result.ok()) ++ok;
+                            {
+                              absl::MutexLock lock(&mu);
+                              if (result.ok()) ++ok;
+                            }
+                            // Last: the test may end (and `mu` die) at once.
                             done.DecrementCount();
                           });
   }
