@@ -44,14 +44,15 @@ const UploadingState* StateCache::Find(const UploadingKey& key) const {
   return it == entries_.end() ? nullptr : &it->second.state;
 }
 
-size_t StateCache::Sweep(absl::Time now) {
+size_t StateCache::Sweep(
+    absl::Time now, const std::function<bool(const UploadingKey&)>& keep) {
   size_t dropped = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {
-    const absl::Duration keep =
+    const absl::Duration keep_for =
         IsTerminal(it->second.state.uploading)
             ? std::max(options_.retention, options_.terminal_fresh_for)
             : options_.retention;
-    if (now - it->second.last_use > keep) {
+    if (now - it->second.last_use > keep_for && !(keep && keep(it->first))) {
       entries_.erase(it++);
       ++dropped;
     } else {

@@ -2,6 +2,7 @@
 #define UPLOADWATCH_SERVICE_CORE_STATE_CACHE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -70,8 +71,11 @@ class StateCache {
   // The state, however old (for versions); nullptr if unknown.
   const UploadingState* Find(const UploadingKey& key) const;
 
-  // Drops entries unused for longer than `retention`. Returns how many.
-  size_t Sweep(absl::Time now);
+  // Drops entries unused for longer than `retention`, except those `keep`
+  // says are still needed (e.g. watched: their versions must go on).
+  // Returns how many.
+  size_t Sweep(absl::Time now,
+               const std::function<bool(const UploadingKey&)>& keep = nullptr);
   size_t size() const { return entries_.size(); }
 
  private:

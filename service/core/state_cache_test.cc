@@ -76,6 +76,17 @@ TEST(StateCache, SweepDropsWhatWasNotUsedForTheRetention) {
   EXPECT_NE(cache.Find(used), nullptr);
 }
 
+TEST(StateCache, SweepKeepsWhatTheOwnerStillNeeds) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  EXPECT_EQ(cache.Sweep(kT0 + absl::Hours(5),
+                        [](const UploadingKey& k) { return k == kKey; }),
+            0u);
+  ASSERT_NE(cache.Find(kKey), nullptr);
+  EXPECT_EQ(cache.Find(kKey)->version, 1);
+}
+
 TEST(IsTerminal, OnlyProcessedAndLinkageFailure) {
   for (int s = 0; s <= 6; ++s) {
     const auto status = static_cast<v1::Uploading::Status>(s);

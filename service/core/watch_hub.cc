@@ -629,7 +629,19 @@ void WatchHub::Shutdown(const absl::Status& reason) {
 void WatchHub::OnSweepTimer() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
-  cache_.Sweep(now);
+  // Watched uploadings keep their state however long polls are stretched:
+  // their versions must never start again at 1.
+  cache_.Sweep(now, [this](const UploadingKey& key)
+                        ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                          return pollers_.contains(key);
+                        });
+  for (auto it = pace_.begin(); it != pace_.end();) {
+    if (it->second.paused_until < now && it->second.exhausted == 0) {
+      pace_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = list_cache_.begin(); it != list_cache_.end();) {
     if (now - it->second.fetched > FreshFor()) {
       list_cache_.erase(it++);
