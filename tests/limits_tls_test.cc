@@ -107,7 +107,7 @@ class TlsTest : public ServiceTest {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto stub = v1::UploadingService::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat("localhost:", server_->port()), creds, args));
+        absl::StrCat("127.0.0.1:", server_->port()), creds, args));
     v1::GetUploadingRequest request;
     request.set_counter_id(kCounter);
     request.set_uploading_id(12);
@@ -130,7 +130,7 @@ class TlsTest : public ServiceTest {
 };
 
 TEST_F(TlsTest, ServesTlsAndRefusesPlaintext) {
-  config_.listen = "localhost:0";
+  config_.listen = "127.0.0.1:0";
   config_.tls_cert_pem = Read("server.pem");
   config_.tls_key_pem = Read("server.key");
   StartServer();
@@ -141,7 +141,7 @@ TEST_F(TlsTest, ServesTlsAndRefusesPlaintext) {
 }
 
 TEST_F(TlsTest, MutualTlsRequiresAClientCertificateFromTheCa) {
-  config_.listen = "localhost:0";
+  config_.listen = "127.0.0.1:0";
   config_.tls_cert_pem = Read("server.pem");
   config_.tls_key_pem = Read("server.key");
   config_.tls_client_ca_pem = Read("ca.pem");
@@ -161,7 +161,7 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificateFromTheCa) {
 }
 
 TEST_F(TlsTest, HalfATlsConfigurationIsRefusedAtStart) {
-  config_.listen = "localhost:0";
+  config_.listen = "127.0.0.1:0";
   config_.tls_cert_pem = Read("server.pem");  // no key
   CurlMetricaClient::Options upstream;
   upstream.base_url = metrica_.base_url();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/metrica/metrica_json.pb.h"
 
 namespace uploadwatch {
 namespace {
@@ -94,46 +95,58 @@ absl::StatusOr<Envelope> ParseEnvelope(absl::string_view what,
   return out;
 }
 
-// Writes `uploading` as Metrica does: original names, enum names, and the
-// raw enum strings back in their fields.
-Value UploadingToValue(const Uploading& uploading) {
-  json::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  std::string text;
-  json::MessageToJsonString(uploading, &text, options);
-  Struct s;
-  json::JsonStringToMessage(text, &s);
-  auto& fields = *s.mutable_fields();
-  auto restore = [&](const std::string& key, const std::string& raw,
-                     bool unspecified) {
-    fields.erase(key + "_raw");
-    if (!raw.empty()) {
-      fields[key].set_string_value(raw);
-    } else if (unspecified) {
-      fields.erase(key);  // Metrica never sends "*_UNSPECIFIED"
-    }
-  };
-  restore("status", uploading.status_raw(),
-          uploading.status() == Uploading::STATUS_UNSPECIFIED);
-  restore("client_id_type", uploading.client_id_type_raw(),
-          uploading.client_id_type() == Uploading::CLIENT_ID_TYPE_UNSPECIFIED);
-  restore("type", uploading.type_raw(),
-          uploading.type() == Uploading::TYPE_UNSPECIFIED);
-  if (!uploading.has_create_time()) fields.erase("create_time");
-  // proto3 JSON writes int64 as a string; Metrica writes a number. Keep the
-  // string only where a JSON number (a double) could not hold the id exactly.
-  if (uploading.id() >= -(int64_t{1} << 53) && uploading.id() <= (int64_t{1} << 53)) {
-    fields["id"].set_number_value(static_cast<double>(uploading.id()));
+// Metrica's shape (see metrica_json.proto): original names and order,
+// numeric id, enum names or the raw strings kept from Metrica.
+internal::UploadingJson ToWire(const Uploading& u) {
+  internal::UploadingJson out;
+  constexpr int64_t kExactInDouble = int64_t{1} << 53;
+  if (u.id() >= -kExactInDouble && u.id() <= kExactInDouble) {
+    out.mutable_id()->set_number_value(static_cast<double>(u.id()));
+  } else {
+    out.mutable_id()->set_string_value(absl::StrCat(u.id()));
   }
-  Value out;
-  *out.mutable_struct_value() = std::move(s);
+  if (u.has_create_time()) *out.mutable_create_time() = u.create_time();
+  out.set_source_quantity(u.source_quantity());
+  out.set_line_quantity(u.line_quantity());
+  out.set_comment(u.comment());
+  // The enum's name, else the raw string Metrica sent; nothing when neither
+  // (Metrica never sends "*_UNSPECIFIED").
+  auto text = [](int value, const std::string& name,
+                 const std::string& raw) -> std::string {
+    return value != 0 ? name : raw;
+  };
+  if (std::string t = text(u.client_id_type(),
+                           Uploading::ClientIdType_Name(u.client_id_type()),
+                           u.client_id_type_raw());
+      !t.empty()) {
+    out.mutable_client_id_type()->set_string_value(t);
+  }
+  if (std::string t = text(u.status(), Uploading::Status_Name(u.status()),
+                           u.status_raw());
+      !t.empty()) {
+    out.mutable_status()->set_string_value(t);
+  }
+  if (std::string t =
+          text(u.type(), Uploading::Type_Name(u.type()), u.type_raw());
+      !t.empty()) {
+    out.mutable_type()->set_string_value(t);
+  }
+  out.set_goal_not_found_quantity(u.goal_not_found_quantity());
+  out.set_user_not_found_quantity(u.user_not_found_quantity());
+  out.set_linked_quantity(u.linked_quantity());
+  out.set_static_calls_quantity(u.static_calls_quantity());
+  out.set_dynamic_calls_quantity(u.dynamic_calls_quantity());
   return out;
 }
 
-std::string StructToJson(const Struct& s) {
+std::string PrintWire(const google::protobuf::Message& message) {
+  json::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  // For an empty list: `{"uploadings":[]}` as Metrica writes it. The
+  // uploading's scalars all have presence, so their order stays.
+  options.always_print_primitive_fields = true;
   std::string out;
-  json::MessageToJsonString(s, &out);
+  json::MessageToJsonString(message, &out, options);
   return out;
 }
 
@@ -203,23 +216,22 @@ MetricaError ParseErrorBody(int http_status, absl::string_view json) {
 }
 
 std::string UploadingToJson(const Uploading& uploading) {
-  return StructToJson(UploadingToValue(uploading).struct_value());
+  return PrintWire(ToWire(uploading));
 }
 
 std::string GetUploadingResponseToJson(const GetUploadingResponse& response) {
-  Struct s;
-  (*s.mutable_fields())["uploading"] = UploadingToValue(response.uploading());
-  return StructToJson(s);
+  internal::GetUploadingJson wire;
+  *wire.mutable_uploading() = ToWire(response.uploading());
+  return PrintWire(wire);
 }
 
 std::string ListUploadingsResponseToJson(
     const ListUploadingsResponse& response) {
-  Struct s;
-  auto* list = (*s.mutable_fields())["uploadings"].mutable_list_value();
+  internal::ListUploadingsJson wire;
   for (const Uploading& u : response.uploadings()) {
-    *list->add_values() = UploadingToValue(u);
+    *wire.add_uploadings() = ToWire(u);
   }
-  return StructToJson(s);
+  return PrintWire(wire);
 }
 
 }  // namespace uploadwatch

@@ -1,5 +1,7 @@
 #include "service/metrica/json_mapping.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -180,6 +182,12 @@ TEST(ToJson, RoundTripsThroughMetricasShape) {
   EXPECT_THAT(json, HasSubstr(R"("status":"ARCHIVED")"));
   EXPECT_THAT(json, HasSubstr(R"("create_time":"2022-12-29T18:02:01Z")"));
   EXPECT_THAT(json, ::testing::Not(HasSubstr("_raw")));
+  // Metrica's field order, every time.
+  EXPECT_TRUE(absl::StartsWith(
+      json, R"({"id":12,"create_time":"2022-12-29T18:02:01Z","source_quantity":10,)"))
+      << json;
+  EXPECT_LT(json.find("\"comment\""), json.find("\"client_id_type\""));
+  EXPECT_LT(json.find("\"client_id_type\""), json.find("\"status\""));
 
   metrika::offline_conversions::v1::GetUploadingResponse envelope;
   *envelope.mutable_uploading() = u;
@@ -188,6 +196,19 @@ TEST(ToJson, RoundTripsThroughMetricasShape) {
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
       back->uploading(), u))
       << back->uploading().DebugString();
+}
+
+TEST(ToJson, UnknownEnumsAreLeftOutAndHugeIdsStayExact) {
+  Uploading u;
+  u.set_id(9007199254740993);
+  const std::string json = UploadingToJson(u);
+  EXPECT_THAT(json, HasSubstr(R"("id":"9007199254740993")"));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("status")));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("UNSPECIFIED")));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("create_time")));
+  auto back = ParseUploadingBody(absl::StrCat(R"({"uploading":)", json, "}"));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->uploading().id(), 9007199254740993);
 }
 
 TEST(ToJson, ListEnvelopeRoundTrips) {
