@@ -148,6 +148,28 @@ TEST_F(BatchingTest, UploadingsNotOnThePagesFallBackToGets) {
   for (auto& w : watches) w.ctx->TryCancel();
 }
 
+TEST_F(BatchingTest, AListThatEndsTheLastWatchOfAGroupIsSafe) {
+  // A caller's List shows the only watched uploading terminal: the watch,
+  // its poller and its group end while the list is being recorded.
+  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+  metrica_.AddUploading(kCounter, MakeUploading(2, v1::Uploading::MATCHED));
+  config_.hub.poll_interval = absl::Seconds(30);  // only the List refreshes
+  StartServer();
+  OpenWatch w = Watch(1);
+  metrica_.SetUploading(kCounter, MakeUploading(1, v1::Uploading::PROCESSED));
+  v1::ListUploadingsRequest request;
+  request.set_counter_id(kCounter);
+  v1::ListUploadingsResponse response;
+  ASSERT_TRUE(stub_->ListUploadings(Context().get(), request, &response).ok());
+  v1::WatchUploadingResponse m;
+  ASSERT_TRUE(w.reader->Read(&m));
+  EXPECT_TRUE(m.terminal());
+  EXPECT_TRUE(w.reader->Finish().ok());
+  EXPECT_EQ(server_->stats().groups, 0u);
+  // And the server is still serving.
+  ASSERT_TRUE(stub_->ListUploadings(Context().get(), request, &response).ok());
+}
+
 TEST_F(BatchingTest, ATokenThatLosesAccessEndsAllItsWatchesOfTheCounter) {
   for (int id = 1; id <= 3; ++id) {
     metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));

@@ -15,6 +15,12 @@ const UploadingState& StateCache::Record(const UploadingKey& key,
   auto [it, inserted] = entries_.try_emplace(key);
   Entry& e = it->second;
   e.last_use = now;
+  if (!inserted && IsTerminal(e.state.uploading) && !IsTerminal(uploading)) {
+    // Terminal is final (watchers were told so): a later non-terminal answer
+    // (a lagging replica, an upstream bug) is not a change.
+    *changed = false;
+    return e.state;
+  }
   *changed = inserted || !google::protobuf::util::MessageDifferencer::Equals(
                              e.state.uploading, uploading);
   if (*changed) {

@@ -61,6 +61,7 @@ class StateCache {
 
   // Records a state fetched at `now`. Returns the stored state; `*changed`
   // tells whether it differs from the previous one (always true for the first).
+  // A terminal state is never replaced by a non-terminal one.
   const UploadingState& Record(const UploadingKey& key,
                                const v1::Uploading& uploading, absl::Time now,
                                bool* changed);

@@ -40,6 +40,20 @@ TEST(StateCache, VersionsCountChangesOfAnyField) {
   EXPECT_EQ(cache.Find(kKey)->check_time, kT0 + absl::Seconds(3));    // confirmed
 }
 
+TEST(StateCache, ATerminalStateNeverTurnsBack) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 7), kT0, &changed);
+  const UploadingState& s =
+      cache.Record(kKey, Make(v1::Uploading::PREPARED), kT0 + absl::Seconds(1), &changed);
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(s.uploading.status(), v1::Uploading::PROCESSED);
+  EXPECT_EQ(s.version, 1);
+  // Terminal to terminal (counts settling) is still a change.
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 9), kT0 + absl::Seconds(2), &changed);
+  EXPECT_TRUE(changed);
+}
+
 TEST(StateCache, NonTerminalStatesGoStaleTerminalOnesDoNot) {
   StateCache cache(Opts());
   bool changed;

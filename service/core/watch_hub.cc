@@ -481,16 +481,18 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
     CountUpstream("list", result.status(), f->second.started, now);
     list_flights_.erase(f);
     const GroupKey group_key{key.token_fingerprint, key.counter_id};
-    auto g = groups_.find(group_key);
     if (result.ok()) {
       list_cache_[key] = ListEntry{*result, now};
-      // A list is as good as a Get for every uploading in it.
+      // A list is as good as a Get for every uploading in it. (Recording may
+      // end a watch, and with it the group: look the group up each time.)
       for (const v1::Uploading& u : result->uploadings()) {
         RecordLocked(UploadingKey{key.token_fingerprint, key.counter_id, u.id()},
                      u, now, nullptr);
+        auto g = groups_.find(group_key);
         if (g != groups_.end()) g->second.unseen.erase(u.id());
       }
     }
+    auto g = groups_.find(group_key);
     if (group_waited && g != groups_.end() && g->second.polling) {
       if (result.ok()) {
         if (result->uploadings_size() < key.limit) {

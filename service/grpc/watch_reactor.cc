@@ -24,6 +24,9 @@ WatchReactor::WatchReactor(
     : deps_(deps),
       hub_(deps.hub),
       start_(deps.clock->Now()),
+      deadline_(context->deadline() == std::chrono::system_clock::time_point::max()
+                    ? absl::InfiniteFuture()
+                    : absl::FromChrono(context->deadline())),
       connection_(context->peer()),
       counter_id_(request.counter_id()),
       uploading_id_(request.uploading_id()) {
@@ -122,7 +125,10 @@ void WatchReactor::OnCancel() {
   // First leave the hub (takes its lock), then take ours: never both.
   hub_->Unsubscribe(this);
   absl::MutexLock lock(&mu_);
-  FinishLocked(absl::CancelledError("the client cancelled or its deadline passed"));
+  // gRPC reports both as a cancel; the log should say which it was.
+  FinishLocked(absl::Now() >= deadline_
+                   ? absl::DeadlineExceededError("the client's deadline passed")
+                   : absl::CancelledError("the client cancelled the watch"));
 }
 
 void WatchReactor::OnDone() {

@@ -63,6 +63,7 @@ class WatchReactor final
   const Deps& deps_;
   WatchHub* const hub_;
   const absl::Time start_;
+  const absl::Time deadline_;  // the client's; InfiniteFuture if none
   const std::string connection_;
   bool counted_ = false;  // holds a slot in WatchLimits
   std::shared_ptr<Alive> alive_;
