@@ -4,7 +4,8 @@
 #   uploadwatch_start_stack [LISTEN] [POLL_INTERVAL] [extra server flags...]
 #     LISTEN defaults to 127.0.0.1:0 (any free port). Without
 #     METRIKA_OAUTH_TOKEN the simulator is started and the server points at it
-#     with the simulator's demo token. Sets UPLOADWATCH_ADDR (host:port),
+#     with the simulator's demo token (UPLOADWATCH_DEMO_SPEED, default 1, runs
+#     its live uploads faster). Sets UPLOADWATCH_ADDR (host:port),
 #     UPLOADWATCH_SIM_URL (empty against real Metrica), UPLOADWATCH_DEMO_TOKEN.
 #   uploadwatch_stop_stack
 #     SIGTERM to both, waits for them to exit.
@@ -29,7 +30,7 @@ uploadwatch_start_stack() {
   UPLOADWATCH_SIM_URL=""
   if [[ -z "${METRIKA_OAUTH_TOKEN:-}" ]]; then
     "$UPLOADWATCH_BIN/service/simulator/metrica_simulator" --port=0 \
-      --token="$UPLOADWATCH_DEMO_TOKEN" >"$UPLOADWATCH_STACK_LOGS/simulator.log" 2>&1 &
+      --token="$UPLOADWATCH_DEMO_TOKEN" --demo_speed="${UPLOADWATCH_DEMO_SPEED:-1}" >"$UPLOADWATCH_STACK_LOGS/simulator.log" 2>&1 &
     UPLOADWATCH_SIM_PID=$!
     UPLOADWATCH_SIM_URL=$(_uploadwatch_wait_for "$UPLOADWATCH_STACK_LOGS/simulator.log" \
       'http://127\.0\.0\.1:[0-9]+' 15) || {

@@ -53,6 +53,8 @@ constexpr absl::Duration kStopSweepInterval = absl::Milliseconds(20);
 
 // The demo's counter, as in Metrica's documentation.
 constexpr int32_t kDemoCounter = 2215573;
+// A new live demo upload starts this often (at speed 1).
+constexpr absl::Duration kDemoSpawnEvery = absl::Seconds(30);
 
 // httplib::Server with a usual listen backlog. httplib 0.11 listens with a
 // backlog of 5: a burst of 100 connects overflows it and the kernel drops
@@ -327,7 +329,8 @@ class FakeMetrica::Impl {
   void ClearRequests() ABSL_LOCKS_EXCLUDED(mu_);
   int max_in_flight(const std::string& token) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  void SeedDemo(const std::string& token) ABSL_LOCKS_EXCLUDED(mu_);
+  void SeedDemo(const std::string& token, double speed)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // An uploading over time: `initial` until the first stage's `after`, then
@@ -382,6 +385,11 @@ class FakeMetrica::Impl {
   void Stall(absl::Duration delay) ABSL_LOCKS_EXCLUDED(mu_);
   void AddEntry(int32_t counter_id, Entry entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One live demo upload starting its journey at `start`.
+  Entry DemoJourney(int64_t id, absl::Time start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the live uploads due by `now` (lazily, on requests).
+  void SpawnDemoLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   Clock* const clock_;
@@ -407,6 +415,13 @@ class FakeMetrica::Impl {
   uint64_t first_request_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> max_in_flight_ ABSL_GUARDED_BY(mu_);
+  struct Demo {
+    bool on = false;
+    absl::Time epoch;
+    double speed = 1;
+    int64_t next_id = 101;
+    int64_t spawned = 0;  // live uploads started after seeding
+  } demo_ ABSL_GUARDED_BY(mu_);
 };
 
 const Uploading& FakeMetrica::Impl::Entry::At(absl::Time now) const {
@@ -751,6 +766,7 @@ Reply FakeMetrica::Impl::Serve(const httplib::Request& req) {
   const absl::Time now = clock_->Now();
 
   absl::MutexLock lock(&mu_);
+  SpawnDemoLocked(now);
   auto access = access_.find(credentials.token);
   if (!credentials.oauth || access == access_.end()) {
     return ErrorReply(401, "unauthorized",
@@ -847,7 +863,7 @@ Reply FakeMetrica::Impl::ServeUploadings(int32_t counter_id,
   return Reply{200, ListUploadingsResponseToJson(response)};
 }
 
-void FakeMetrica::Impl::SeedDemo(const std::string& token) {
+void FakeMetrica::Impl::SeedDemo(const std::string& token, double speed) {
   using ::google::protobuf::util::TimeUtil;
   const absl::Time now = clock_->Now();
   auto from_rfc3339 = [](const char* text) {
@@ -907,70 +923,21 @@ void FakeMetrica::Impl::SeedDemo(const std::string& token) {
        Uploading::BASIC, Uploading::PREPARED, 430, 0, 0, 0, 0, 0, 0},
   };
 
-  // Moving uploadings (101-103) keep their id and replay one journey every
-  // kCycle: PREPARED at 0 s, UPLOADED 15 s, EXPORTED 35 s, MATCHED 60 s,
-  // more counts at 75 s, PROCESSED or LINKAGE_FAILURE at 90 s, then a pause
-  // in that terminal status until the restart. A watch started at any time
-  // thus sees changes and then a terminal status (a watch started in the
-  // pause sees the terminal status at once). Phases are spread so that at
-  // any moment at least one is under way.
-  constexpr absl::Duration kCycle = absl::Seconds(150);
-  struct Journey {
-    int64_t id;
-    absl::Duration phase;  // how far into its cycle it is at seeding
-    const char* comment;
-    Uploading::ClientIdType client_id_type;
-    int32_t source_quantity;
-    bool links;  // ends PROCESSED, else LINKAGE_FAILURE
-  };
-  const Journey journeys[] = {
-      {101, absl::ZeroDuration(), "Live demo: CRM sync", Uploading::CLIENT_ID,
-       1000, true},
-      {102, absl::Seconds(50), "Live demo: Direct clicks", Uploading::YCLID,
-       250, false},
-      {103, absl::Seconds(100), "Live demo: loyalty cards", Uploading::USER_ID,
-       3200, true},
-  };
+  // Live uploads: a new one starts every `spawn_every` (ids 101, 102, ...)
+  // and walks PREPARED -> UPLOADED -> EXPORTED -> MATCHED (counts change)
+  // -> PROCESSED or LINKAGE_FAILURE within `journey`, as a real upload does,
+  // just faster. Three are already under way at seeding. Ids are never
+  // reused: a finished upload stays finished, as on Metrica.
+  demo_.on = true;
+  demo_.epoch = now;
+  demo_.speed = speed > 0 ? speed : 1.0;
+  demo_.next_id = 101;
+  demo_.spawned = 0;
   std::vector<Entry> moving;
-  for (const Journey& j : journeys) {
-    Entry entry;
-    entry.start = now - j.phase;
-    entry.cycle = kCycle;
-    entry.initial = make(j.id, entry.start, j.comment, j.client_id_type,
-                         Uploading::BASIC, j.source_quantity);
-    entry.initial.set_status(Uploading::PREPARED);
-    auto next = [&entry](absl::Duration after) -> Uploading& {
-      const Uploading& previous =
-          entry.stages.empty() ? entry.initial : entry.stages.back().state;
-      entry.stages.push_back(Stage{after, previous});
-      return entry.stages.back().state;
-    };
-    const int32_t lines = j.source_quantity - j.source_quantity / 60;
-    Uploading* u = &next(absl::Seconds(15));
-    u->set_status(Uploading::UPLOADED);
-    u->set_line_quantity(lines);
-    next(absl::Seconds(35)).set_status(Uploading::EXPORTED);
-    // Matching goes on after MATCHED: a change of counts, status unchanged.
-    u = &next(absl::Seconds(60));
-    u->set_status(Uploading::MATCHED);
-    if (j.links) {
-      u->set_linked_quantity(lines / 2);
-      u->set_user_not_found_quantity(lines / 10);
-      u = &next(absl::Seconds(75));
-      u->set_linked_quantity(lines * 4 / 5);
-      u->set_user_not_found_quantity(lines / 8);
-      u = &next(absl::Seconds(90));
-      u->set_status(Uploading::PROCESSED);
-      u->set_goal_not_found_quantity(lines / 100);
-      u->set_linked_quantity(lines - lines / 8 - lines / 100);
-    } else {
-      u->set_user_not_found_quantity(lines / 2);
-      next(absl::Seconds(75)).set_user_not_found_quantity(lines * 4 / 5);
-      u = &next(absl::Seconds(90));
-      u->set_status(Uploading::LINKAGE_FAILURE);
-      u->set_user_not_found_quantity(lines);
-    }
-    moving.push_back(std::move(entry));
+  for (int k = 0; k < 3; ++k) {
+    // Phases 60 s, 30 s and 0 s into their journeys (at speed 1).
+    moving.push_back(DemoJourney(demo_.next_id++,
+                                 now - (kDemoSpawnEvery * (2 - k)) / demo_.speed));
   }
 
   absl::MutexLock lock(&mu_);
@@ -990,6 +957,79 @@ void FakeMetrica::Impl::SeedDemo(const std::string& token) {
     AddEntry(kDemoCounter, std::move(entry));
   }
   for (Entry& entry : moving) AddEntry(kDemoCounter, std::move(entry));
+}
+
+FakeMetrica::Impl::Entry FakeMetrica::Impl::DemoJourney(int64_t id,
+                                                        absl::Time start) {
+  using ::google::protobuf::util::TimeUtil;
+  struct Kind {
+    const char* comment;
+    Uploading::ClientIdType client_id_type;
+    int32_t source_quantity;
+    bool links;  // ends PROCESSED, else LINKAGE_FAILURE
+  };
+  static constexpr Kind kKinds[] = {
+      {"Live demo: CRM sync", Uploading::CLIENT_ID, 1000, true},
+      {"Live demo: Direct clicks", Uploading::YCLID, 250, false},
+      {"Live demo: loyalty cards", Uploading::USER_ID, 3200, true},
+  };
+  const Kind& kind = kKinds[id % 3];
+  const double speed = demo_.speed;
+  auto at = [speed](int seconds) { return absl::Seconds(seconds) / speed; };
+  Entry entry;
+  entry.start = start;
+  entry.initial.set_id(id);
+  *entry.initial.mutable_create_time() =
+      TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(start));
+  entry.initial.set_comment(kind.comment);
+  entry.initial.set_client_id_type(kind.client_id_type);
+  entry.initial.set_type(Uploading::BASIC);
+  entry.initial.set_source_quantity(kind.source_quantity);
+  entry.initial.set_status(Uploading::PREPARED);
+  auto next = [&entry](absl::Duration after) -> Uploading& {
+    const Uploading& previous =
+        entry.stages.empty() ? entry.initial : entry.stages.back().state;
+    entry.stages.push_back(Stage{after, previous});
+    return entry.stages.back().state;
+  };
+  const int32_t lines = kind.source_quantity - kind.source_quantity / 60;
+  Uploading* u = &next(at(15));
+  u->set_status(Uploading::UPLOADED);
+  u->set_line_quantity(lines);
+  next(at(35)).set_status(Uploading::EXPORTED);
+  // Matching goes on after MATCHED: a change of counts, status unchanged.
+  u = &next(at(60));
+  u->set_status(Uploading::MATCHED);
+  if (kind.links) {
+    u->set_linked_quantity(lines / 2);
+    u->set_user_not_found_quantity(lines / 10);
+    u = &next(at(75));
+    u->set_linked_quantity(lines * 4 / 5);
+    u->set_user_not_found_quantity(lines / 8);
+    u = &next(at(90));
+    u->set_status(Uploading::PROCESSED);
+    u->set_goal_not_found_quantity(lines / 100);
+    u->set_linked_quantity(lines - lines / 8 - lines / 100);
+  } else {
+    u->set_user_not_found_quantity(lines / 2);
+    next(at(75)).set_user_not_found_quantity(lines * 4 / 5);
+    u = &next(at(90));
+    u->set_status(Uploading::LINKAGE_FAILURE);
+    u->set_user_not_found_quantity(lines);
+  }
+  return entry;
+}
+
+void FakeMetrica::Impl::SpawnDemoLocked(absl::Time now) {
+  if (!demo_.on) return;
+  const absl::Duration every = kDemoSpawnEvery / demo_.speed;
+  absl::Duration unused;
+  const int64_t due = absl::IDivDuration(now - demo_.epoch, every, &unused);
+  while (demo_.spawned < due) {
+    ++demo_.spawned;
+    AddEntry(kDemoCounter, DemoJourney(demo_.next_id++,
+                                       demo_.epoch + every * demo_.spawned));
+  }
 }
 
 FakeMetrica::FakeMetrica(Options options)
@@ -1031,6 +1071,8 @@ int FakeMetrica::max_in_flight(const std::string& token) const {
   return impl_->max_in_flight(token);
 }
 
-void FakeMetrica::SeedDemo(const std::string& token) { impl_->SeedDemo(token); }
+void FakeMetrica::SeedDemo(const std::string& token, double speed) {
+  impl_->SeedDemo(token, speed);
+}
 
 }  // namespace uploadwatch

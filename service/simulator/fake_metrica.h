@@ -103,10 +103,12 @@ class FakeMetrica {
   int max_in_flight(const std::string& token) const;
 
   // The demo world used by scripts/run.sh: counter 2215573 readable by
-  // `token`, with uploadings at every stage (including id 12 from Metrica's
-  // docs) and a few that keep moving through the statuses, restarting their
-  // journey so a watch started at any time has something to show.
-  void SeedDemo(const std::string& token);
+  // `token`, with settled uploadings 12-19 at every stage (12 is the example
+  // of Metrica's docs), and live uploads: a new one (ids 101, 102, ...) every
+  // 30 s that walks to PROCESSED or LINKAGE_FAILURE in 90 s, three of them
+  // already under way, so a watch started at any time has something to show.
+  // `speed` > 1 runs the live uploads that many times faster (tests).
+  void SeedDemo(const std::string& token, double speed = 1.0);
 
  private:
   class Impl;

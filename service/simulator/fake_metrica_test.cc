@@ -874,61 +874,64 @@ TEST_F(SeedDemoTest, OnlyTheDemoTokenGetsIn) {
   EXPECT_EQ(granted->status, 200);
 }
 
-TEST_F(SeedDemoTest, MovingUploadingsTravelToTerminalAndRestart) {
-  std::vector<int64_t> ids;
-  for (const Uploading& u : ListDemo()) ids.push_back(u.id());
-
-  // Status history per uploading over two demo cycles (2 x 150 s), sampled
-  // every 5 s; consecutive duplicates collapsed.
+TEST_F(SeedDemoTest, LiveUploadsKeepComingAndEachOneEnds) {
+  // Status history per live upload over 5 minutes, sampled every 5 s through
+  // the list (requests are what start new uploads); duplicates collapsed.
   std::map<int64_t, std::vector<Uploading::Status>> history;
-  int quantity_only_changes = 0;
   std::map<int64_t, Uploading> last;
+  int quantity_only_changes = 0;
   for (int step = 0; step <= 60; ++step) {
     bool some_under_way = false;
-    for (int64_t id : ids) {
-      const Uploading u = *metrica_.GetUploading(kCounter, id);
-      std::vector<Uploading::Status>& h = history[id];
+    for (const Uploading& u : ListDemo()) {
+      if (u.id() < 100) continue;  // a settled uploading
+      std::vector<Uploading::Status>& h = history[u.id()];
       if (h.empty() || h.back() != u.status()) h.push_back(u.status());
-      if (last.count(id) && last[id].status() == u.status() &&
-          !MessageDifferencer::Equals(last[id], u)) {
+      if (last.count(u.id()) && last[u.id()].status() == u.status() &&
+          !MessageDifferencer::Equals(last[u.id()], u)) {
         ++quantity_only_changes;
       }
-      last[id] = u;
-      if (h.size() > 1 && !IsTerminal(u.status())) some_under_way = true;
+      last[u.id()] = u;
+      some_under_way |= !IsTerminal(u.status());
     }
-    // A watch started now would see something move (once movers are known).
-    if (step > 30) {
-      EXPECT_TRUE(some_under_way) << "at step " << step;
-    }
+    // A watch started now has something to show.
+    EXPECT_TRUE(some_under_way) << "at step " << step;
     clock_.Advance(absl::Seconds(5));
   }
 
-  int moving = 0;
-  bool processed = false;
-  bool failed = false;
+  // Three under way at the start, then one every 30 s: 101..113.
+  ASSERT_EQ(history.size(), 13u);
+  EXPECT_EQ(history.begin()->first, 101);
+  EXPECT_EQ(history.rbegin()->first, 113);
+  bool processed = false, failed = false;
   for (const auto& [id, h] : history) {
-    if (h.size() == 1) continue;  // a settled uploading
-    ++moving;
     SCOPED_TRACE(id);
-    // Every journey goes forward, ends terminal, and starts over.
-    const auto prepared = std::find(h.begin(), h.end(), Uploading::PREPARED);
-    ASSERT_NE(prepared, h.end());
-    std::vector<Uploading::Status> journey(prepared, h.end());
-    ASSERT_GE(journey.size(), 6u);
-    const Uploading::Status end = journey[4];
-    EXPECT_THAT(
-        std::vector<Uploading::Status>(journey.begin(), journey.begin() + 6),
-        ElementsAreArray({Uploading::PREPARED, Uploading::UPLOADED,
-                          Uploading::EXPORTED, Uploading::MATCHED, end,
-                          Uploading::PREPARED}));
-    EXPECT_TRUE(IsTerminal(end));
-    processed |= end == Uploading::PROCESSED;
-    failed |= end == Uploading::LINKAGE_FAILURE;
+    // Forward only, and a finished upload stays finished (ids never reused).
+    for (size_t i = 1; i < h.size(); ++i) EXPECT_GT(h[i], h[i - 1]);
+    if (id >= 104 && id <= 110) {  // seen from its start to its end
+      EXPECT_THAT(h, ElementsAre(Uploading::PREPARED, Uploading::UPLOADED,
+                                 Uploading::EXPORTED, Uploading::MATCHED,
+                                 ::testing::AnyOf(Uploading::PROCESSED,
+                                                  Uploading::LINKAGE_FAILURE)));
+    }
+    processed |= h.back() == Uploading::PROCESSED;
+    failed |= h.back() == Uploading::LINKAGE_FAILURE;
   }
-  EXPECT_GE(moving, 2);
   EXPECT_TRUE(processed);
   EXPECT_TRUE(failed);
   EXPECT_GT(quantity_only_changes, 0);
+}
+
+TEST_F(FakeMetricaTest, DemoSpeedRunsLiveUploadsFaster) {
+  metrica_.SeedDemo("demo-token", /*speed=*/10);
+  clock_.Advance(absl::Seconds(9));  // a whole journey at 10x
+  auto result = Get(UploadingPath(kCounter, 103), "demo-token");
+  ASSERT_TRUE(result);
+  auto parsed = ParseUploadingBody(result->body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(IsTerminal(parsed->uploading().status()));
+  // And a new one every 3 s.
+  EXPECT_TRUE(Get(UploadingPath(kCounter, 106), "demo-token"));
+  EXPECT_EQ(Get(UploadingPath(kCounter, 106), "demo-token")->status, 200);
 }
 
 }  // namespace
