@@ -8,6 +8,8 @@ UPLOADWATCH_APT_PACKAGES=(
   libgtest-dev libgmock-dev
   python3 python3-grpcio python3-protobuf
   nodejs npm
+  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
+  golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc
 )
 
 uploadwatch_install_deps() {

@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""A small Python client for the uploadwatch gRPC API.
+
+Stubs are generated, not committed: run client/python/generate_stubs.sh first
+(they land in client/python/gen/, or in $UPLOADWATCH_PY_GEN). Needs Debian's
+python3-grpcio and python3-protobuf.
+
+As a library:
+
+    from uploadwatch_client import Client, pb
+    with Client("127.0.0.1:50051") as client:
+        for msg in client.watch(2215573, 101):
+            print(msg.version, pb.Uploading.Status.Name(msg.uploading.status))
+
+As a command (token from METRIKA_OAUTH_TOKEN, sent as call metadata when set;
+exit code = the gRPC status code, 0 on OK):
+
+    uploadwatch_client.py [--server HOST:PORT] [--json] list COUNTER
+    uploadwatch_client.py [--server HOST:PORT] [--json] get COUNTER ID
+    uploadwatch_client.py [--server HOST:PORT] [--json] watch COUNTER ID
+"""
+
+import argparse
+import os
+import sys
+
+_GEN = os.environ.get("UPLOADWATCH_PY_GEN") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "gen")
+if _GEN not in sys.path:
+    sys.path.insert(0, _GEN)
+
+import grpc  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+
+try:
+    from google.rpc import error_details_pb2, status_pb2  # noqa: E402
+    from metrika.offline_conversions.v1 import uploading_service_pb2 as pb  # noqa: E402
+    from metrika.offline_conversions.v1 import uploading_service_pb2_grpc as pb_grpc  # noqa: E402
+except ImportError as e:  # pragma: no cover - a setup error, said plainly
+    raise ImportError(
+        f"uploadwatch stubs not found in {_GEN}: run client/python/generate_stubs.sh"
+    ) from e
+
+DEMO_COUNTER = 2215573
+TERMINAL_STATUSES = frozenset({pb.Uploading.PROCESSED, pb.Uploading.LINKAGE_FAILURE})
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def auth_metadata(token):
+    """Call metadata carrying a Metrica OAuth token (empty without one)."""
+    return (("authorization", f"OAuth {token}"),) if token else ()
+
+
+class Client:
+    """UploadingService over one channel. A `token` given here is sent with
+    every call and wins over the server's own token."""
+
+    def __init__(self, target="127.0.0.1:50051", token=None, channel=None):
+        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        self._stub = pb_grpc.UploadingServiceStub(self._channel)
+        self._metadata = auth_metadata(token)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def list(self, counter_id, limit=0, offset=0, type=pb.Uploading.TYPE_UNSPECIFIED,
+             timeout=30):
+        """The counter's uploadings (a list of pb.Uploading), newest first."""
+        request = pb.ListUploadingsRequest(counter_id=counter_id, limit=limit,
+                                           offset=offset, type=type)
+        return list(self._stub.ListUploadings(request, timeout=timeout,
+                                              metadata=self._metadata).uploadings)
+
+    def get(self, counter_id, uploading_id, timeout=30):
+        """The current state of one uploading (a pb.Uploading)."""
+        request = pb.GetUploadingRequest(counter_id=counter_id, uploading_id=uploading_id)
+        return self._stub.GetUploading(request, timeout=timeout,
+                                       metadata=self._metadata).uploading
+
+    def watch(self, counter_id, uploading_id, timeout=None):
+        """The stream of pb.WatchUploadingResponse until a terminal status.
+
+        Returns the call: iterate it for the messages (an error raises
+        grpc.RpcError from the loop), call .cancel() to stop early.
+        """
+        request = pb.WatchUploadingRequest(counter_id=counter_id, uploading_id=uploading_id)
+        return self._stub.WatchUploading(request, timeout=timeout, metadata=self._metadata)
+
+
+def rich_status(error):
+    """The google.rpc.Status of a failed call (from the trailing metadata
+    `grpc-status-details-bin`), or None when the server sent no details."""
+    for key, value in error.trailing_metadata() or ():
+        if key == _DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def error_info(error):
+    """The google.rpc.ErrorInfo detail of a failed call, or None."""
+    status = rich_status(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    return None
+
+
+def retry_delay_seconds(error):
+    """The google.rpc.RetryInfo delay of a failed call in seconds, or None."""
+    status = rich_status(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
+
+
+def to_json(message):
+    """The proto3 JSON form with the proto's own field names (Metrica's)."""
+    return json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                     indent=None, sort_keys=False)
+
+
+def _describe(u):
+    status = pb.Uploading.Status.Name(u.status) if u.status else (u.status_raw or "?")
+    return (f"{u.id:>6}  {status:<15}  lines={u.line_quantity}/{u.source_quantity}"
+            f"  linked={u.linked_quantity}  user_not_found={u.user_not_found_quantity}"
+            f"  {u.comment!r}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="uploadwatch example client")
+    parser.add_argument("--server", default=os.environ.get("UPLOADWATCH_ADDR", "127.0.0.1:50051"))
+    parser.add_argument("--json", action="store_true", help="print the proto's JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list").add_argument("counter", type=int)
+    for name in ("get", "watch"):
+        p = sub.add_parser(name)
+        p.add_argument("counter", type=int)
+        p.add_argument("id", type=int)
+    args = parser.parse_args(argv)
+
+    with Client(args.server, token=os.environ.get("METRIKA_OAUTH_TOKEN")) as client:
+        try:
+            if args.command == "list":
+                for u in client.list(args.counter):
+                    print(to_json(u) if args.json else _describe(u))
+            elif args.command == "get":
+                u = client.get(args.counter, args.id)
+                print(to_json(u) if args.json else _describe(u))
+            else:
+                # The watch loop: one message per change, the last one terminal.
+                for msg in client.watch(args.counter, args.id):
+                    if args.json:
+                        print(to_json(msg), flush=True)
+                        continue
+                    seen = msg.observe_time.ToDatetime().strftime("%H:%M:%S")
+                    print(f"v{msg.version:<3} {seen}  {_describe(msg.uploading)}"
+                          + ("  (terminal)" if msg.terminal else ""), flush=True)
+        except grpc.RpcError as e:
+            info = error_info(e)
+            reason = f" [{info.reason}]" if info else ""
+            print(f"error: {e.code().name}{reason}: {e.details()}", file=sys.stderr)
+            return e.code().value[0]
+        except KeyboardInterrupt:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+// UploadingClient against the real server on the Metrica simulator, and
+// against a scripted fake service for what the real one cannot be made to do.
+#include "client/uploading_client.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/time/time.h"
+#include "client/testing/service_fixture.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "service/common/status_details.h"
+
+namespace uploadwatch::client_testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class UploadingClientTest : public ServiceFixture {
+ protected:
+  std::unique_ptr<UploadingClient> Client(UploadingClient::Options options = {}) {
+    if (options.token.empty()) options.token = kToken;
+    return std::make_unique<UploadingClient>(
+        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()),
+        options);
+  }
+
+  // Watches `id` with kToken until the watch ends, keeping every message.
+  absl::Status WatchToEnd(int64_t id,
+                          std::vector<v1::WatchUploadingResponse>* messages) {
+    return Client()->WatchUploading(
+        kCounter, id,
+        [messages](const v1::WatchUploadingResponse& m) { messages->push_back(m); });
+  }
+};
+
+TEST_F(UploadingClientTest, GetReturnsTheUploading) {
+  v1::Uploading u = MakeUploading(12, v1::Uploading::MATCHED);
+  u.set_linked_quantity(90);
+  metrica_.AddUploading(kCounter, u);
+  absl::StatusOr<v1::Uploading> got = Client()->GetUploading(kCounter, 12);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->SerializeAsString(), u.SerializeAsString())
+      << got->DebugString();
+}
+
+TEST_F(UploadingClientTest, NotFoundKeepsTheServersMessageAndErrorInfo) {
+  absl::StatusOr<v1::Uploading> got = Client()->GetUploading(kCounter, 404);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(got.status().message().empty());
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(got.status());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), "NOT_FOUND");
+}
+
+TEST_F(UploadingClientTest, TheTokenTravelsAsOAuthMetadata) {
+  // The server has no token of its own: only the client's can work.
+  metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  EXPECT_TRUE(Client()->GetUploading(kCounter, 12).ok());
+
+  metrica_.AddToken("tenant-b-token");
+  UploadingClient::Options other;
+  other.token = "tenant-b-token";
+  absl::StatusOr<v1::Uploading> denied = Client(other)->GetUploading(kCounter, 12);
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(denied.status());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), "ACCESS_DENIED");
+}
+
+TEST_F(UploadingClientTest, WithoutAnyTokenCallsAreUnauthenticated) {
+  UploadingClient anonymous(
+      grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  EXPECT_EQ(anonymous.GetUploading(kCounter, 12).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(UploadingClientTest, ListReturnsAPageNewestFirst) {
+  for (int64_t id : {5, 6, 7, 8}) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  }
+  v1::ListUploadingsRequest request;
+  request.set_counter_id(kCounter);
+  request.set_limit(2);
+  request.set_offset(1);
+  absl::StatusOr<std::vector<v1::Uploading>> page =
+      Client()->ListUploadings(request);
+  ASSERT_TRUE(page.ok()) << page.status();
+  std::vector<int64_t> ids;
+  for (const v1::Uploading& u : *page) ids.push_back(u.id());
+  EXPECT_THAT(ids, ElementsAre(7, 6));
+}
+
+TEST_F(UploadingClientTest, ListErrorsAreStatuses) {
+  v1::ListUploadingsRequest request;
+  request.set_counter_id(kCounter);
+  request.set_limit(20000);
+  EXPECT_EQ(Client()->ListUploadings(request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(UploadingClientTest, WatchCallsBackPerMessageThenReturnsOkAfterTheTerminal) {
+  AddJourney(21);
+  std::vector<v1::WatchUploadingResponse> messages;
+  absl::Status status = WatchToEnd(21, &messages);
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_FALSE(messages.empty());
+  EXPECT_EQ(messages.front().uploading().status(), v1::Uploading::PREPARED);
+  EXPECT_EQ(messages.back().uploading().status(), v1::Uploading::PROCESSED);
+  EXPECT_TRUE(messages.back().terminal());
+  for (size_t i = 0; i + 1 < messages.size(); ++i) {
+    EXPECT_FALSE(messages[i].terminal()) << i;
+  }
+}
+
+class StreamLifetimeTest : public UploadingClientTest {
+ protected:
+  // Streams end after 270-300 ms: a journey spans several of them.
+  StreamLifetimeTest() {
+    config_.watch_limits.max_lifetime = absl::Milliseconds(300);
+    config_.log_sink = [this](absl::string_view line) {
+      if (absl::StrContains(line, "rpc=WatchUploading")) ++watch_calls_;
+    };
+  }
+
+  std::atomic<int> watch_calls_{0};
+};
+
+TEST_F(StreamLifetimeTest, AWatchOutlivesTheServersStreamLifetime) {
+  AddJourney(21);
+  std::vector<v1::WatchUploadingResponse> messages;
+  absl::Status status = WatchToEnd(21, &messages);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_GE(watch_calls_, 2);  // the server did end streams on the way
+  ASSERT_GE(messages.size(), 2u);
+  EXPECT_EQ(messages.back().uploading().status(), v1::Uploading::PROCESSED);
+  for (size_t i = 1; i < messages.size(); ++i) {
+    EXPECT_GT(messages[i].version(), messages[i - 1].version()) << i;
+    EXPECT_NE(messages[i].uploading().status(),
+              messages[i - 1].uploading().status()) << i;
+  }
+}
+
+TEST_F(UploadingClientTest, WatchOfAnUnknownUploadingReturnsNotFound) {
+  std::vector<v1::WatchUploadingResponse> messages;
+  EXPECT_EQ(WatchToEnd(404, &messages).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(messages.empty());
+}
+
+TEST_F(UploadingClientTest, TheTimeoutIsEachCallsDeadline) {
+  metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::MATCHED));
+  FakeMetrica::Fault stall;
+  stall.delay = absl::Seconds(5);
+  stall.times = -1;
+  metrica_.InjectFault(stall);
+  UploadingClient::Options options;
+  options.timeout = absl::Milliseconds(300);
+  EXPECT_EQ(Client(options)->GetUploading(kCounter, 12).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  metrica_.ClearFaults();
+}
+
+TEST_F(UploadingClientTest, TheWatchTimeoutEndsAWatchThatDoesNotEnd) {
+  metrica_.AddUploading(kCounter, MakeUploading(16, v1::Uploading::MATCHED));
+  UploadingClient::Options options;
+  options.watch_timeout = absl::Milliseconds(500);
+  int messages = 0;
+  absl::Status status = Client(options)->WatchUploading(
+      kCounter, 16, [&](const v1::WatchUploadingResponse&) { ++messages; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(messages, 1);
+}
+
+// A service that answers from a script: what the real server never does.
+class ScriptedService final : public v1::UploadingService::Service {
+ public:
+  // One WatchUploading call: its messages, then its status.
+  struct WatchScript {
+    std::vector<v1::WatchUploadingResponse> messages;
+    absl::Status status;
+  };
+
+  absl::Status get_status;
+  std::vector<WatchScript> watches;  // one per call, in order
+  int watch_calls = 0;
+
+  grpc::Status GetUploading(grpc::ServerContext*, const v1::GetUploadingRequest*,
+                            v1::GetUploadingResponse*) override {
+    return ToGrpcStatus(get_status);
+  }
+  grpc::Status WatchUploading(
+      grpc::ServerContext*, const v1::WatchUploadingRequest*,
+      grpc::ServerWriter<v1::WatchUploadingResponse>* writer) override {
+    if (watch_calls >= static_cast<int>(watches.size())) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "no script left");
+    }
+    const WatchScript& script = watches[watch_calls++];
+    for (const auto& m : script.messages) writer->Write(m);
+    return ToGrpcStatus(script.status);
+  }
+};
+
+v1::WatchUploadingResponse State(int64_t version, v1::Uploading::Status status) {
+  v1::WatchUploadingResponse m;
+  m.mutable_uploading()->set_id(7);
+  m.mutable_uploading()->set_status(status);
+  m.set_version(version);
+  m.set_terminal(status == v1::Uploading::PROCESSED);
+  return m;
+}
+
+class UploadingClientScriptedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    // Through the StubInterface constructor, as a test double would be.
+    client_ = std::make_unique<UploadingClient>(v1::UploadingService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                            grpc::InsecureChannelCredentials())));
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  ScriptedService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<UploadingClient> client_;
+};
+
+TEST_F(UploadingClientScriptedTest, ErrorInfoAndRetryInfoBecomePayloads) {
+  service_.get_status = absl::ResourceExhaustedError("quota spent");
+  SetErrorInfo(service_.get_status, "QUOTA_REQUESTS_BY_UID",
+               "api-metrika.yandex.net");
+  SetRetryInfo(service_.get_status, absl::Seconds(30));
+  absl::Status status = client_->GetUploading(1, 2).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(status.message(), "quota spent");
+  ASSERT_TRUE(GetErrorInfo(status).has_value());
+  EXPECT_EQ(GetErrorInfo(status)->reason(), "QUOTA_REQUESTS_BY_UID");
+  EXPECT_EQ(GetErrorInfo(status)->domain(), "api-metrika.yandex.net");
+  EXPECT_EQ(GetRetryDelay(status), absl::Seconds(30));
+}
+
+TEST_F(UploadingClientScriptedTest, AStreamEndingOkWithoutATerminalIsUnknown) {
+  service_.watches = {{{State(1, v1::Uploading::PREPARED),
+                        State(2, v1::Uploading::UPLOADED)},
+                       absl::OkStatus()}};
+  int messages = 0;
+  absl::Status status = client_->WatchUploading(
+      1, 7, [&](const v1::WatchUploadingResponse&) { ++messages; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(status.message(), HasSubstr("terminal"));
+  EXPECT_EQ(messages, 2);
+}
+
+TEST_F(UploadingClientScriptedTest, ARotatedStreamIsReWatchedWithoutRepeats) {
+  const absl::Status rotated = absl::UnavailableError("maximum stream lifetime");
+  service_.watches = {
+      {{State(1, v1::Uploading::PREPARED), State(2, v1::Uploading::UPLOADED)},
+       rotated},
+      // Nothing changed meanwhile: only the repeat, then rotated again.
+      {{State(2, v1::Uploading::UPLOADED)}, rotated},
+      {{State(2, v1::Uploading::UPLOADED), State(3, v1::Uploading::PROCESSED)},
+       absl::OkStatus()}};
+  std::vector<int64_t> versions;
+  absl::Status status = client_->WatchUploading(
+      1, 7, [&](const v1::WatchUploadingResponse& m) {
+        versions.push_back(m.version());
+      });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(versions, ElementsAre(1, 2, 3));
+  EXPECT_EQ(service_.watch_calls, 3);
+}
+
+TEST_F(UploadingClientScriptedTest, AReWatchThatFailsBeforeAnAnswerEndsTheWatch) {
+  service_.watches = {
+      {{State(1, v1::Uploading::PREPARED)}, absl::UnavailableError("restarting")},
+      {{}, absl::UnavailableError("shutting down")}};
+  int messages = 0;
+  absl::Status status = client_->WatchUploading(
+      1, 7, [&](const v1::WatchUploadingResponse&) { ++messages; });
+  EXPECT_EQ(status, absl::UnavailableError("shutting down"));
+  EXPECT_EQ(messages, 1);
+  EXPECT_EQ(service_.watch_calls, 2);
+}
+
+TEST_F(UploadingClientScriptedTest, UnavailableBeforeAnyAnswerIsNotRetried) {
+  service_.watches = {{{}, absl::UnavailableError("shutting down")}};
+  absl::Status status =
+      client_->WatchUploading(1, 7, [](const v1::WatchUploadingResponse&) {});
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(service_.watch_calls, 1);
+}
+
+}  // namespace
+}  // namespace uploadwatch::client_testing
