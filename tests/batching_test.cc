@@ -148,6 +148,32 @@ TEST_F(BatchingTest, UploadingsNotOnThePagesFallBackToGets) {
   for (auto& w : watches) w.ctx->TryCancel();
 }
 
+TEST_F(BatchingTest, ABurstOfNewWatchesIsAnsweredByAFewListsNotAGetEach) {
+  constexpr int kUploadings = 40;
+  for (int id = 1; id <= kUploadings; ++id) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  config_.hub.poll_interval = absl::Seconds(30);  // only first states count
+  StartServer();
+  // A dashboard opens all its watches at once.
+  std::vector<OpenWatch> watches(kUploadings);
+  for (int i = 0; i < kUploadings; ++i) {
+    watches[i].ctx = Context();
+    v1::WatchUploadingRequest request;
+    request.set_counter_id(kCounter);
+    request.set_uploading_id(i + 1);
+    watches[i].reader = stub_->WatchUploading(watches[i].ctx.get(), request);
+  }
+  for (auto& w : watches) {
+    v1::WatchUploadingResponse m;
+    ASSERT_TRUE(w.reader->Read(&m));
+    EXPECT_EQ(m.uploading().status(), v1::Uploading::MATCHED);
+  }
+  Counts c = CountRequests();
+  EXPECT_LE(c.gets + c.lists, 8) << c.gets << " gets, " << c.lists << " lists";
+  for (auto& w : watches) w.ctx->TryCancel();
+}
+
 TEST_F(BatchingTest, AListThatEndsTheLastWatchOfAGroupIsSafe) {
   // A caller's List shows the only watched uploading terminal: the watch,
   // its poller and its group end while the list is being recorded.

@@ -11,16 +11,19 @@ bool IsTerminal(const v1::Uploading& uploading) {
 
 const UploadingState& StateCache::Record(const UploadingKey& key,
                                          const v1::Uploading& uploading,
-                                         absl::Time now, bool* changed) {
+                                         absl::Time now, absl::Time sent,
+                                         bool* changed) {
   auto [it, inserted] = entries_.try_emplace(key);
   Entry& e = it->second;
   e.last_use = now;
-  if (!inserted && IsTerminal(e.state.uploading) && !IsTerminal(uploading)) {
-    // Terminal is final (watchers were told so): a later non-terminal answer
-    // (a lagging replica, an upstream bug) is not a change.
+  if (!inserted && (sent < e.sent || (IsTerminal(e.state.uploading) &&
+                                       !IsTerminal(uploading)))) {
+    // Older news, or a step back from a terminal state (final: watchers were
+    // told so; a lagging replica or an upstream bug): not a change.
     *changed = false;
     return e.state;
   }
+  e.sent = sent;
   *changed = inserted || !google::protobuf::util::MessageDifferencer::Equals(
                              e.state.uploading, uploading);
   if (*changed) {

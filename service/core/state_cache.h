@@ -61,10 +61,12 @@ class StateCache {
 
   // Records a state fetched at `now`. Returns the stored state; `*changed`
   // tells whether it differs from the previous one (always true for the first).
-  // A terminal state is never replaced by a non-terminal one.
+  // A terminal state is never replaced by a non-terminal one, and an answer
+  // to a request `sent` before the one behind the stored state is older news
+  // (answers can arrive out of order): it changes nothing.
   const UploadingState& Record(const UploadingKey& key,
                                const v1::Uploading& uploading, absl::Time now,
-                               bool* changed);
+                               absl::Time sent, bool* changed);
 
   // The state, if it was confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
@@ -83,6 +85,7 @@ class StateCache {
   struct Entry {
     UploadingState state;
     absl::Time last_use;
+    absl::Time sent = absl::InfinitePast();  // of the request behind `state`
   };
   Options options_;
   absl::flat_hash_map<UploadingKey, Entry> entries_;

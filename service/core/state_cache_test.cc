@@ -25,44 +25,62 @@ StateCache::Options Opts() {
 TEST(StateCache, VersionsCountChangesOfAnyField) {
   StateCache cache(Opts());
   bool changed = false;
-  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, &changed).version, 1);
+  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, kT0, &changed).version, 1);
   EXPECT_TRUE(changed);
-  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0 + absl::Seconds(1), &changed).version, 1);
+  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0 + absl::Seconds(1), kT0 + absl::Seconds(1), &changed).version, 1);
   EXPECT_FALSE(changed);
   const UploadingState& s =
-      cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(2), &changed);
+      cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(2), kT0 + absl::Seconds(2), &changed);
   EXPECT_TRUE(changed);
   EXPECT_EQ(s.version, 2);
   EXPECT_EQ(s.observe_time, kT0 + absl::Seconds(2));
   EXPECT_EQ(s.check_time, kT0 + absl::Seconds(2));
-  cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(3), &changed);
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED, 5), kT0 + absl::Seconds(3), kT0 + absl::Seconds(3), &changed);
   EXPECT_EQ(cache.Find(kKey)->observe_time, kT0 + absl::Seconds(2));  // unchanged
   EXPECT_EQ(cache.Find(kKey)->check_time, kT0 + absl::Seconds(3));    // confirmed
+}
+
+TEST(StateCache, AnAnswerToAnOlderRequestIsNotAChange) {
+  StateCache cache(Opts());
+  bool changed;
+  // A List sent at +2 s answers MATCHED first; a Get sent at +1 s answers
+  // EXPORTED later: that is old news.
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0 + absl::Seconds(3),
+               kT0 + absl::Seconds(2), &changed);
+  const UploadingState& s = cache.Record(kKey, Make(v1::Uploading::EXPORTED),
+                                         kT0 + absl::Seconds(4),
+                                         kT0 + absl::Seconds(1), &changed);
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(s.uploading.status(), v1::Uploading::MATCHED);
+  EXPECT_EQ(s.version, 1);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0 + absl::Seconds(5),
+               kT0 + absl::Seconds(4), &changed);
+  EXPECT_TRUE(changed);
 }
 
 TEST(StateCache, ATerminalStateNeverTurnsBack) {
   StateCache cache(Opts());
   bool changed;
-  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 7), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 7), kT0, kT0, &changed);
   const UploadingState& s =
-      cache.Record(kKey, Make(v1::Uploading::PREPARED), kT0 + absl::Seconds(1), &changed);
+      cache.Record(kKey, Make(v1::Uploading::PREPARED), kT0 + absl::Seconds(1), kT0 + absl::Seconds(1), &changed);
   EXPECT_FALSE(changed);
   EXPECT_EQ(s.uploading.status(), v1::Uploading::PROCESSED);
   EXPECT_EQ(s.version, 1);
   // Terminal to terminal (counts settling) is still a change.
-  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 9), kT0 + absl::Seconds(2), &changed);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 9), kT0 + absl::Seconds(2), kT0 + absl::Seconds(2), &changed);
   EXPECT_TRUE(changed);
 }
 
 TEST(StateCache, NonTerminalStatesGoStaleTerminalOnesDoNot) {
   StateCache cache(Opts());
   bool changed;
-  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, kT0, &changed);
   EXPECT_TRUE(cache.GetFresh(kKey, kT0 + absl::Seconds(5)).has_value());
   EXPECT_FALSE(cache.GetFresh(kKey, kT0 + absl::Seconds(6)).has_value());
   EXPECT_NE(cache.Find(kKey), nullptr);  // still known, for its version
 
-  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, kT0, &changed);
   EXPECT_TRUE(cache.GetFresh(kKey, kT0 + absl::Hours(23)).has_value());
   EXPECT_FALSE(cache.GetFresh(kKey, kT0 + absl::Hours(25)).has_value());
 }
@@ -70,7 +88,7 @@ TEST(StateCache, NonTerminalStatesGoStaleTerminalOnesDoNot) {
 TEST(StateCache, KeysKeepTenantsApart) {
   StateCache cache(Opts());
   bool changed;
-  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED), kT0, kT0, &changed);
   UploadingKey other = kKey;
   other.token_fingerprint = "fp-b";
   EXPECT_FALSE(cache.GetFresh(other, kT0).has_value());
@@ -80,11 +98,11 @@ TEST(StateCache, KeysKeepTenantsApart) {
 TEST(StateCache, SweepDropsWhatWasNotUsedForTheRetention) {
   StateCache cache(Opts());
   bool changed;
-  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, kT0, &changed);
   UploadingKey used = kKey;
   used.uploading_id = 13;
-  cache.Record(used, Make(v1::Uploading::MATCHED), kT0, &changed);
-  cache.Record(used, Make(v1::Uploading::MATCHED), kT0 + absl::Minutes(50), &changed);
+  cache.Record(used, Make(v1::Uploading::MATCHED), kT0, kT0, &changed);
+  cache.Record(used, Make(v1::Uploading::MATCHED), kT0 + absl::Minutes(50), kT0 + absl::Minutes(50), &changed);
   EXPECT_EQ(cache.Sweep(kT0 + absl::Minutes(61)), 1u);
   EXPECT_EQ(cache.Find(kKey), nullptr);
   EXPECT_NE(cache.Find(used), nullptr);
@@ -93,7 +111,7 @@ TEST(StateCache, SweepDropsWhatWasNotUsedForTheRetention) {
 TEST(StateCache, SweepKeepsWhatTheOwnerStillNeeds) {
   StateCache cache(Opts());
   bool changed;
-  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0, kT0, &changed);
   EXPECT_EQ(cache.Sweep(kT0 + absl::Hours(5),
                         [](const UploadingKey& k) { return k == kKey; }),
             0u);

@@ -188,9 +188,10 @@ void WatchHub::StartListLocked(const ListKey& key, const std::string& token,
 
 void WatchHub::RecordLocked(const UploadingKey& key,
                             const v1::Uploading& uploading, absl::Time now,
-                            UploadingState* out) {
+                            absl::Time sent, UploadingState* out) {
   bool changed = false;
-  const UploadingState& state = cache_.Record(key, uploading, now, &changed);
+  const UploadingState& state =
+      cache_.Record(key, uploading, now, sent, &changed);
   if (out != nullptr) *out = state;
   auto p = pollers_.find(key);
   if (p == pollers_.end()) return;
@@ -217,7 +218,8 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
     waiters = std::move(f->second.waiters);
     const bool group_waited = f->second.group_waiting;
     const absl::Time now = clock_->Now();
-    CountUpstream("get", result.status(), f->second.started, now);
+    const absl::Time sent = f->second.started;
+    CountUpstream("get", result.status(), sent, now);
     flights_.erase(f);
 
     if (result.ok() && result->uploading().id() != key.uploading_id) {
@@ -227,7 +229,7 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
     }
     if (result.ok()) {
       UploadingState state;
-      RecordLocked(key, result->uploading(), now, &state);
+      RecordLocked(key, result->uploading(), now, sent, &state);
       answer = std::move(state);
     } else {
       answer = result.status();
@@ -266,7 +268,13 @@ void WatchHub::EndRoundLocked(const GroupKey& key, const absl::Status& status,
     groups_.erase(g);
     return;
   }
-  const absl::Time when = NextPollLocked(key, group, status, now);
+  absl::Time when = NextPollLocked(key, group, status, now);
+  if (group.rerun && status.ok()) {
+    // Newcomers waited for this round to end: their first state comes from
+    // the next one, now (a pause of the token still holds).
+    when = std::max(now, pace_[key.token_fingerprint].paused_until);
+  }
+  group.rerun = false;
   if (group.timer != 0) scheduler_->Cancel(group.timer);
   group.timer = scheduler_->RunAt(when, [this, key] { OnGroupTimer(key); });
 }
@@ -345,20 +353,27 @@ void WatchHub::OnGroupTimer(const GroupKey& key) {
           scheduler_->RunAt(paused_until, [this, key] { OnGroupTimer(key); });
       return;
     }
-    group.polling = true;
-    if (group.ids.size() < std::max<size_t>(options_.batch_min_uploadings, 2)) {
-      const int64_t id = *group.ids.begin();
-      StartFetchLocked(UploadingKey{key.token_fingerprint, key.counter_id, id},
-                       group.token, /*for_group=*/true, nullptr, after);
-    } else {
-      group.page = 0;
-      group.page_size = static_cast<int32_t>(std::clamp<size_t>(
-          group.ids.size() * 2, kMinPageSize, kMaxPageSize));
-      group.unseen = group.ids;
-      ContinueBatchLocked(key, group, clock_->Now(), after);
-    }
+    StartRoundLocked(key, group, after);
   }
   Run(after);
+}
+
+void WatchHub::StartRoundLocked(const GroupKey& key, Group& group,
+                                Actions& after) {
+  if (group.timer != 0) scheduler_->Cancel(group.timer);
+  group.timer = 0;
+  group.polling = true;
+  if (group.ids.size() < std::max<size_t>(options_.batch_min_uploadings, 2)) {
+    const int64_t id = *group.ids.begin();
+    StartFetchLocked(UploadingKey{key.token_fingerprint, key.counter_id, id},
+                     group.token, /*for_group=*/true, nullptr, after);
+  } else {
+    group.page = 0;
+    group.page_size = static_cast<int32_t>(std::clamp<size_t>(
+        group.ids.size() * 2, kMinPageSize, kMaxPageSize));
+    group.unseen = group.ids;
+    ContinueBatchLocked(key, group, clock_->Now(), after);
+  }
 }
 
 // Fetches the next page of a batched round, or ends the round with Gets for
@@ -478,7 +493,8 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
     waiters = std::move(f->second.waiters);
     const bool group_waited = f->second.group_waiting;
     const absl::Time now = clock_->Now();
-    CountUpstream("list", result.status(), f->second.started, now);
+    const absl::Time sent = f->second.started;
+    CountUpstream("list", result.status(), sent, now);
     list_flights_.erase(f);
     const GroupKey group_key{key.token_fingerprint, key.counter_id};
     if (result.ok()) {
@@ -487,7 +503,7 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
       // end a watch, and with it the group: look the group up each time.)
       for (const v1::Uploading& u : result->uploadings()) {
         RecordLocked(UploadingKey{key.token_fingerprint, key.counter_id, u.id()},
-                     u, now, nullptr);
+                     u, now, sent, nullptr);
         auto g = groups_.find(group_key);
         if (g != groups_.end()) g->second.unseen.erase(u.id());
       }
@@ -562,6 +578,17 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
           RemovePollerLocked(key, after);
         } else if (!group.polling && group.timer == 0) {
           EndRoundLocked(GroupOf(key), absl::OkStatus(), now);
+        }
+      } else if (group.ids.size() >=
+                 std::max<size_t>(options_.batch_min_uploadings, 2)) {
+        // The group batches: one List gives this newcomer its first state,
+        // and every other newcomer's (a dashboard opening 40 watches at once
+        // costs a List, not 40 Gets).
+        if (!group.polling &&
+            clock_->Now() >= pace_[key.token_fingerprint].paused_until) {
+          StartRoundLocked(GroupOf(key), group, after);
+        } else {
+          group.rerun = true;
         }
       } else {
         // The first state as soon as possible, whatever the group's timer.

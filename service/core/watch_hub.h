@@ -159,6 +159,7 @@ class WatchHub {
     Scheduler::TaskId timer = 0;  // next poll; 0 while a poll is under way
     bool polling = false;         // a poll round is under way
     int failures = 0;             // consecutive transient errors, for backoff
+    bool rerun = false;  // uploadings joined mid-round: poll again at once
     // Batched round: the page being fetched and the ids not yet seen.
     int page = 0;
     int32_t page_size = 0;
@@ -211,10 +212,14 @@ class WatchHub {
   void OnListed(const ListKey& key, uint64_t seq,
                 absl::StatusOr<v1::ListUploadingsResponse> result);
   void OnGroupTimer(const GroupKey& key);
+  // Starts a poll round now: one Get, or a batched round of List pages.
+  void StartRoundLocked(const GroupKey& key, Group& group, Actions& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnSweepTimer();
-  // Stores a fetched state and delivers it to the key's watchers if changed.
+  // Stores a state fetched by a request sent at `sent` and delivers it to
+  // the key's watchers if changed.
   void RecordLocked(const UploadingKey& key, const v1::Uploading& uploading,
-                    absl::Time now, UploadingState* out)
+                    absl::Time now, absl::Time sent, UploadingState* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the watches of `key` if `status` is permanent.
   void FailPollerLocked(const UploadingKey& key, const absl::Status& status)
