@@ -44,6 +44,9 @@ UPLOADWATCH_STACK_LOGS=$(mktemp -d)
 uploadwatch_start_stack "$listen" "$poll" "$@"
 port=${UPLOADWATCH_ADDR##*:}
 cli="bazel-bin/client/uploadwatch --server=localhost:$port"
+# The newest uploading (in the demo: the live upload that just started).
+watch_id=$($cli --json list 2215573 --limit=1 2>/dev/null | grep -oE '"id":"?[0-9]+' | head -n1 | grep -oE '[0-9]+$')
+watch_id=${watch_id:-12}
 
 cat <<BANNER
 
@@ -52,8 +55,8 @@ BANNER
 if [[ -n "$UPLOADWATCH_SIM_URL" ]]; then
   cat <<BANNER
   Upstream: the EMBEDDED METRICA SIMULATOR at $UPLOADWATCH_SIM_URL (no METRIKA_OAUTH_TOKEN set).
-            Demo counter 2215573; uploadings 12-19 settled, 101-103 moving through the statuses.
-            Set METRIKA_OAUTH_TOKEN to talk to the real Metrica API instead.
+            Demo counter 2215573: uploadings 12-19 settled; a new live upload (101, 102, ...)
+            every 30 s, each done in 90 s. Set METRIKA_OAUTH_TOKEN for the real Metrica API.
 BANNER
 else
   echo "  Upstream: the real Metrica API (token from METRIKA_OAUTH_TOKEN)."
@@ -64,9 +67,9 @@ cat <<BANNER
   Try, in another terminal:
     $cli list 2215573
     $cli get 2215573 12
-    $cli watch 2215573 101
-    $cli --json watch 2215573 102
-    python3 client/python/uploadwatch_client.py --server=localhost:$port watch 2215573 103
+    $cli watch 2215573 $watch_id
+    $cli --json watch 2215573 $watch_id
+    client/python/generate_stubs.sh && /usr/bin/python3 client/python/uploadwatch_client.py --server localhost:$port watch 2215573 $watch_id
 
 BANNER
 tail -n +1 -f "$UPLOADWATCH_STACK_LOGS/server.log" --pid="$UPLOADWATCH_SERVER_PID" &
