@@ -1,47 +1,97 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything, runs every test.
 # Last line: `N passed, N failed` (test cases, not targets).
-#   scripts/test.sh               the whole suite
-#   scripts/test.sh //service/... a subset (any Bazel target patterns)
+#
+#   scripts/test.sh                 the whole suite: Bazel tests, then the
+#                                   Python/Node/Go clients against a real server
+#   scripts/test.sh --sanitizers    also the whole Bazel suite under
+#                                   AddressSanitizer + UBSan + LeakSanitizer
+#   scripts/test.sh --fuzz          also every fuzzer for a bounded time
+#   scripts/test.sh //service/...   only these Bazel targets
+# CI (.ci/run) runs: scripts/test.sh --sanitizers --fuzz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 uploadwatch_install_deps || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 
-patterns=("$@")
-[[ ${#patterns[@]} -eq 0 ]] && patterns=(//...)
+sanitizers=0 fuzz=0 patterns=()
+for arg in "$@"; do
+  case "$arg" in
+    --sanitizers) sanitizers=1 ;;
+    --fuzz) fuzz=1 ;;
+    -*) echo "unknown option $arg" >&2; exit 2 ;;
+    *) patterns+=("$arg") ;;
+  esac
+done
+whole=0
+[[ ${#patterns[@]} -eq 0 ]] && { patterns=(//...); whole=1; }
 
-log=$(mktemp)
-trap 'rm -f "$log" "$log".*' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0 ok=1
 
-bazel build --keep_going -- "${patterns[@]}" 2>&1 | tee "$log.build" | grep -E '^(ERROR|FAILED)' >&2
-build_rc=${PIPESTATUS[0]}
+# Builds and tests `patterns` with Bazel (extra startup options in $startup,
+# extra build options as arguments) and adds the test cases to the totals.
+bazel_suite() {
+  local name=$1; shift
+  local log="$work/$name"
+  bazel "${startup[@]}" build --keep_going "$@" -- "${patterns[@]}" 2>&1 \
+    | tee "$log.build" | grep -E '^(ERROR|FAILED)' >&2
+  local build_rc=${PIPESTATUS[0]}
+  bazel "${startup[@]}" query "tests(set(${patterns[*]}))" 2>/dev/null | sort >"$log.targets"
+  bazel "${startup[@]}" test --keep_going "$@" -- "${patterns[@]}" 2>&1 \
+    | tee "$log" | grep -vE '^(Loading|Analyzing|INFO:|\[)' >&2
+  local test_rc=${PIPESTATUS[0]}
+  # Targets Bazel reports as anything but PASSED.
+  grep -E '^//[^ ]+ +.*(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|FLAKY)' "$log" \
+    | awk '{print $1}' | sort -u >"$log.failed"
+  if [[ $build_rc -ne 0 && ! -s "$log.failed" ]]; then
+    echo "//:build" >>"$log.failed"; echo "//:build" >>"$log.targets"  # a non-test target
+  fi
+  local summary info_args=() arg
+  for arg in "$@"; do [[ $arg == --config=* ]] && info_args+=("$arg"); done
+  summary=$(python3 scripts/lib/count_tests.py \
+    "$(bazel "${startup[@]}" info "${info_args[@]}" bazel-testlogs 2>/dev/null)" \
+    "$log.targets" "$log.failed")
+  echo "$name: $summary" >&2
+  add_counts "$summary" $((build_rc || test_rc))
+}
 
-bazel query "tests(set(${patterns[*]}))" 2>/dev/null | sort >"$log.targets"
-bazel test --keep_going -- "${patterns[@]}" 2>&1 | tee "$log" | grep -vE '^(Loading|Analyzing|INFO:|\[)' >&2
-test_rc=${PIPESTATUS[0]}
-
-# Targets Bazel reports as anything but PASSED.
-grep -E '^//[^ ]+ +.*(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|FLAKY)' "$log" | awk '{print $1}' | sort -u >"$log.failed"
-if [[ $build_rc -ne 0 && ! -s "$log.failed" && $test_rc -eq 0 ]]; then
-  echo "//:build" >>"$log.failed"; echo "//:build" >>"$log.targets"   # non-test targets failed to build
-fi
-summary=$(python3 scripts/lib/count_tests.py "$(bazel info bazel-testlogs 2>/dev/null)" "$log.targets" "$log.failed")
-echo "bazel tests: $summary" >&2
-read -r passed _ failed _ <<<"$summary"
-
-# The Python and Node clients against a real server (whole-suite runs only).
-client_rc=0
-if [[ $# -eq 0 && -x scripts/lib/client_tests.sh ]]; then
-  client_summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
-  client_rc=${PIPESTATUS[0]}
-  if [[ "$client_summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+# Adds "N passed, M failed" to the totals; a non-zero rc fails the run.
+add_counts() {
+  if [[ "$1" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
     passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
   else
-    failed=$((failed + 1))  # the client suite did not even report
+    failed=$((failed + 1))  # the suite did not even report
   fi
-  ((client_rc == 0)) || ((failed > 0)) || failed=1
+  if [[ $2 -ne 0 ]]; then
+    ok=0
+    [[ "$1" =~ \ 0\ failed ]] && failed=$((failed + 1))  # failed without saying so
+  fi
+}
+
+startup=()
+bazel_suite "bazel tests"
+
+if ((sanitizers)); then
+  # A separate output base keeps the regular build's outputs (and bazel-bin)
+  # untouched; the disk cache still shares work between runs.
+  startup=(--output_base="$(bazel info output_base 2>/dev/null)-asan")
+  bazel_suite "bazel tests (asan+ubsan+lsan)" --config=asan \
+    --test_env=LSAN_OPTIONS=suppressions="$PWD/bazel/lsan.supp"
+  startup=()
+fi
+
+# The Python, Node and Go clients against a real server.
+if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
+  summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
+  add_counts "$summary" "${PIPESTATUS[0]}"
+fi
+
+if ((fuzz)) && [[ -x scripts/fuzz.sh ]]; then
+  summary=$(scripts/fuzz.sh --smoke | tee /dev/stderr | tail -n 1)
+  add_counts "$summary" "${PIPESTATUS[0]}"
 fi
 
 echo "$passed passed, $failed failed"
-[[ $test_rc -eq 0 && $build_rc -eq 0 && $client_rc -eq 0 && $failed -eq 0 ]]
+((ok && failed == 0))
