@@ -492,6 +492,12 @@ void CurlMetricaClient::Impl::Enqueue(Request* request) {
 }
 
 void CurlMetricaClient::Impl::StartAttempt(Request* request) {
+  if (request->deadline - clock_->Now() < options_.min_attempt_time) {
+    quota_.Release(request->id);
+    request->phase = Phase::kBackingOff;  // neither queued nor in flight
+    Finish(request, DeadlineExceededStatus(request->last_error, Context(*request)));
+    return;
+  }
   if (!budget_.TryCharge(request->token_fingerprint)) {
     // Spent for today: failing now keeps Metrica's own daily limit (and so
     // every other tool of this user) safe.

@@ -47,6 +47,10 @@ class CurlMetricaClient : public MetricaClient {
     size_t max_response_bytes = 4 << 20;
     // Capped further by the time left before the caller's deadline.
     absl::Duration connect_timeout = absl::Seconds(3);
+    // An attempt with less time than this left before the deadline is not
+    // started (DEADLINE_EXCEEDED): it could only be abandoned mid-way, and
+    // Metrica would still count it against the quota.
+    absl::Duration min_attempt_time = absl::Milliseconds(50);
     // An attempt slower than `low_speed_limit_bytes` per second for
     // `low_speed_time` is abandoned (and retried): a stalled connection fails
     // fast even when the caller's deadline is far.

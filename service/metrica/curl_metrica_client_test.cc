@@ -370,6 +370,12 @@ TEST_F(CurlMetricaClientTest, PassedDeadlineIsNeverSent) {
   EXPECT_TRUE(fake_.requests().empty());
 }
 
+TEST_F(CurlMetricaClientTest, AnAttemptWithTooLittleTimeLeftIsNeverSent) {
+  GetResult result = Get(kToken, kUploadingId, absl::Milliseconds(20));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(fake_.requests().empty());
+}
+
 TEST_F(CurlMetricaClientTest, CancelEndsARequestInFlightWithCancelled) {
   Fault fault;
   fault.delay = absl::Seconds(1);
