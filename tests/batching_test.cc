@@ -22,22 +22,6 @@ class BatchingTest : public ServiceTest {
     }
     return c;
   }
-
-  // Opens a watch and waits for its first message.
-  struct OpenWatch {
-    std::unique_ptr<grpc::ClientContext> ctx;
-    std::unique_ptr<grpc::ClientReader<v1::WatchUploadingResponse>> reader;
-  };
-  OpenWatch Watch(int64_t id) {
-    OpenWatch w{Context(absl::Seconds(30)), nullptr};
-    v1::WatchUploadingRequest request;
-    request.set_counter_id(kCounter);
-    request.set_uploading_id(id);
-    w.reader = stub_->WatchUploading(w.ctx.get(), request);
-    v1::WatchUploadingResponse m;
-    EXPECT_TRUE(w.reader->Read(&m));
-    return w;
-  }
 };
 
 TEST_F(BatchingTest, ManyWatchedUploadingsCostOneListPerInterval) {

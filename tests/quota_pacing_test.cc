@@ -8,20 +8,6 @@ namespace {
 
 class QuotaPacingTest : public ServiceTest {
  protected:
-  struct OpenWatch {
-    std::unique_ptr<grpc::ClientContext> ctx;
-    std::unique_ptr<grpc::ClientReader<v1::WatchUploadingResponse>> reader;
-  };
-  OpenWatch Watch(int32_t counter, int64_t id) {
-    OpenWatch w{Context(absl::Seconds(30)), nullptr};
-    v1::WatchUploadingRequest request;
-    request.set_counter_id(counter);
-    request.set_uploading_id(id);
-    w.reader = stub_->WatchUploading(w.ctx.get(), request);
-    v1::WatchUploadingResponse m;
-    EXPECT_TRUE(w.reader->Read(&m));
-    return w;
-  }
   int CallsUnder(int32_t counter) {
     const std::string prefix = absl::StrCat("/counter/", counter, "/");
     int n = 0;
@@ -40,8 +26,8 @@ TEST_F(QuotaPacingTest, PollsStretchFairlyToTheDailyBudget) {
   metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
   metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
   StartServer();
-  auto a = Watch(kCounter, 1);
-  auto b = Watch(kOtherCounter, 2);
+  auto a = Watch(1);
+  auto b = Watch(2, kOtherCounter);
   metrica_.ClearRequests();
   absl::SleepFor(absl::Milliseconds(1000));  // ten poll intervals
   EXPECT_EQ(CallsUnder(kCounter), 0);
@@ -63,8 +49,8 @@ TEST_F(QuotaPacingTest, WithoutABudgetPollsKeepTheirInterval) {
   metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
   metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
   StartServer();
-  auto a = Watch(kCounter, 1);
-  auto b = Watch(kOtherCounter, 2);
+  auto a = Watch(1);
+  auto b = Watch(2, kOtherCounter);
   metrica_.ClearRequests();
   absl::SleepFor(absl::Milliseconds(1000));
   EXPECT_GE(CallsUnder(kCounter), 7);
@@ -79,8 +65,8 @@ TEST_F(QuotaPacingTest, AQuotaErrorPausesEveryPollOfTheToken) {
   metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
   metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
   StartServer();
-  auto a = Watch(kCounter, 1);
-  auto b = Watch(kOtherCounter, 2);
+  auto a = Watch(1);
+  auto b = Watch(2, kOtherCounter);
 
   // Metrica refuses the token's next poll: come back in 2 s. (Only the first
   // counter's path is faulted, so the other group's polls would go through

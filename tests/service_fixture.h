@@ -36,14 +36,23 @@ class ServiceTest : public ::testing::Test {
     config_.hub.cache_ttl = absl::Milliseconds(50);
     config_.hub.upstream_timeout = absl::Seconds(3);
     config_.hub.max_backoff = absl::Milliseconds(400);
-    config_.log_sink = [this](absl::string_view line) {
-      absl::MutexLock lock(&log_mu_);
-      log_lines_.emplace_back(line);
-    };
+    // Kept if a test's constructor set its own.
+    if (!config_.log_sink) {
+      config_.log_sink = [this](absl::string_view line) {
+        absl::MutexLock lock(&log_mu_);
+        log_lines_.emplace_back(line);
+      };
+    }
+  }
+
+  // host:port of the server under test.
+  std::string address() const {
+    return absl::StrCat("127.0.0.1:", server_->port());
   }
 
   void TearDown() override {
     stub_.reset();
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
     server_.reset();
     metrica_.Stop();
   }
@@ -79,6 +88,34 @@ class ServiceTest : public ::testing::Test {
     u.set_type(v1::Uploading::BASIC);
     u.set_status(status);
     return u;
+  }
+
+  // An uploading that walks PREPARED -> ... -> `last`, one step every
+  // `step` (so ~0.8 s by default).
+  void AddJourney(int64_t id,
+                  v1::Uploading::Status last = v1::Uploading::PROCESSED,
+                  absl::Duration step = absl::Milliseconds(200)) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::PREPARED),
+                          {{step, v1::Uploading::UPLOADED},
+                           {step * 2, v1::Uploading::EXPORTED},
+                           {step * 3, v1::Uploading::MATCHED},
+                           {step * 4, last}});
+  }
+
+  // A watch that has received its first message.
+  struct OpenWatch {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchUploadingResponse>> reader;
+  };
+  OpenWatch Watch(int64_t id, int32_t counter = kCounter) {
+    OpenWatch w{Context(absl::Seconds(30)), nullptr};
+    v1::WatchUploadingRequest request;
+    request.set_counter_id(counter);
+    request.set_uploading_id(id);
+    w.reader = stub_->WatchUploading(w.ctx.get(), request);
+    v1::WatchUploadingResponse m;
+    EXPECT_TRUE(w.reader->Read(&m));
+    return w;
   }
 
   // Requests that reached the simulator for one uploading.

@@ -12,16 +12,6 @@ using ::testing::HasSubstr;
 
 class WatchTest : public ServiceTest {
  protected:
-  // An uploading that walks the whole way in ~0.8 s.
-  void AddJourney(int64_t id, v1::Uploading::Status last = v1::Uploading::PROCESSED) {
-    metrica_.AddUploading(
-        kCounter, MakeUploading(id, v1::Uploading::PREPARED),
-        {{absl::Milliseconds(200), v1::Uploading::UPLOADED},
-         {absl::Milliseconds(400), v1::Uploading::EXPORTED},
-         {absl::Milliseconds(600), v1::Uploading::MATCHED},
-         {absl::Milliseconds(800), last}});
-  }
-
   static void ExpectWellFormed(const WatchResult& r) {
     ASSERT_FALSE(r.messages.empty());
     for (size_t i = 0; i < r.messages.size(); ++i) {
