@@ -59,80 +59,84 @@ std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
 }
 
 UploadingServiceImpl::UploadingServiceImpl(WatchReactor::Deps deps)
-    : deps_(std::move(deps)),
-      hub_(deps_.hub),
-      log_(deps_.log),
-      clock_(deps_.clock),
-      default_token_(deps_.default_token) {}
+    : deps_(std::move(deps)), hub_(deps_.hub) {}
 
-grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
-    grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
-    v1::GetUploadingResponse* response) {
+namespace {
+
+// The shape every unary rpc shares: check the request, pick the token, hand
+// the call to `launch(credentials, finish)`, and finish it exactly once with
+// one log line. `finish(status, token_fingerprint)` may run on any thread.
+template <typename Launch>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                   const WatchReactor::Deps& deps,
+                                   const char* method, int32_t counter,
+                                   int64_t id, const absl::Status& valid,
+                                   Launch launch) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = clock_->Now();
-  const int32_t counter = request->counter_id();
-  const int64_t id = request->uploading_id();
-  auto finish = [=, log = log_, clock = clock_](const absl::Status& status,
-                                                 const std::string& fp) {
-    log->Log("GetUploading", counter, id, status, clock->Now() - start, fp);
+  const absl::Time start = deps.clock->Now();
+  auto finish = [=, log = deps.log, clock = deps.clock](
+                    const absl::Status& status, const std::string& fp) {
+    log->Log(method, counter, id, status, clock->Now() - start, fp);
     reactor->Finish(ToGrpcStatus(status));
   };
-  if (absl::Status s = ValidateIds(counter, id); !s.ok()) {
-    finish(s, "");
+  if (!valid.ok()) {
+    finish(valid, "");
     return reactor;
   }
   absl::StatusOr<Credentials> credentials =
-      ResolveCredentials(AuthorizationOf(*context), default_token_);
+      ResolveCredentials(AuthorizationOf(*context), deps.default_token);
   if (!credentials.ok()) {
     finish(credentials.status(), "");
     return reactor;
   }
-  // The call, and so `response`, lives until Finish.
-  hub_->Get(*credentials, counter, id,
-            [finish, response, fp = credentials->fingerprint()](
-                absl::StatusOr<UploadingState> state) {
-              if (state.ok()) {
-                *response->mutable_uploading() = std::move(state->uploading);
-              }
-              finish(state.status(), fp);
-            });
+  // The call, and so its response message, lives until Finish.
+  launch(*credentials, std::move(finish));
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
+    grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
+    v1::GetUploadingResponse* response) {
+  const int32_t counter = request->counter_id();
+  const int64_t id = request->uploading_id();
+  return RunUnary(
+      context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
+      [this, counter, id, response](const Credentials& credentials,
+                                    auto finish) {
+        hub_->Get(credentials, counter, id,
+                  [finish, response, fp = credentials.fingerprint()](
+                      absl::StatusOr<UploadingState> state) {
+                    if (state.ok()) {
+                      *response->mutable_uploading() =
+                          std::move(state->uploading);
+                    }
+                    finish(state.status(), fp);
+                  });
+      });
 }
 
 grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
     grpc::CallbackServerContext* context,
     const v1::ListUploadingsRequest* request,
     v1::ListUploadingsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = clock_->Now();
-  const int32_t counter = request->counter_id();
-  auto finish = [=, log = log_, clock = clock_](const absl::Status& status,
-                                                 const std::string& fp) {
-    log->Log("ListUploadings", counter, 0, status, clock->Now() - start, fp);
-    reactor->Finish(ToGrpcStatus(status));
-  };
-  if (absl::Status s = ValidateList(*request); !s.ok()) {
-    finish(s, "");
-    return reactor;
-  }
-  absl::StatusOr<Credentials> credentials =
-      ResolveCredentials(AuthorizationOf(*context), default_token_);
-  if (!credentials.ok()) {
-    finish(credentials.status(), "");
-    return reactor;
-  }
   ListParams params;
-  params.counter_id = counter;
+  params.counter_id = request->counter_id();
   params.limit = request->limit();
   params.offset = request->offset();
   params.type = request->type();
-  hub_->List(*credentials, params,
-             [finish, response, fp = credentials->fingerprint()](
-                 absl::StatusOr<v1::ListUploadingsResponse> list) {
-               if (list.ok()) *response = std::move(*list);
-               finish(list.status(), fp);
-             });
-  return reactor;
+  return RunUnary(
+      context, deps_, "ListUploadings", params.counter_id, 0,
+      ValidateList(*request),
+      [this, params, response](const Credentials& credentials, auto finish) {
+        hub_->List(credentials, params,
+                   [finish, response, fp = credentials.fingerprint()](
+                       absl::StatusOr<v1::ListUploadingsResponse> list) {
+                     if (list.ok()) *response = std::move(*list);
+                     finish(list.status(), fp);
+                   });
+      });
 }
 
 grpc::ServerWriteReactor<v1::WatchUploadingResponse>*

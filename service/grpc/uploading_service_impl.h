@@ -40,9 +40,6 @@ class UploadingServiceImpl final
  private:
   const WatchReactor::Deps deps_;
   WatchHub* const hub_;
-  const RpcLog* const log_;
-  Clock* const clock_;
-  const std::string& default_token_;
 };
 
 // Request checks shared by the rpcs; INVALID_ARGUMENT with what to fix.
