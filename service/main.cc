@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "service/auth/token.h"
 #include "service/metrica/curl_metrica_client.h"
 #include "service/server/uploading_server.h"
 
@@ -105,6 +106,12 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::StatusOr<std::string> token = ServerToken();
+  if (token.ok() && !token->empty() &&
+      !uploadwatch::ResolveCredentials("", *token).ok()) {
+    token = absl::InvalidArgumentError(
+        "the server's Metrica OAuth token (METRIKA_OAUTH_TOKEN or "
+        "--oauth_token_file) has characters a token cannot have");
+  }
   if (!token.ok()) {
     std::fprintf(stderr, "uploading_server: %s\n",
                  std::string(token.status().message()).c_str());

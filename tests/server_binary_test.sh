@@ -48,6 +48,10 @@ check "  ...naming the flag" grep -q "oauth_token_file" "$tmp/file.log"
 check "an unusable listen address fails (rc $rc)" test "$rc" -ne 0
 check "  ...saying so" grep -q "cannot listen" "$tmp/listen.log"
 
+METRIKA_OAUTH_TOKEN="two words" "$server" --listen=127.0.0.1:0 >"$tmp/badtok.log" 2>&1; rc=$?
+check "a malformed server token is refused at start (rc $rc)" test "$rc" -eq 2
+check "  ...without printing it" bash -c "! grep -q 'two words' '$tmp/badtok.log'"
+
 # 4. The token file is read, and its content never printed.
 printf 'file-token-secret\n' >"$tmp/token"
 "$server" --listen=127.0.0.1:0 --upstream_url=http://127.0.0.1:9 \

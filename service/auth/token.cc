@@ -43,6 +43,9 @@ absl::StatusOr<Credentials> ResolveCredentials(absl::string_view authorization,
           "'authorization: OAuth <token>', or start the server with "
           "METRIKA_OAUTH_TOKEN or --oauth_token_file");
     }
+    if (!IsTokenText(default_token)) {
+      return absl::UnauthenticatedError("the server's Metrica OAuth token is malformed");
+    }
     return Credentials(std::string(default_token));
   }
   const size_t space = header.find(' ');

@@ -25,6 +25,13 @@ TEST(ResolveCredentials, ServerTokenIsTheFallback) {
   EXPECT_EQ(ResolveCredentials("", "server-token")->token(), "server-token");
 }
 
+TEST(ResolveCredentials, AMalformedServerTokenIsRefusedToo) {
+  auto c = ResolveCredentials("", "server token");  // found by fuzzing
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(c.status().message(), Not(HasSubstr("server token")));
+}
+
 TEST(ResolveCredentials, NoTokenAnywhereIsUnauthenticated) {
   auto c = ResolveCredentials("", "");
   ASSERT_FALSE(c.ok());

@@ -23,6 +23,7 @@ constexpr size_t kMaxReasonChars = 63;
 // Shorter "secrets" are not real OAuth tokens (Yandex's run to 40-60
 // characters); replacing them would only mangle ordinary words.
 constexpr size_t kMinRedactedChars = 6;
+constexpr absl::Duration kMaxRetryAfter = absl::Hours(24);
 
 std::string Quote(absl::string_view text) {
   std::string out;
@@ -185,16 +186,17 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value,
   if (absl::ascii_isdigit(static_cast<unsigned char>(value[0]))) {
     int64_t seconds = 0;
     if (!absl::SimpleAtoi(value, &seconds) || seconds < 0) return std::nullopt;
-    return absl::Seconds(seconds);
+    return std::min(absl::Seconds(seconds), kMaxRetryAfter);
   }
   // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
   absl::Time at;
   std::string error;
   if (!absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", std::string(value),
-                       absl::UTCTimeZone(), &at, &error)) {
+                       absl::UTCTimeZone(), &at, &error) ||
+      at == absl::InfiniteFuture() || at == absl::InfinitePast()) {
     return std::nullopt;
   }
-  return std::max(absl::ZeroDuration(), at - now);
+  return std::clamp(at - now, absl::ZeroDuration(), kMaxRetryAfter);
 }
 
 absl::Status RedactSecret(const absl::Status& status, absl::string_view secret) {
@@ -202,8 +204,10 @@ absl::Status RedactSecret(const absl::Status& status, absl::string_view secret) 
       !absl::StrContains(status.message(), secret)) {
     return status;
   }
-  absl::Status out(status.code(), absl::StrReplaceAll(status.message(),
-                                                      {{secret, "<redacted>"}}));
+  std::string message =
+      absl::StrReplaceAll(status.message(), {{secret, "<redacted>"}});
+  if (absl::StrContains(message, secret)) message.clear();  // e.g. secret "redacted"
+  absl::Status out(status.code(), message);
   status.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
     out.SetPayload(url, payload);
   });

@@ -287,6 +287,26 @@ TEST(RedactSecretTest, ReplacesTheSecretAndKeepsDetails) {
   EXPECT_EQ(GetRetryDelay(redacted), absl::Seconds(3));
 }
 
+TEST(ParseRetryAfterTest, IsCappedAtADayAndNeverInfinite) {
+  // Found by fuzzing: huge values made invalid google.protobuf.Durations,
+  // and absl::ParseTime accepts "infinite-future" whatever the format.
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  EXPECT_EQ(ParseRetryAfter("315576000001", now), absl::Hours(24));
+  EXPECT_EQ(ParseRetryAfter("infinite-future", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("infinite-past", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 2094 08:49:47 GMT", now),
+            absl::Hours(24));
+}
+
+TEST(RedactSecretTest, ASecretThatSurvivesReplacementClearsTheMessage) {
+  // Found by review with the fuzzer: the secret "redacted" is inside the
+  // replacement text itself.
+  const absl::Status redacted =
+      RedactSecret(absl::UnauthenticatedError("token redacted"), "redacted");
+  EXPECT_THAT(std::string(redacted.message()), Not(HasSubstr("redacted")));
+  EXPECT_EQ(redacted.code(), absl::StatusCode::kUnauthenticated);
+}
+
 TEST(RedactSecretTest, LeavesOtherStatusesAlone) {
   const absl::Status status = absl::NotFoundError("counter 5");
   EXPECT_EQ(RedactSecret(status, "AQAAAAAsecret"), status);

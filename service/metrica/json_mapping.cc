@@ -54,19 +54,21 @@ const Value* Field(const Struct& s, absl::string_view key) {
 void KeepRawEnums(const Struct& original, Uploading& uploading) {
   auto raw = [&](absl::string_view key) -> std::string {
     const Value* v = Field(original, key);
-    return v != nullptr && v->kind_case() == Value::kStringValue
-               ? v->string_value()
-               : std::string();
+    if (v == nullptr) return std::string();
+    if (v->kind_case() == Value::kNumberValue) return absl::StrCat(v->number_value());
+    return v->kind_case() == Value::kStringValue ? v->string_value() : std::string();
   };
-  if (uploading.status() == Uploading::STATUS_UNSPECIFIED) {
-    uploading.set_status_raw(raw("status"));
-  }
-  if (uploading.client_id_type() == Uploading::CLIENT_ID_TYPE_UNSPECIFIED) {
-    uploading.set_client_id_type_raw(raw("client_id_type"));
-  }
-  if (uploading.type() == Uploading::TYPE_UNSPECIFIED) {
-    uploading.set_type_raw(raw("type"));
-  }
+  // A number this API has no name for is as unknown as a new string.
+  if (!Uploading::Status_IsValid(uploading.status())) uploading.clear_status();
+  if (!Uploading::ClientIdType_IsValid(uploading.client_id_type())) uploading.clear_client_id_type();
+  if (!Uploading::Type_IsValid(uploading.type())) uploading.clear_type();
+  uploading.set_status_raw(
+      uploading.status() == Uploading::STATUS_UNSPECIFIED ? raw("status") : "");
+  uploading.set_client_id_type_raw(
+      uploading.client_id_type() == Uploading::CLIENT_ID_TYPE_UNSPECIFIED
+          ? raw("client_id_type") : "");
+  uploading.set_type_raw(
+      uploading.type() == Uploading::TYPE_UNSPECIFIED ? raw("type") : "");
 }
 
 template <typename Envelope>
@@ -171,10 +173,14 @@ absl::StatusOr<ListUploadingsResponse> ParseUploadingsBody(
   if (!out.ok()) return out;
   const auto& items = Field(original, "uploadings")->list_value().values();
   // The typed parse keeps one message per array element, in order.
-  for (int i = 0; i < out->uploadings_size() && i < items.size(); ++i) {
-    if (items[i].kind_case() == Value::kStructValue) {
-      KeepRawEnums(items[i].struct_value(), *out->mutable_uploadings(i));
+  int next = 0;
+  for (const Value& item : items) {
+    if (item.kind_case() == Value::kNullValue) continue;  // the typed parse skips nulls
+    if (next == out->uploadings_size()) break;
+    if (item.kind_case() == Value::kStructValue) {
+      KeepRawEnums(item.struct_value(), *out->mutable_uploadings(next));
     }
+    ++next;
   }
   return out;
 }

@@ -90,6 +90,24 @@ TEST(ParseUploadingBody, UnknownEnumValuesAreKeptRaw) {
   EXPECT_EQ(u.type_raw(), "EMAILS");
 }
 
+TEST(ParseUploadingBody, NumericEnumValuesWithoutANameAreUnknownToo) {
+  // Found by fuzzing: 4 was kept as an enum value no name maps to, then
+  // lost when printed.
+  auto parsed = ParseUploadingBody(R"({"uploading":{"id":1,"client_id_type":4}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->uploading().client_id_type(),
+            Uploading::CLIENT_ID_TYPE_UNSPECIFIED);
+  EXPECT_EQ(parsed->uploading().client_id_type_raw(), "4");
+}
+
+TEST(ParseUploadingBody, RawKeysInTheBodyAreNotTrusted) {
+  auto parsed = ParseUploadingBody(
+      R"({"uploading":{"id":1,"status":"PROCESSED","status_raw":"x"}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->uploading().status(), Uploading::PROCESSED);
+  EXPECT_EQ(parsed->uploading().status_raw(), "");
+}
+
 TEST(ParseUploadingBody, LowerCaseEnumValuesParse) {
   auto parsed = ParseUploadingBody(R"({"uploading": {"id": 5,
       "status": "linkage_failure", "client_id_type": "yclid", "type": "chats"}})");
@@ -137,6 +155,17 @@ TEST(ParseUploadingsBody, ListKeepsOrderAndRawValuesPerItem) {
   EXPECT_EQ(parsed->uploadings(1).status_raw(), "SOMETHING_NEW");
   EXPECT_EQ(parsed->uploadings(2).status(), Uploading::PROCESSED);
   EXPECT_EQ(parsed->uploadings(2).id(), 1);
+}
+
+TEST(ParseUploadingsBody, NullItemsDoNotShiftRawValuesOntoOtherUploadings) {
+  // Found with the fuzzer: the typed parse skips nulls, the raw view did not.
+  auto parsed = ParseUploadingsBody(
+      R"({"uploadings":[null,{"id":1,"status":"FOO"},{"id":2,"status":"BAR"}]})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->uploadings_size(), 2);
+  EXPECT_EQ(parsed->uploadings(0).id(), 1);
+  EXPECT_EQ(parsed->uploadings(0).status_raw(), "FOO");
+  EXPECT_EQ(parsed->uploadings(1).status_raw(), "BAR");
 }
 
 TEST(ParseUploadingsBody, EmptyListIsFineButNoListIsNot) {
