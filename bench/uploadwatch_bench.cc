@@ -1,0 +1,619 @@
+// uploadwatch_bench: the figures of issue 6, each next to a baseline measured
+// in the same run on the same machine. Prints one `name: value` line per
+// figure on stdout (progress goes to stderr).
+//
+//   scripts/bench.sh                       # builds with -c opt and runs this
+//   uploadwatch_bench --phases=unary --unary_pairs=9   # paths: see the flags
+//
+// The servers run as child processes, so that /proc shows their memory,
+// threads and CPU alone: the real `uploading_server` binary, and
+// `bare_server` (the same generated service on the same gRPC build, doing
+// nothing of its own). Metrica is a FakeMetrica inside this process, which
+// the server reaches through --upstream_url: the harness changes uploadings
+// on it and reads its request log. The load generator runs here too, on the
+// callback API.
+//
+// Phases:
+//   unary  cached GetUploading: QPS and server CPU per call, uploadwatch vs
+//          bare, in alternating A/B runs; figures are medians over the pairs.
+//   watch  10,000 WatchUploading streams on each server (100 uploadings,
+//          100 connections): memory and threads with the streams open; the
+//          fan-out latency from a change's observe_time to its last
+//          watcher's receipt, in rounds where a few uploadings change and in
+//          rounds where all change in the same poll, alternating between the
+//          servers; cached GetUploading latency meanwhile; uploadwatch's
+//          upstream requests per poll interval against naive polling.
+#include <signal.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/child_process.h"
+#include "bench/load.h"
+#include "bench/workload.h"
+#include "grpcpp/grpcpp.h"
+#include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
+#include "service/simulator/fake_metrica.h"
+
+ABSL_FLAG(std::string, server_binary, "bazel-bin/service/uploading_server",
+          "the uploadwatch server binary (build it with -c opt)");
+ABSL_FLAG(std::string, bare_binary, "bazel-bin/bench/bare_server",
+          "the bare baseline server binary");
+ABSL_FLAG(std::vector<std::string>, server_env, {},
+          "NAME=value pairs added to the environment of both servers (for "
+          "experiments, e.g. GRPC_* settings)");
+ABSL_FLAG(std::string, work_dir, "",
+          "where the servers' logs go; a new temporary directory when empty");
+ABSL_FLAG(std::string, phases, "unary,watch", "comma-separated: unary, watch");
+
+ABSL_FLAG(int, unary_channels, 2, "client channels (one connection each)");
+ABSL_FLAG(int, unary_outstanding, 16, "calls in flight per channel");
+ABSL_FLAG(absl::Duration, unary_warmup, absl::Milliseconds(500),
+          "warmup of each run (the connections stay up between runs)");
+ABSL_FLAG(absl::Duration, unary_duration, absl::Seconds(2),
+          "measured time of each run");
+ABSL_FLAG(int, unary_pairs, 12,
+          "A/B pairs (uploadwatch, then bare); figures are medians");
+
+ABSL_FLAG(int, watches, 10000, "concurrent WatchUploading streams");
+ABSL_FLAG(int, uploadings, 100,
+          "uploadings they watch (one counter, one token)");
+ABSL_FLAG(int, watch_channels, 100, "client channels (one connection each)");
+ABSL_FLAG(absl::Duration, poll_interval, absl::Seconds(1),
+          "the server's --poll_interval");
+ABSL_FLAG(int, quiet_intervals, 5,
+          "poll intervals without changes before the change rounds");
+ABSL_FLAG(int, some_rounds, 20,
+          "rounds in which --some_uploadings uploadings change together");
+ABSL_FLAG(int, some_uploadings, 10,
+          "uploadings that change together in a 'some' round");
+ABSL_FLAG(int, all_rounds, 10,
+          "rounds in which every watched uploading changes in the same poll");
+ABSL_FLAG(absl::Duration, probe_every, absl::Milliseconds(10),
+          "during the watch phase, one GetUploading per this interval on "
+          "each server, to see how Gets fare during a fan-out");
+
+namespace uploadwatch::bench {
+namespace {
+
+void Print(absl::string_view name, double value, int decimals = 0) {
+  std::printf("%s: %.*f\n", std::string(name).c_str(), decimals, value);
+  std::fflush(stdout);
+}
+
+void Progress(absl::string_view what) {
+  std::fprintf(stderr, "bench: %s\n", std::string(what).c_str());
+}
+
+double LoadAverage() {
+  double load = 0;
+  return getloadavg(&load, 1) == 1 ? load : -1;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+// Nearest-rank percentile of sorted, non-empty `values`, q in (0, 1].
+double Percentile(const std::vector<double>& sorted, double q) {
+  const size_t rank = std::clamp<size_t>(
+      static_cast<size_t>(std::ceil(q * sorted.size())), 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+double Megabytes(int64_t kb) { return static_cast<double>(kb) / 1024; }
+
+std::string Target(const ChildProcess& server) {
+  return absl::StrCat("127.0.0.1:", server.port());
+}
+
+// What the unary benchmark and the probes ask: always cached by uploadwatch.
+v1::GetUploadingRequest TerminalGet() {
+  v1::GetUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(kTerminalId);
+  return request;
+}
+
+// One blocking GetUploading; the serialized answer.
+absl::StatusOr<std::string> GetOnce(std::shared_ptr<grpc::Channel> channel,
+                                    const v1::GetUploadingRequest& request) {
+  auto stub = v1::UploadingService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::GetUploadingResponse response;
+  const grpc::Status status = stub->GetUploading(&context, request, &response);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("GetUploading failed: ", status.error_message()));
+  }
+  return response.SerializeAsString();
+}
+
+// One kind of change round on one server: the latency from a change's
+// observe_time to its last watcher's receipt, and what the rounds cost.
+struct FanOut {
+  std::vector<double> latencies_ms;  // sorted; changes every watcher received
+  int incomplete = 0;   // changes some watcher skipped (a later state won)
+  int late_rounds = 0;  // rounds not received everywhere within the timeout
+  double server_cpu_seconds = 0;
+  double client_cpu_seconds = 0;  // this process: the fleet and the simulator
+  int rounds = 0;
+  // When the rounds ran (from the change to its last receipt), and the
+  // GetUploading probe's latencies within them.
+  std::vector<std::pair<absl::Time, absl::Time>> windows;
+  std::vector<double> get_latencies_ms;  // sorted
+};
+
+void PrintLatencies(absl::string_view prefix,
+                    const std::vector<double>& sorted) {
+  if (sorted.empty()) return;
+  Print(absl::StrCat(prefix, "_p50_ms"), Percentile(sorted, 0.5), 1);
+  Print(absl::StrCat(prefix, "_p99_ms"), Percentile(sorted, 0.99), 1);
+  Print(absl::StrCat(prefix, "_max_ms"), sorted.back(), 1);
+}
+
+void PrintFanOut(absl::string_view prefix, const FanOut& fan_out) {
+  Print(absl::StrCat(prefix, "_samples"), fan_out.latencies_ms.size());
+  Print(absl::StrCat(prefix, "_incomplete"), fan_out.incomplete);
+  Print(absl::StrCat(prefix, "_late_rounds"), fan_out.late_rounds);
+  Print(absl::StrCat(prefix, "_server_cpu_ms_per_round"),
+        1000 * fan_out.server_cpu_seconds / fan_out.rounds, 1);
+  Print(absl::StrCat(prefix, "_client_cpu_ms_per_round"),
+        1000 * fan_out.client_cpu_seconds / fan_out.rounds, 1);
+  PrintLatencies(absl::StrCat(prefix, "_latency"), fan_out.latencies_ms);
+  Print(absl::StrCat(prefix, "_get_samples"), fan_out.get_latencies_ms.size());
+  PrintLatencies(absl::StrCat(prefix, "_get_latency"),
+                 fan_out.get_latencies_ms);
+}
+
+std::vector<double> SortedMillis(
+    const std::vector<UnaryProbe::Sample>& samples) {
+  std::vector<double> out;
+  for (const UnaryProbe::Sample& s : samples) {
+    out.push_back(absl::ToDoubleMilliseconds(s.latency));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A server under watch load: its process, its watchers, and how to make the
+// first `uploadings` watched uploadings change (all to `marker`) on it.
+struct WatchTarget {
+  std::string name;
+  std::unique_ptr<ChildProcess> server;
+  std::unique_ptr<PeakSampler> sampler;
+  WatchFleet fleet;
+  std::function<void(int32_t marker, int uploadings)> change;
+  absl::Duration open_time;           // until every watch had its first message
+  ProcessUsage open_usage;            // right after that
+  std::unique_ptr<UnaryProbe> probe;  // a dashboard's Gets meanwhile
+  FanOut some, all;
+};
+
+class Harness {
+ public:
+  Harness(FakeMetrica* metrica, std::string work_dir)
+      : metrica_(metrica), work_dir_(std::move(work_dir)) {}
+
+  absl::Status RunUnary();
+  absl::Status RunWatch();
+
+ private:
+  // The real server against the in-process simulator, with its production
+  // defaults except --poll_interval and the daily budget: a budget stretches
+  // 1 s polls to its pace (one every ~20 s for 4000/day), which is the
+  // scheduler's job but not what these figures are about.
+  absl::StatusOr<std::unique_ptr<ChildProcess>> StartUploadwatch(
+      absl::string_view name) {
+    std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
+    env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
+    return ChildProcess::Start(
+        {absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
+         absl::StrCat("--upstream_url=", metrica_->base_url()),
+         absl::StrCat("--poll_interval=",
+                      absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
+         "--daily_budget=0"},
+        env, absl::StrCat(work_dir_, "/", name, ".log"));
+  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> StartBare(
+      absl::string_view name) {
+    return ChildProcess::Start(
+        {absl::GetFlag(FLAGS_bare_binary), "--listen=127.0.0.1:0"},
+        absl::GetFlag(FLAGS_server_env),
+        absl::StrCat(work_dir_, "/", name, ".log"));
+  }
+
+  // Starts `server` and opens the watches on it.
+  absl::Status OpenWatches(absl::StatusOr<std::unique_ptr<ChildProcess>> server,
+                           WatchTarget& target);
+  // Rounds of changes, alternating between the targets (A/B, so that drift
+  // in the machine's load hits both alike): `some_rounds` in which
+  // `some_uploadings` change, then `all_rounds` in which every watched
+  // uploading changes in the same poll. Each round waits until every watcher
+  // concerned has received the change.
+  void ChangeRounds(const std::vector<WatchTarget*>& targets);
+
+  FakeMetrica* const metrica_;
+  const std::string work_dir_;
+  std::vector<int64_t> watched_ids_;
+};
+
+absl::Status Harness::RunUnary() {
+  Progress("unary: starting uploadwatch and the bare server");
+  absl::StatusOr<std::unique_ptr<ChildProcess>> uploadwatch =
+      StartUploadwatch("unary_uploadwatch");
+  if (!uploadwatch.ok()) return uploadwatch.status();
+  absl::StatusOr<std::unique_ptr<ChildProcess>> bare = StartBare("unary_bare");
+  if (!bare.ok()) return bare.status();
+  const int channels = absl::GetFlag(FLAGS_unary_channels);
+  const int outstanding = absl::GetFlag(FLAGS_unary_outstanding);
+  const auto uploadwatch_channels =
+      MakeChannels(Target(**uploadwatch), channels);
+  const auto bare_channels = MakeChannels(Target(**bare), channels);
+
+  const v1::GetUploadingRequest request = TerminalGet();
+  // Same answer from both, byte for byte: the comparison is about the
+  // server, not the message. This first call also fills uploadwatch's cache.
+  std::string answers[2];
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::string> answer =
+        GetOnce((i == 0 ? uploadwatch_channels : bare_channels)[0], request);
+    if (!answer.ok()) return answer.status();
+    answers[i] = *std::move(answer);
+  }
+  if (answers[0] != answers[1]) {
+    return absl::InternalError(
+        absl::StrCat("uploadwatch and the bare server answer differently (",
+                     answers[0].size(), " vs ", answers[1].size(),
+                     " bytes): fix MakeUploading"));
+  }
+  metrica_->ClearRequests();
+
+  auto cpu_of = [](const ChildProcess& server) {
+    return [pid = server.pid()] {
+      absl::StatusOr<ProcessUsage> usage = ReadUsage(pid);
+      return usage.ok() ? usage->cpu_seconds : 0.0;
+    };
+  };
+  const absl::Duration warmup = absl::GetFlag(FLAGS_unary_warmup);
+  const absl::Duration duration = absl::GetFlag(FLAGS_unary_duration);
+  std::vector<double> qps[2], cpu[2], client_cpu[2], qps_ratios, cpu_ratios,
+      efficiency_ratios;
+  int64_t failed = 0;
+  for (int pair = 0; pair < absl::GetFlag(FLAGS_unary_pairs); ++pair) {
+    const UnaryFigures a =
+        RunUnaryLoad(uploadwatch_channels, request, outstanding, warmup,
+                     duration, cpu_of(**uploadwatch));
+    const UnaryFigures b = RunUnaryLoad(bare_channels, request, outstanding,
+                                        warmup, duration, cpu_of(**bare));
+    Progress(absl::StrFormat(
+        "unary: pair %d: uploadwatch %.0f qps %.1f us/call, bare %.0f qps "
+        "%.1f us/call",
+        pair + 1, a.qps, a.server_cpu_us_per_call, b.qps,
+        b.server_cpu_us_per_call));
+    qps[0].push_back(a.qps);
+    qps[1].push_back(b.qps);
+    cpu[0].push_back(a.server_cpu_us_per_call);
+    cpu[1].push_back(b.server_cpu_us_per_call);
+    client_cpu[0].push_back(a.client_cpu_us_per_call);
+    client_cpu[1].push_back(b.client_cpu_us_per_call);
+    qps_ratios.push_back(a.qps / b.qps);
+    cpu_ratios.push_back(b.server_cpu_us_per_call / a.server_cpu_us_per_call);
+    // Calls per CPU-second of client and server together: what the QPS
+    // ratio would be if the two were alone on the machine and kept its
+    // cores busy. Other users' load moves it much less than the QPS.
+    efficiency_ratios.push_back(
+        (b.server_cpu_us_per_call + b.client_cpu_us_per_call) /
+        (a.server_cpu_us_per_call + a.client_cpu_us_per_call));
+    failed += a.failed + b.failed;
+  }
+  const int upstream_requests = static_cast<int>(metrica_->requests().size());
+  (*uploadwatch)->Stop();
+  (*bare)->Stop();
+
+  Print("unary_response_bytes", static_cast<double>(answers[0].size()));
+  Print("unary_calls_in_flight", channels * outstanding);
+  Print("unary_pairs", static_cast<double>(qps_ratios.size()));
+  Print("unary_uploadwatch_qps", Median(qps[0]));
+  Print("unary_bare_qps", Median(qps[1]));
+  Print("unary_qps_ratio", Median(qps_ratios), 3);
+  Print("unary_qps_ratio_min",
+        *std::min_element(qps_ratios.begin(), qps_ratios.end()), 3);
+  Print("unary_qps_ratio_max",
+        *std::max_element(qps_ratios.begin(), qps_ratios.end()), 3);
+  Print("unary_uploadwatch_server_cpu_us_per_call", Median(cpu[0]), 1);
+  Print("unary_bare_server_cpu_us_per_call", Median(cpu[1]), 1);
+  Print("unary_uploadwatch_client_cpu_us_per_call", Median(client_cpu[0]), 1);
+  Print("unary_bare_client_cpu_us_per_call", Median(client_cpu[1]), 1);
+  Print("unary_cpu_ratio", Median(cpu_ratios), 3);
+  Print("unary_cpu_efficiency_ratio", Median(efficiency_ratios), 3);
+  Print("unary_failed_calls", static_cast<double>(failed));
+  Print("unary_upstream_requests", upstream_requests);
+  return absl::OkStatus();
+}
+
+absl::Status Harness::OpenWatches(
+    absl::StatusOr<std::unique_ptr<ChildProcess>> server, WatchTarget& target) {
+  if (!server.ok()) return server.status();
+  target.server = *std::move(server);
+  target.sampler = std::make_unique<PeakSampler>(target.server->pid());
+  const int watches = absl::GetFlag(FLAGS_watches);
+  Progress(
+      absl::StrCat("watch: opening ", watches, " watches on ", target.name));
+  const absl::Time start = absl::Now();
+  target.fleet.Open(
+      MakeChannels(Target(*target.server), absl::GetFlag(FLAGS_watch_channels)),
+      kCounter, watched_ids_, watches);
+  if (!target.fleet.AwaitFirstMessages(absl::Seconds(120))) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "only ", target.fleet.streams_with_message(), " of ", watches,
+        " watches on ", target.name, " got their first message (",
+        target.fleet.ended(), " ended)"));
+  }
+  target.open_time = absl::Now() - start;
+  absl::SleepFor(absl::Seconds(1));  // let allocations settle
+  target.open_usage = target.sampler->Peak();
+  return absl::OkStatus();
+}
+
+void Harness::ChangeRounds(const std::vector<WatchTarget*>& targets) {
+  const int uploadings = static_cast<int>(watched_ids_.size());
+  const int per_uploading = absl::GetFlag(FLAGS_watches) / uploadings;
+  const absl::Duration timeout = absl::GetFlag(FLAGS_poll_interval) * 5;
+  int32_t marker = 0;
+  for (const bool all : {false, true}) {
+    const int changing =
+        all ? uploadings
+            : std::min(absl::GetFlag(FLAGS_some_uploadings), uploadings);
+    const int32_t first_marker = marker + 1;
+    const int rounds =
+        absl::GetFlag(all ? FLAGS_all_rounds : FLAGS_some_rounds);
+    for (int round = 0; round < rounds; ++round) {
+      ++marker;
+      for (WatchTarget* target : targets) {
+        FanOut& kind = all ? target->all : target->some;
+        const double server_cpu = target->sampler->Peak().cpu_seconds;
+        const double client_cpu = OwnCpuSeconds();
+        const absl::Time start = absl::Now();
+        target->change(marker, changing);
+        if (!target->fleet.AwaitMarker(marker, changing * per_uploading,
+                                       timeout)) {
+          ++kind.late_rounds;
+        }
+        kind.windows.emplace_back(start, absl::Now());
+        kind.server_cpu_seconds +=
+            target->sampler->Peak().cpu_seconds - server_cpu;
+        kind.client_cpu_seconds += OwnCpuSeconds() - client_cpu;
+        kind.rounds += 1;
+      }
+    }
+    for (WatchTarget* target : targets) {
+      FanOut& kind = all ? target->all : target->some;
+      for (const auto& [key, delivery] : target->fleet.deliveries()) {
+        if (delivery.marker < first_marker || delivery.marker > marker)
+          continue;
+        if (delivery.receivers < per_uploading) {
+          ++kind.incomplete;
+          continue;
+        }
+        kind.latencies_ms.push_back(absl::ToDoubleMilliseconds(
+            delivery.last_receipt - delivery.observe_time));
+      }
+      std::sort(kind.latencies_ms.begin(), kind.latencies_ms.end());
+      std::vector<UnaryProbe::Sample> gets;
+      for (const auto& [from, to] : kind.windows) {
+        for (const UnaryProbe::Sample& s :
+             target->probe->SamplesBetween(from, to)) {
+          gets.push_back(s);
+        }
+      }
+      kind.get_latencies_ms = SortedMillis(gets);
+    }
+  }
+}
+
+absl::Status Harness::RunWatch() {
+  const int watches = absl::GetFlag(FLAGS_watches);
+  const int uploadings = absl::GetFlag(FLAGS_uploadings);
+  const absl::Duration poll = absl::GetFlag(FLAGS_poll_interval);
+  if (uploadings <= 0 || watches % uploadings != 0) {
+    return absl::InvalidArgumentError(
+        "--watches must be a positive multiple of --uploadings");
+  }
+  watched_ids_.clear();
+  for (int i = 0; i < uploadings; ++i) {
+    watched_ids_.push_back(kFirstWatchedId + i);
+    metrica_->AddUploading(
+        kCounter, MakeUploading(watched_ids_.back(), v1::Uploading::MATCHED));
+  }
+
+  // The baseline first, alone, so that its memory and threads are those of
+  // open streams on a server that does nothing else.
+  WatchTarget bare{.name = "the bare server"};
+  if (absl::Status s = OpenWatches(StartBare("watch_bare"), bare); !s.ok()) {
+    return s;
+  }
+  bare.change = [&bare](int32_t /*marker*/, int n) {
+    bare.server->Signal(SIGUSR1, n);
+  };
+  WatchTarget uploadwatch{.name = "uploadwatch"};
+  if (absl::Status s =
+          OpenWatches(StartUploadwatch("watch_uploadwatch"), uploadwatch);
+      !s.ok()) {
+    return s;
+  }
+  uploadwatch.change = [this](int32_t marker, int n) {
+    for (int i = 0; i < n; ++i) {
+      metrica_->SetUploading(
+          kCounter,
+          MakeUploading(watched_ids_[i], v1::Uploading::MATCHED, marker));
+    }
+  };
+
+  // The probes' Get is of the terminal uploading: once in the cache, it
+  // costs Metrica nothing.
+  const v1::GetUploadingRequest get = TerminalGet();
+  if (absl::StatusOr<std::string> first =
+          GetOnce(MakeChannels(Target(*uploadwatch.server), 1)[0], get);
+      !first.ok()) {
+    return first.status();
+  }
+
+  // Steady state from here: the window of the upstream figures starts.
+  metrica_->ClearRequests();
+  const absl::Time window_start = absl::Now();
+  const double quiet_cpu_before = uploadwatch.sampler->Peak().cpu_seconds;
+  absl::SleepFor(poll * absl::GetFlag(FLAGS_quiet_intervals));
+  const double quiet_cpu =
+      uploadwatch.sampler->Peak().cpu_seconds - quiet_cpu_before;
+
+  for (WatchTarget* target : {&bare, &uploadwatch}) {
+    target->probe = std::make_unique<UnaryProbe>(
+        MakeChannels(Target(*target->server), 1)[0], get,
+        absl::GetFlag(FLAGS_probe_every));
+  }
+  const absl::Time probes_start = absl::Now();
+  absl::SleepFor(absl::Seconds(2));  // the probes' quiet samples
+  const absl::Time probes_quiet_end = absl::Now();
+
+  Progress("watch: change rounds, alternating bare and uploadwatch");
+  ChangeRounds({&bare, &uploadwatch});
+  const absl::Duration window = absl::Now() - window_start;
+  const std::vector<FakeMetrica::RecordedRequest> requests =
+      metrica_->requests();
+
+  Print("watch_streams", watches);
+  Print("watch_uploadings", uploadings);
+  Print("watch_channels", absl::GetFlag(FLAGS_watch_channels));
+  Print("watch_some_uploadings",
+        std::min(absl::GetFlag(FLAGS_some_uploadings), uploadings));
+  for (WatchTarget* target : {&bare, &uploadwatch}) {
+    const std::string prefix =
+        target == &bare ? "watch_bare" : "watch_uploadwatch";
+    const ProcessUsage peak = target->sampler->Peak();
+    const int ended = target->fleet.ended();
+    const std::vector<double> quiet_gets = SortedMillis(
+        target->probe->SamplesBetween(probes_start, probes_quiet_end));
+    target->probe.reset();
+    if (!target->fleet.CancelAll()) {
+      return absl::InternalError(
+          absl::StrCat("watches on ", target->name, " did not end"));
+    }
+    target->sampler.reset();
+    target->server->Stop();
+    Print(prefix + "_open_seconds", absl::ToDoubleSeconds(target->open_time),
+          2);
+    Print(prefix + "_rss_open_mb", Megabytes(target->open_usage.hwm_kb), 1);
+    Print(prefix + "_rss_peak_mb", Megabytes(peak.hwm_kb), 1);
+    Print(prefix + "_threads_open", target->open_usage.threads);
+    Print(prefix + "_threads_peak", peak.threads);
+    Print(prefix + "_streams_ended", ended);
+    PrintLatencies(prefix + "_quiet_get_latency", quiet_gets);
+    PrintFanOut(prefix + "_change_some", target->some);
+    PrintFanOut(prefix + "_change_all", target->all);
+  }
+  Print("watch_uploadwatch_cpu_quiet_pct",
+        100 * quiet_cpu /
+            absl::ToDoubleSeconds(poll * absl::GetFlag(FLAGS_quiet_intervals)),
+        1);
+
+  int lists = 0, gets = 0;
+  for (const auto& r : requests) {
+    (absl::EndsWith(r.path, "/uploadings") ? lists : gets) += 1;
+  }
+  const double intervals = window / poll;
+  const double per_interval = requests.size() / intervals;
+  const double naive =
+      static_cast<double>(watches);  // N * k: each watcher polls
+  Print("upstream_watchers_per_uploading", watches / uploadings);
+  Print("upstream_uploadings", uploadings);
+  Print("upstream_poll_intervals", intervals, 1);
+  Print("upstream_list_requests", lists);
+  Print("upstream_get_requests", gets);
+  Print("upstream_requests_per_interval", per_interval, 2);
+  Print("upstream_naive_requests_per_interval", naive);
+  Print("upstream_vs_naive_ratio", per_interval / naive, 6);
+  return absl::OkStatus();
+}
+
+int Main() {
+  // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would also
+  // update a process-wide deadlock graph: the load generator is the same for
+  // both servers, but the cheaper it is, the more of the 2 cores the servers
+  // get. (The servers keep the libraries' defaults.)
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  std::string work_dir = absl::GetFlag(FLAGS_work_dir);
+  if (work_dir.empty()) {
+    char pattern[] = "/tmp/uploadwatch-bench.XXXXXX";
+    if (mkdtemp(pattern) == nullptr) {
+      std::perror("mkdtemp");
+      return 1;
+    }
+    work_dir = pattern;
+  }
+  Progress(absl::StrCat("server logs in ", work_dir));
+
+  FakeMetrica metrica(FakeMetrica::Options{});
+  if (absl::Status s = metrica.Start(); !s.ok()) {
+    std::fprintf(stderr, "bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  metrica.GrantAccess(kToken, kCounter);
+  metrica.AddUploading(kCounter,
+                       MakeUploading(kTerminalId, v1::Uploading::PROCESSED));
+
+  Print("machine_load_avg_1m_start", LoadAverage(), 2);
+  Harness harness(&metrica, work_dir);
+  const std::vector<std::string> phases =
+      absl::StrSplit(absl::GetFlag(FLAGS_phases), ',', absl::SkipEmpty());
+  for (const std::string& phase : phases) {
+    absl::Status status;
+    if (phase == "unary") {
+      status = harness.RunUnary();
+    } else if (phase == "watch") {
+      status = harness.RunWatch();
+    } else {
+      status =
+          absl::InvalidArgumentError(absl::StrCat("unknown phase ", phase));
+    }
+    if (!status.ok()) {
+      std::fprintf(stderr, "bench: %s failed: %s\n", phase.c_str(),
+                   status.ToString().c_str());
+      return 1;
+    }
+  }
+  Print("machine_load_avg_1m_end", LoadAverage(), 2);
+  metrica.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace uploadwatch::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "uploadwatch benchmarks against a bare gRPC server (see "
+      "scripts/bench.sh)");
+  absl::ParseCommandLine(argc, argv);
+  return uploadwatch::bench::Main();
+}
