@@ -30,16 +30,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0 ok=1
 
-# Builds and tests `patterns` with Bazel (extra startup options in $startup,
-# extra build options as arguments) and adds the test cases to the totals.
+# Builds and tests `patterns` with Bazel (extra build options as arguments)
+# and adds the test cases to the totals.
 bazel_suite() {
   local name=$1; shift
   local log="$work/$name"
-  bazel "${startup[@]}" build --keep_going "$@" -- "${patterns[@]}" 2>&1 \
+  bazel build --keep_going "$@" -- "${patterns[@]}" 2>&1 \
     | tee "$log.build" | grep -E '^(ERROR|FAILED)' >&2
   local build_rc=${PIPESTATUS[0]}
-  bazel "${startup[@]}" query "tests(set(${patterns[*]}))" 2>/dev/null | sort >"$log.targets"
-  bazel "${startup[@]}" test --keep_going "$@" -- "${patterns[@]}" 2>&1 \
+  bazel query "tests(set(${patterns[*]}))" 2>/dev/null | sort >"$log.targets"
+  bazel test --keep_going "$@" -- "${patterns[@]}" 2>&1 \
     | tee "$log" | grep -vE '^(Loading|Analyzing|INFO:|\[)' >&2
   local test_rc=${PIPESTATUS[0]}
   # Targets Bazel reports as anything but PASSED.
@@ -51,7 +51,7 @@ bazel_suite() {
   local summary info_args=() arg
   for arg in "$@"; do [[ $arg == --config=* ]] && info_args+=("$arg"); done
   summary=$(python3 scripts/lib/count_tests.py \
-    "$(bazel "${startup[@]}" info "${info_args[@]}" bazel-testlogs 2>/dev/null)" \
+    "$(bazel info "${info_args[@]}" bazel-testlogs 2>/dev/null)" \
     "$log.targets" "$log.failed")
   echo "$name: $summary" >&2
   add_counts "$summary" $((build_rc || test_rc))
@@ -70,22 +70,20 @@ add_counts() {
   fi
 }
 
-startup=()
 bazel_suite "bazel tests"
-
-if ((sanitizers)); then
-  # A separate output base keeps the regular build's outputs (and bazel-bin)
-  # untouched; the disk cache still shares work between runs.
-  startup=(--output_base="$(bazel info output_base 2>/dev/null)-asan")
-  bazel_suite "bazel tests (asan+ubsan+lsan)" --config=asan \
-    --test_env=LSAN_OPTIONS=suppressions="$PWD/bazel/lsan.supp"
-  startup=()
-fi
 
 # The Python, Node and Go clients against a real server.
 if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
   summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
   add_counts "$summary" "${PIPESTATUS[0]}"
+fi
+
+if ((sanitizers)); then
+  # Same output base (a second one would trip over the first one's
+  # convenience symlinks when expanding //...); the disk cache keeps both
+  # configurations, so switching back and forth costs little.
+  bazel_suite "bazel tests (asan+ubsan+lsan)" --config=asan \
+    --test_env=LSAN_OPTIONS=suppressions="$PWD/bazel/lsan.supp"
 fi
 
 if ((fuzz)) && [[ -x scripts/fuzz.sh ]]; then
