@@ -120,6 +120,41 @@ void WatchHub::Run(Actions& actions) {
   actions.clear();
 }
 
+void WatchHub::QueueStateLocked(std::vector<Subscriber*> to,
+                                const UploadingState& state, bool terminal) {
+  if (to.empty()) return;
+  pending_.push_back(Delivery{std::move(to),
+                              std::make_shared<const UploadingState>(state),
+                              terminal, absl::OkStatus()});
+}
+
+void WatchHub::QueueErrorLocked(std::vector<Subscriber*> to,
+                                const absl::Status& error) {
+  if (to.empty()) return;
+  pending_.push_back(Delivery{std::move(to), nullptr, false, error});
+}
+
+std::vector<WatchHub::Delivery> WatchHub::TakeDeliveriesLocked() {
+  std::vector<Delivery> out;
+  out.swap(pending_);
+  return out;
+}
+
+void WatchHub::Deliver(std::vector<Delivery> batch) {
+  if (batch.empty()) return;
+  absl::MutexLock lock(&delivery_mu_);
+  for (const Delivery& d : batch) {
+    for (Subscriber* s : d.to) {
+      if (!live_.contains(s)) continue;  // unsubscribed meanwhile
+      if (d.state != nullptr) {
+        s->OnState(*d.state, d.terminal);
+      } else {
+        s->OnError(d.error);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- fetching
 
 void WatchHub::StartFetchLocked(const UploadingKey& key,
@@ -199,7 +234,8 @@ void WatchHub::RecordLocked(const UploadingKey& key,
   if (!changed && poller.has_state) return;  // never a duplicate
   poller.has_state = true;
   const bool terminal = IsTerminal(state.uploading);
-  for (Subscriber* s : poller.subscribers) s->OnState(state, terminal);
+  QueueStateLocked({poller.subscribers.begin(), poller.subscribers.end()},
+                   state, terminal);
   if (terminal) {
     // A terminal state never changes: the watch is over for everyone.
     Actions none;
@@ -211,6 +247,7 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
                          absl::StatusOr<v1::GetUploadingResponse> result) {
   std::vector<StateCallback> waiters;
   absl::StatusOr<UploadingState> answer = absl::UnknownError("");
+  std::vector<Delivery> deliveries;
   {
     absl::MutexLock lock(&mu_);
     auto f = flights_.find(key);
@@ -243,7 +280,9 @@ void WatchHub::OnFetched(const UploadingKey& key, uint64_t seq,
       // A watcher's first fetch: the group's timer takes over from here.
       EndRoundLocked(GroupOf(key), result.status(), now);
     }
+    deliveries = TakeDeliveriesLocked();
   }
+  Deliver(std::move(deliveries));
   for (auto& waiter : waiters) std::move(waiter)(answer);
 }
 
@@ -252,7 +291,8 @@ void WatchHub::FailPollerLocked(const UploadingKey& key,
   if (!IsPermanent(status)) return;
   auto p = pollers_.find(key);
   if (p == pollers_.end()) return;
-  for (Subscriber* s : p->second.subscribers) s->OnError(status);
+  QueueErrorLocked({p->second.subscribers.begin(), p->second.subscribers.end()},
+                   status);
   Actions none;
   RemovePollerLocked(key, none);
 }
@@ -486,6 +526,7 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
                         absl::StatusOr<v1::ListUploadingsResponse> result) {
   std::vector<ListCallback> waiters;
   Actions after;
+  std::vector<Delivery> deliveries;
   {
     absl::MutexLock lock(&mu_);
     auto f = list_flights_.find(key);
@@ -529,7 +570,9 @@ void WatchHub::OnListed(const ListKey& key, uint64_t seq,
         EndRoundLocked(group_key, result.status(), now);
       }
     }
+    deliveries = TakeDeliveriesLocked();
   }
+  Deliver(std::move(deliveries));
   Run(after);
   for (auto& waiter : waiters) std::move(waiter)(result);
 }
@@ -540,17 +583,28 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
                                  int32_t counter_id, int64_t uploading_id,
                                  Subscriber* subscriber) {
   const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
+  // Live before the hub knows it, so that no delivery can miss it.
+  {
+    absl::MutexLock lock(&delivery_mu_);
+    live_.insert(subscriber);
+  }
+  auto refuse = [this, subscriber](absl::Status status) {
+    absl::MutexLock lock(&delivery_mu_);
+    live_.erase(subscriber);
+    return status;
+  };
   Actions after;
+  std::vector<Delivery> deliveries;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) {
-      return absl::UnavailableError(
-          "server is shutting down; re-watch to reconnect to another instance");
+      return refuse(absl::UnavailableError(
+          "server is shutting down; re-watch to reconnect to another instance"));
     }
     if (subscribers_.size() >= options_.max_watches) {
-      return absl::ResourceExhaustedError(absl::StrCat(
+      return refuse(absl::ResourceExhaustedError(absl::StrCat(
           "this server already serves its limit of ", options_.max_watches,
-          " open watches; retry later (with backoff) or on another instance"));
+          " open watches; retry later (with backoff) or on another instance")));
     }
     auto [it, created] = pollers_.try_emplace(key);
     Poller& poller = it->second;
@@ -560,7 +614,7 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
       // Join: the current state first, then changes with everyone else.
       if (poller.has_state) {
         if (const UploadingState* s = cache_.Find(key)) {
-          subscriber->OnState(*s, /*terminal=*/false);
+          QueueStateLocked({subscriber}, *s, /*terminal=*/false);
         }
       }
     } else {
@@ -573,7 +627,7 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
       if (fresh) {
         poller.has_state = true;
         const bool terminal = IsTerminal(fresh->uploading);
-        subscriber->OnState(*fresh, terminal);
+        QueueStateLocked({subscriber}, *fresh, terminal);
         if (terminal) {
           RemovePollerLocked(key, after);
         } else if (!group.polling && group.timer == 0) {
@@ -596,7 +650,9 @@ absl::Status WatchHub::Subscribe(const Credentials& credentials,
                          after);
       }
     }
+    deliveries = TakeDeliveriesLocked();
   }
+  Deliver(std::move(deliveries));
   Run(after);
   return absl::OkStatus();
 }
@@ -606,18 +662,26 @@ void WatchHub::Unsubscribe(Subscriber* subscriber) {
   {
     absl::MutexLock lock(&mu_);
     auto s = subscribers_.find(subscriber);
-    if (s == subscribers_.end()) return;
-    const UploadingKey key = s->second;
-    subscribers_.erase(s);
-    auto p = pollers_.find(key);
-    if (p == pollers_.end()) return;
-    p->second.subscribers.erase(subscriber);
-    if (p->second.subscribers.empty()) RemovePollerLocked(key, after);
+    if (s != subscribers_.end()) {
+      const UploadingKey key = s->second;
+      subscribers_.erase(s);
+      auto p = pollers_.find(key);
+      if (p != pollers_.end()) {
+        p->second.subscribers.erase(subscriber);
+        if (p->second.subscribers.empty()) RemovePollerLocked(key, after);
+      }
+    }
+  }
+  {
+    // Waits for a delivery in progress; none reaches it afterwards.
+    absl::MutexLock lock(&delivery_mu_);
+    live_.erase(subscriber);
   }
   Run(after);
 }
 
 void WatchHub::Shutdown(const absl::Status& reason) {
+  std::vector<Delivery> deliveries;
   std::vector<StateCallback> gets;
   std::vector<ListCallback> lists;
   Actions after;
@@ -627,7 +691,8 @@ void WatchHub::Shutdown(const absl::Status& reason) {
     shut_down_ = true;
     scheduler_->Cancel(sweep_timer_);
     for (auto& [key, poller] : pollers_) {
-      for (Subscriber* s : poller.subscribers) s->OnError(reason);
+      QueueErrorLocked({poller.subscribers.begin(), poller.subscribers.end()},
+                       reason);
     }
     for (auto& [key, group] : groups_) {
       if (group.timer != 0) scheduler_->Cancel(group.timer);
@@ -649,7 +714,9 @@ void WatchHub::Shutdown(const absl::Status& reason) {
       }
     }
     list_flights_.clear();
+    deliveries = TakeDeliveriesLocked();
   }
+  Deliver(std::move(deliveries));
   Run(after);
   for (auto& g : gets) std::move(g)(reason);
   for (auto& l : lists) std::move(l)(reason);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -72,8 +73,10 @@ class WatchHub {
     Metrics* metrics = nullptr;
   };
 
-  // A watcher. Both methods are called with the hub's lock held: they must
-  // not block and must not call back into the hub.
+  // A watcher. Both methods are called outside the hub's main lock (so a
+  // fan-out to thousands of watchers never holds up Gets, Lists or polls),
+  // but under its delivery lock: they must not block and must not call
+  // Subscribe or Unsubscribe. Calls for one subscriber never overlap.
   class Subscriber {
    public:
     virtual ~Subscriber() = default;
@@ -196,6 +199,13 @@ class WatchHub {
     absl::Time fetched;
   };
   using Actions = std::vector<std::function<void()>>;
+  // States and errors decided under mu_, handed to subscribers after it.
+  struct Delivery {
+    std::vector<Subscriber*> to;
+    std::shared_ptr<const UploadingState> state;  // null: `error` instead
+    bool terminal = false;
+    absl::Status error;
+  };
 
   absl::Duration FreshFor() const;
   static GroupKey GroupOf(const UploadingKey& key) {
@@ -237,6 +247,13 @@ class WatchHub {
   void RemovePollerLocked(const UploadingKey& key, Actions& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Actions& actions);
+  void QueueStateLocked(std::vector<Subscriber*> to, const UploadingState& state,
+                        bool terminal) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void QueueErrorLocked(std::vector<Subscriber*> to, const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<Delivery> TakeDeliveriesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands out deliveries to subscribers still subscribed; never under mu_.
+  void Deliver(std::vector<Delivery> batch) ABSL_LOCKS_EXCLUDED(mu_);
   void RegisterMetrics(Metrics* metrics);
   void CountUpstream(const char* endpoint, const absl::Status& status,
                      absl::Time started, absl::Time now);
@@ -259,6 +276,12 @@ class WatchHub {
   absl::flat_hash_map<ListKey, ListFlight> list_flights_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
   Scheduler::TaskId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Delivery> pending_ ABSL_GUARDED_BY(mu_);
+
+  // Held while calling subscribers; Unsubscribe takes it so that once it
+  // returns, no call is in progress or to come. Never taken with mu_ held.
+  absl::Mutex delivery_mu_;
+  absl::flat_hash_set<Subscriber*> live_ ABSL_GUARDED_BY(delivery_mu_);
 
   // Metrics; null without a registry. The families are thread-safe.
   Metrics::Counter* upstream_requests_ = nullptr;

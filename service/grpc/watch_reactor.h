@@ -38,7 +38,8 @@ class WatchReactor final
                const metrika::offline_conversions::v1::WatchUploadingRequest&
                    request);
 
-  // WatchHub::Subscriber (called under the hub's lock).
+  // WatchHub::Subscriber (the hub delivers one call at a time, without its
+  // main lock).
   void OnState(const UploadingState& state, bool terminal) override;
   void OnError(const absl::Status& status) override;
 
