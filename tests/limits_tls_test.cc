@@ -27,33 +27,28 @@ TEST_F(LimitsTest, WatchesPerConnectionAreCappedWithAClearMessage) {
   config_.watch_limits.max_per_connection = 2;
   metrica_.AddUploading(kCounter, MakeUploading(51, v1::Uploading::MATCHED));
   StartServer();
-  v1::WatchUploadingRequest request;
-  request.set_counter_id(kCounter);
-  request.set_uploading_id(51);
-  v1::WatchUploadingResponse m;
-  auto c1 = Context(), c2 = Context();
-  auto w1 = stub_->WatchUploading(c1.get(), request);
-  auto w2 = stub_->WatchUploading(c2.get(), request);
-  ASSERT_TRUE(w1->Read(&m));
-  ASSERT_TRUE(w2->Read(&m));
-
+  OpenWatch w1 = Watch(51), w2 = Watch(51);
   WatchResult third = WatchToEnd(51);  // same channel, same connection
   EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(third.status.error_message(), HasSubstr("per connection"));
 
+  v1::WatchUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(51);
+  v1::WatchUploadingResponse m;
   auto other = NewConnection();
   auto c3 = Context();
   auto w3 = other->WatchUploading(c3.get(), request);
   EXPECT_TRUE(w3->Read(&m)) << "another connection has its own allowance";
 
   // A closed watch frees its slot.
-  c1->TryCancel();
-  w1->Finish();
+  w1.ctx->TryCancel();
+  w1.reader->Finish();
   absl::SleepFor(absl::Milliseconds(100));
-  auto c4 = Context();
-  auto w4 = stub_->WatchUploading(c4.get(), request);
-  EXPECT_TRUE(w4->Read(&m));
-  for (auto* c : {c2.get(), c3.get(), c4.get()}) c->TryCancel();
+  OpenWatch w4 = Watch(51);  // would fail its first Read if still refused
+  w2.ctx->TryCancel();
+  c3->TryCancel();
+  w4.ctx->TryCancel();
 }
 
 TEST_F(LimitsTest, LongWatchesEndAtTheirJitteredLifetimeAskingToRewatch) {

@@ -253,20 +253,12 @@ TEST_F(WatchTest, TheWatchCapIsEnforcedWithAClearMessage) {
   config_.hub.max_watches = 2;
   metrica_.AddUploading(kCounter, MakeUploading(36, v1::Uploading::UPLOADED));
   StartServer();
-  v1::WatchUploadingRequest request;
-  request.set_counter_id(kCounter);
-  request.set_uploading_id(36);
-  v1::WatchUploadingResponse m;
-  auto c1 = Context(), c2 = Context();
-  auto w1 = stub_->WatchUploading(c1.get(), request);
-  auto w2 = stub_->WatchUploading(c2.get(), request);
-  ASSERT_TRUE(w1->Read(&m));
-  ASSERT_TRUE(w2->Read(&m));
+  OpenWatch w1 = Watch(36), w2 = Watch(36);
   WatchResult third = WatchToEnd(36);
   EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(third.status.error_message(), HasSubstr("limit of 2 open watches"));
-  c1->TryCancel();
-  c2->TryCancel();
+  w1.ctx->TryCancel();
+  w2.ctx->TryCancel();
 }
 
 TEST_F(WatchTest, SlowReadersGetTheLatestStateNotABacklog) {
