@@ -157,6 +157,21 @@ void WatchHub::Deliver(std::vector<Delivery> batch) {
 
 // ---------------------------------------------------------------- fetching
 
+template <typename Flights>
+void WatchHub::AdoptRequest(Flights& flights,
+                            const typename Flights::key_type& key,
+                            uint64_t seq, MetricaClient::RequestId id) {
+  bool orphaned;
+  {
+    absl::MutexLock lock(&mu_);
+    auto f = flights.find(key);
+    orphaned = f == flights.end() || f->second.seq != seq;
+    if (!orphaned) f->second.request = id;
+  }
+  // Everyone left before the request went out: call it off.
+  if (orphaned) client_->Cancel(id);
+}
+
 void WatchHub::StartFetchLocked(const UploadingKey& key,
                                 const std::string& token, bool for_group,
                                 StateCallback waiter, Actions& after) {
@@ -176,15 +191,7 @@ void WatchHub::StartFetchLocked(const UploadingKey& key,
         [this, key, seq](absl::StatusOr<v1::GetUploadingResponse> r) {
           OnFetched(key, seq, std::move(r));
         });
-    bool orphaned;
-    {
-      absl::MutexLock lock(&mu_);
-      auto f = flights_.find(key);
-      orphaned = f == flights_.end() || f->second.seq != seq;
-      if (!orphaned) f->second.request = id;
-    }
-    // Everyone left before the request went out: call it off.
-    if (orphaned) client_->Cancel(id);
+    AdoptRequest(flights_, key, seq, id);
   });
 }
 
@@ -210,14 +217,7 @@ void WatchHub::StartListLocked(const ListKey& key, const std::string& token,
         [this, key, seq](absl::StatusOr<v1::ListUploadingsResponse> r) {
           OnListed(key, seq, std::move(r));
         });
-    bool orphaned;
-    {
-      absl::MutexLock lock(&mu_);
-      auto f = list_flights_.find(key);
-      orphaned = f == list_flights_.end() || f->second.seq != seq;
-      if (!orphaned) f->second.request = id;
-    }
-    if (orphaned) client_->Cancel(id);
+    AdoptRequest(list_flights_, key, seq, id);
   });
 }
 

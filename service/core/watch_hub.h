@@ -217,6 +217,13 @@ class WatchHub {
   void StartListLocked(const ListKey& key, const std::string& token,
                        bool for_group, ListCallback waiter, Actions& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores the id of the request just issued for flight `seq` of `key` in
+  // `flights` (flights_ or list_flights_), or calls the request off when
+  // everyone left before it went out.
+  template <typename Flights>
+  void AdoptRequest(Flights& flights, const typename Flights::key_type& key,
+                    uint64_t seq, MetricaClient::RequestId id)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void OnFetched(const UploadingKey& key, uint64_t seq,
                  absl::StatusOr<v1::GetUploadingResponse> result);
   void OnListed(const ListKey& key, uint64_t seq,
