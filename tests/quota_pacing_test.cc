@@ -17,15 +17,22 @@ class QuotaPacingTest : public ServiceTest {
     return n;
   }
   static constexpr int32_t kOtherCounter = 777;
+
+  // One token, two counters (two poll groups): uploading 1 in kCounter,
+  // uploading 2 in kOtherCounter, both MATCHED.
+  void StartWithTwoCounters() {
+    metrica_.GrantAccess(kToken, kOtherCounter);
+    metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+    metrica_.AddUploading(kOtherCounter,
+                          MakeUploading(2, v1::Uploading::MATCHED));
+    StartServer();
+  }
 };
 
 TEST_F(QuotaPacingTest, PollsStretchFairlyToTheDailyBudget) {
   // 200 requests a day for hours to come: far less than one poll per 100 ms.
   daily_budget_ = 200;
-  metrica_.GrantAccess(kToken, kOtherCounter);
-  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
-  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
-  StartServer();
+  StartWithTwoCounters();
   auto a = Watch(1);
   auto b = Watch(2, kOtherCounter);
   metrica_.ClearRequests();
@@ -45,10 +52,7 @@ TEST_F(QuotaPacingTest, PollsStretchFairlyToTheDailyBudget) {
 
 TEST_F(QuotaPacingTest, WithoutABudgetPollsKeepTheirInterval) {
   // The control for the test above: same watches, no budget.
-  metrica_.GrantAccess(kToken, kOtherCounter);
-  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
-  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
-  StartServer();
+  StartWithTwoCounters();
   auto a = Watch(1);
   auto b = Watch(2, kOtherCounter);
   metrica_.ClearRequests();
@@ -61,10 +65,7 @@ TEST_F(QuotaPacingTest, WithoutABudgetPollsKeepTheirInterval) {
 
 TEST_F(QuotaPacingTest, AQuotaErrorPausesEveryPollOfTheToken) {
   config_.hub.max_backoff = absl::Seconds(5);
-  metrica_.GrantAccess(kToken, kOtherCounter);
-  metrica_.AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
-  metrica_.AddUploading(kOtherCounter, MakeUploading(2, v1::Uploading::MATCHED));
-  StartServer();
+  StartWithTwoCounters();
   auto a = Watch(1);
   auto b = Watch(2, kOtherCounter);
 
