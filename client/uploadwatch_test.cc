@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/testing/service_fixture.h"
+#include "client/testing/tls_fixture.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -47,50 +48,55 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
+// Runs `uploadwatch --server=ADDRESS args...` with `token` in
+// METRIKA_OAUTH_TOKEN (unset when empty) and waits for it to exit.
+CliRun RunUploadwatch(const std::string& address, std::vector<std::string> args,
+                      const std::string& token) {
+  const std::string binary =
+      absl::StrCat(std::getenv("TEST_SRCDIR"), "/uploadwatch/client/uploadwatch");
+  const std::string tmp = std::getenv("TEST_TMPDIR");
+  const std::string out_path = tmp + "/stdout", err_path = tmp + "/stderr";
+
+  args.insert(args.begin(), {binary, "--server=" + address});
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "METRIKA_OAUTH_TOKEN=")) env_strings.push_back(*e);
+  }
+  if (!token.empty()) env_strings.push_back("METRIKA_OAUTH_TOKEN=" + token);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 1, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&files, 2, err_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  CliRun run;
+  const int spawned = posix_spawn(&pid, binary.c_str(), &files, nullptr,
+                                  argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&files);
+  if (spawned != 0) {
+    ADD_FAILURE() << "cannot run " << binary << ": " << spawned;
+    return run;
+  }
+  int wait_status = 0;
+  waitpid(pid, &wait_status, 0);
+  if (WIFEXITED(wait_status)) run.exit_code = WEXITSTATUS(wait_status);
+  run.out = ReadFile(out_path);
+  run.err = ReadFile(err_path);
+  return run;
+}
+
 class UploadwatchTest : public ServiceFixture {
  protected:
-  // Runs `uploadwatch --server=<the server> args...` with `token` in
-  // METRIKA_OAUTH_TOKEN (unset when empty) and waits for it to exit.
   CliRun Uploadwatch(std::vector<std::string> args, std::string token = kToken) {
-    const std::string binary =
-        absl::StrCat(std::getenv("TEST_SRCDIR"), "/uploadwatch/client/uploadwatch");
-    const std::string tmp = std::getenv("TEST_TMPDIR");
-    const std::string out_path = tmp + "/stdout", err_path = tmp + "/stderr";
-
-    args.insert(args.begin(), {binary, "--server=" + address()});
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (!absl::StartsWith(*e, "METRIKA_OAUTH_TOKEN=")) env_strings.push_back(*e);
-    }
-    if (!token.empty()) env_strings.push_back("METRIKA_OAUTH_TOKEN=" + token);
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    posix_spawn_file_actions_t files;
-    posix_spawn_file_actions_init(&files);
-    posix_spawn_file_actions_addopen(&files, 1, out_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&files, 2, err_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = 0;
-    CliRun run;
-    const int spawned = posix_spawn(&pid, binary.c_str(), &files, nullptr,
-                                    argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&files);
-    if (spawned != 0) {
-      ADD_FAILURE() << "cannot run " << binary << ": " << spawned;
-      return run;
-    }
-    int wait_status = 0;
-    waitpid(pid, &wait_status, 0);
-    if (WIFEXITED(wait_status)) run.exit_code = WEXITSTATUS(wait_status);
-    run.out = ReadFile(out_path);
-    run.err = ReadFile(err_path);
-    return run;
+    return RunUploadwatch(address(), std::move(args), token);
   }
 
   v1::Uploading Documented() {
@@ -120,17 +126,22 @@ TEST_F(UploadwatchTest, GetPrintsAlignedFields) {
                           "comment:                 CRM export, December"));
 }
 
-TEST_F(UploadwatchTest, GetJsonPrintsTheUploadingAsMetricaDoes) {
+TEST_F(UploadwatchTest, GetJsonPrintsMetricasEnvelope) {
   metrica_.AddUploading(kCounter, Documented());
   CliRun run = Uploadwatch({"--json", "get", "2215573", "12"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
-  ASSERT_THAT(run.out, EndsWith("}\n"));
-  absl::StatusOr<v1::GetUploadingResponse> parsed =
-      ParseUploadingBody(absl::StrCat("{\"uploading\":", run.out, "}"));
+  ASSERT_THAT(run.out, StartsWith("{\"uploading\":{"));
+  ASSERT_THAT(run.out, EndsWith("}}\n"));
+  // Exactly what Metrica's GET .../uploading/12 body parses to.
+  absl::StatusOr<v1::GetUploadingResponse> parsed = ParseUploadingBody(run.out);
   ASSERT_TRUE(parsed.ok()) << parsed.status() << run.out;
   EXPECT_EQ(parsed->uploading().SerializeAsString(),
             Documented().SerializeAsString());
   EXPECT_THAT(run.out, HasSubstr("\"id\":12"));  // a number, as Metrica's
+  // And the proto's GetUploadingResponse in its JSON form.
+  v1::GetUploadingResponse as_proto;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(run.out, &as_proto).ok());
+  EXPECT_EQ(as_proto.uploading().id(), 12);
 }
 
 TEST_F(UploadwatchTest, ListPrintsATableNewestFirst) {
@@ -235,6 +246,63 @@ TEST_F(UploadwatchTest, HelpPrintsTheUsageAndExitsZero) {
   EXPECT_THAT(run.out, StartsWith("usage: uploadwatch "));
   EXPECT_THAT(run.out, HasSubstr("exit status:"));
   EXPECT_EQ(run.err, "");
+}
+
+class UploadwatchTlsTest : public TlsServiceFixture {
+ protected:
+  explicit UploadwatchTlsTest(bool mutual = false) : TlsServiceFixture(mutual) {
+    metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  }
+  CliRun Uploadwatch(std::vector<std::string> args) {
+    args.push_back("--timeout=5s");
+    return RunUploadwatch(address(), std::move(args), kToken);
+  }
+};
+
+TEST_F(UploadwatchTlsTest, CaFileConnectsWithTls) {
+  CliRun run = Uploadwatch({"--ca_file=" + Path("ca.pem"), "get", "2215573", "12"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("status:                  PROCESSED"));
+}
+
+TEST_F(UploadwatchTlsTest, PlaintextOrAnUntrustedServerIsUnavailable) {
+  CliRun plaintext = Uploadwatch({"get", "2215573", "12"});
+  EXPECT_EQ(plaintext.exit_code, 14) << plaintext.err;
+  EXPECT_THAT(plaintext.err, StartsWith("error: UNAVAILABLE"));
+  // --tls alone trusts the system's CAs, which did not sign the test server.
+  CliRun system_roots = Uploadwatch({"--tls", "get", "2215573", "12"});
+  EXPECT_EQ(system_roots.exit_code, 14) << system_roots.err;
+  CliRun stranger =
+      Uploadwatch({"--ca_file=" + Path("stranger.pem"), "get", "2215573", "12"});
+  EXPECT_EQ(stranger.exit_code, 14) << stranger.err;
+}
+
+TEST_F(UploadwatchTlsTest, AMissingCaFileIsNamedBeforeAnyCall) {
+  CliRun run = Uploadwatch({"--ca_file=" + Path("nope.pem"), "get", "2215573", "12"});
+  EXPECT_EQ(run.exit_code, 5);
+  EXPECT_THAT(run.err, StartsWith("error: NOT_FOUND: cannot read ca_file "));
+  EXPECT_THAT(run.err, HasSubstr("nope.pem"));
+  EXPECT_EQ(run.out, "");
+}
+
+class UploadwatchMtlsTest : public UploadwatchTlsTest {
+ protected:
+  UploadwatchMtlsTest() : UploadwatchTlsTest(/*mutual=*/true) {}
+};
+
+TEST_F(UploadwatchMtlsTest, AClientCertificateIsSentWithCertAndKeyFiles) {
+  CliRun with_cert = Uploadwatch(
+      {"--ca_file=" + Path("ca.pem"), "--cert_file=" + Path("client.pem"),
+       "--key_file=" + Path("client.key"), "--json", "get", "2215573", "12"});
+  EXPECT_EQ(with_cert.exit_code, 0) << with_cert.err;
+  EXPECT_THAT(with_cert.out, StartsWith("{\"uploading\":{\"id\":12"));
+
+  CliRun without = Uploadwatch({"--ca_file=" + Path("ca.pem"), "get", "2215573", "12"});
+  EXPECT_EQ(without.exit_code, 14) << without.err;
+  CliRun strangers = Uploadwatch(
+      {"--ca_file=" + Path("ca.pem"), "--cert_file=" + Path("stranger.pem"),
+       "--key_file=" + Path("stranger.key"), "get", "2215573", "12"});
+  EXPECT_EQ(strangers.exit_code, 14) << strangers.err;
 }
 
 }  // namespace
