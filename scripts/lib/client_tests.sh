@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the language clients' tests (client/python, client/node, client/go)
-# against the real server on the Metrica simulator. Assumes
+# against the real server on the Metrica simulator, plus two more servers on
+# the same simulator serving TLS and mutual TLS with certificates made here
+# (UPLOADWATCH_TLS_ADDR, UPLOADWATCH_MTLS_ADDR, UPLOADWATCH_CERTS). Assumes
 # //service:uploading_server and //service/simulator:metrica_simulator are
 # built. Prepares every language first (stubs, npm ci, Go test binaries), then
 # starts the stack once and runs the three suites in parallel (they watch the
@@ -23,12 +25,13 @@ work=$(mktemp -d)
 UPLOADWATCH_STACK_LOGS="$work/stack"
 mkdir -p "$UPLOADWATCH_STACK_LOGS"
 langs=(python node go)
-declare -A prep_ok=() pid=() passed=() failed=() secs=()
+declare -A prep_ok=() pid=() passed=() failed=() secs=() tls_pid=()
 started=$SECONDS
 
 cleanup() {
   local p
-  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pid[@]}" "${tls_pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${tls_pid[@]}"; do wait "$p" 2>/dev/null; done
   uploadwatch_stop_stack
   rm -rf "$work"
 }
@@ -98,8 +101,38 @@ if ! UPLOADWATCH_DEMO_SPEED=10 uploadwatch_start_stack 127.0.0.1:0 200ms; then
   exit 1
 fi
 
+# Another server on the stack's simulator: VAR NAME [server flags...]. Sets
+# VAR to its host:port; its PID goes into tls_pid[NAME].
+start_tls_server() {
+  local var=$1 name=$2 log="$UPLOADWATCH_STACK_LOGS/$2.log" port
+  shift 2
+  METRIKA_OAUTH_TOKEN="$UPLOADWATCH_DEMO_TOKEN" "$UPLOADWATCH_BIN/service/uploading_server" \
+    --listen=127.0.0.1:0 --poll_interval=200ms --upstream_url="$UPLOADWATCH_SIM_URL" "$@" \
+    >"$log" 2>&1 &
+  tls_pid[$name]=$!
+  port=$(_uploadwatch_wait_for "$log" 'serving on port [0-9]+' 15) || {
+    cat "$log" >&2
+    return 1
+  }
+  printf -v "$var" '127.0.0.1:%s' "${port##* }"
+}
+
+UPLOADWATCH_CERTS="$work/certs"
+mkdir -p "$UPLOADWATCH_CERTS"
+tls_flags=(--tls_cert_file="$UPLOADWATCH_CERTS/server.pem" --tls_key_file="$UPLOADWATCH_CERTS/server.key")
+if ! timeout 60 client/testing/make_test_certs.sh "$UPLOADWATCH_CERTS" ||
+  ! start_tls_server UPLOADWATCH_TLS_ADDR tls "${tls_flags[@]}" ||
+  ! start_tls_server UPLOADWATCH_MTLS_ADDR mtls "${tls_flags[@]}" \
+    --tls_client_ca_file="$UPLOADWATCH_CERTS/ca.pem"; then
+  note "the TLS servers did not start"
+  summarized=1
+  echo "0 passed, ${#langs[@]} failed"
+  exit 1
+fi
+export UPLOADWATCH_CERTS UPLOADWATCH_TLS_ADDR UPLOADWATCH_MTLS_ADDR
+
 run_python() {
-  cd client/python && exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" test_client.py -v
+  cd client/python && exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" -m unittest -v test_client test_scripted
 }
 run_node() {
   cd client/node && exec timeout -k 10 "$SUITE_TIMEOUT" node --test --test-reporter=tap test/
