@@ -9,6 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
@@ -23,11 +25,13 @@ namespace v1 = ::metrika::offline_conversions::v1;
 // reset, end OK). Set the scripts before the first call.
 class ScriptedService final : public v1::UploadingService::Service {
  public:
-  // One streaming call: its messages, then its status.
+  // One streaming call: its messages, then its status; with `hang`, the
+  // stream then stays open until the client cancels or its deadline passes.
   template <typename Message>
   struct StreamScript {
     std::vector<Message> messages;
     absl::Status status;
+    bool hang = false;
   };
   using WatchScript = StreamScript<v1::WatchUploadingResponse>;
   using CounterWatchScript = StreamScript<v1::WatchUploadingsResponse>;
@@ -61,10 +65,10 @@ class ScriptedService final : public v1::UploadingService::Service {
       }
       ++watch_calls_;
     }
-    return Play(script, writer);
+    return Play(script, writer, nullptr);
   }
   grpc::Status WatchUploadings(
-      grpc::ServerContext*, const v1::WatchUploadingsRequest* request,
+      grpc::ServerContext* context, const v1::WatchUploadingsRequest* request,
       grpc::ServerWriter<v1::WatchUploadingsResponse>* writer) override {
     const CounterWatchScript* script = nullptr;
     {
@@ -73,17 +77,23 @@ class ScriptedService final : public v1::UploadingService::Service {
       if (call < counter_watches.size()) script = &counter_watches[call];
       counter_watch_requests_.push_back(*request);
     }
-    return Play(script, writer);
+    return Play(script, writer, context);
   }
 
  private:
   template <typename Message>
   static grpc::Status Play(const StreamScript<Message>* script,
-                           grpc::ServerWriter<Message>* writer) {
+                           grpc::ServerWriter<Message>* writer,
+                           grpc::ServerContext* context) {
     if (script == nullptr) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "no script left");
     }
     for (const Message& m : script->messages) writer->Write(m);
+    if (script->hang && context != nullptr) {
+      // A test server's own thread, not a reaction: polling is harmless.
+      while (!context->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+      return grpc::Status::CANCELLED;
+    }
     return ToGrpcStatus(script->status);
   }
 
