@@ -298,6 +298,7 @@ int RunCliCommand(const CliCommand& command, const UploadingClient& client,
           command.counter_watch, [&](const v1::WatchUploadingsResponse& message) {
             out << printer.Print(message, absl::Now());
             out.flush();  // live
+            return true;  // until an error, the deadline or ^C
           });
       break;
     }

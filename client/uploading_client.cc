@@ -108,7 +108,11 @@ absl::Status UploadingClient::WatchCounter(v1::WatchUploadingsRequest request,
       if (!message.resume_token().empty()) {
         request.set_resume_token(message.resume_token());
       }
-      on_message(message);
+      if (!on_message(message)) {
+        context->TryCancel();
+        reader->Finish();  // CANCELLED, as asked
+        return absl::OkStatus();
+      }
     }
     absl::Status status = FromGrpcStatus(reader->Finish());
     if (absl::IsUnavailable(status) && answered) continue;

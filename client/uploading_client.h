@@ -43,8 +43,9 @@ class UploadingClient {
   // Called once per message of a watch, on the caller's thread.
   using WatchCallback = absl::FunctionRef<void(
       const metrika::offline_conversions::v1::WatchUploadingResponse&)>;
-  // Called once per message of a counter watch, on the caller's thread.
-  using CounterWatchCallback = absl::FunctionRef<void(
+  // Called once per message of a counter watch, on the caller's thread;
+  // returns false to stop the watch.
+  using CounterWatchCallback = absl::FunctionRef<bool(
       const metrika::offline_conversions::v1::WatchUploadingsResponse&)>;
 
   // Over a channel, e.g. grpc::CreateChannel("localhost:50051", creds), or
@@ -91,7 +92,8 @@ class UploadingClient {
   // hold the counter's uploadings. `request.resume_token` may carry a token
   // saved earlier; empty starts with a snapshot.
   //
-  // The stream does not end by itself, so neither does this: it returns the
+  // The stream does not end by itself, so neither does this: it returns OK
+  // when `on_message` returned false (the call is then cancelled), else the
   // error that ended the watch (PERMISSION_DENIED, NOT_FOUND, ...;
   // DEADLINE_EXCEEDED once Options::watch_timeout has passed). A stream that
   // ends OK breaks the contract and gives UNKNOWN.

@@ -297,6 +297,7 @@ absl::Status WatchCounterToEnd(const UploadingClient& client,
   request.set_resume_token(resume_token);
   return client.WatchCounter(request, [&](const v1::WatchUploadingsResponse& m) {
     tokens->push_back(m.resume_token());
+    return true;
   });
 }
 
@@ -361,6 +362,23 @@ TEST_F(UploadingClientScriptedTest, ACounterWatchStreamEndingOkIsUnknown) {
   absl::Status status = WatchCounterToEnd(*client_, &tokens);
   EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
   EXPECT_THAT(status.message(), HasSubstr("never ends by itself"));
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchStopsWhenTheCallbackSaysSo) {
+  service_.counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}),
+        CounterMessage("t2", {}, /*synced=*/true), CounterMessage("t3", {})},
+       absl::OkStatus(), /*hang=*/true}};
+  std::vector<std::string> tokens;
+  v1::WatchUploadingsRequest request;
+  request.set_counter_id(1);
+  absl::Status status =
+      client_->WatchCounter(request, [&](const v1::WatchUploadingsResponse& m) {
+        tokens.push_back(m.resume_token());
+        return !m.synced();  // until the snapshot is complete
+      });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(tokens, ElementsAre("t1", "t2"));
 }
 
 TEST_F(UploadingClientScriptedTest, ACounterWatchIsBoundedByTheWatchTimeout) {

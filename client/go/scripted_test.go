@@ -35,6 +35,7 @@ type script struct {
 type scriptedService struct {
 	pb.UnimplementedUploadingServiceServer
 	scripts  []script
+	release  chan struct{} // closed when the test ends: frees hanging streams
 	mu       sync.Mutex
 	requests []*pb.WatchUploadingsRequest
 }
@@ -53,8 +54,10 @@ func (s *scriptedService) WatchUploadings(req *pb.WatchUploadingsRequest, stream
 		}
 	}
 	if s.scripts[n].end == errHang {
-		<-stream.Context().Done()
-		return stream.Context().Err()
+		// Not on the stream's context: the server's copy of the deadline
+		// must not race the client's own with a status of its own.
+		<-s.release
+		return status.Error(codes.Canceled, "released")
 	}
 	return s.scripts[n].end
 }
@@ -76,11 +79,12 @@ func startScripted(t *testing.T, scripts ...script) (*scriptedService, pb.Upload
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := &scriptedService{scripts: scripts}
+	service := &scriptedService{scripts: scripts, release: make(chan struct{})}
 	server := grpc.NewServer()
 	pb.RegisterUploadingServiceServer(server, service)
 	go server.Serve(lis)
 	t.Cleanup(server.Stop)
+	t.Cleanup(func() { close(service.release) }) // runs before Stop
 	conn, client, err := uploadwatch.Dial(context.Background(), lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,8 @@ SUITE_TIMEOUT=${UPLOADWATCH_CLIENT_TEST_TIMEOUT:-240}   # seconds per language
 work=$(mktemp -d)
 UPLOADWATCH_STACK_LOGS="$work/stack"
 mkdir -p "$UPLOADWATCH_STACK_LOGS"
-langs=(python node go)
+# live_check: scripts/live_check.sh's tests (its live path on the simulator).
+langs=(python node go live_check)
 declare -A prep_ok=() pid=() passed=() failed=() secs=() tls_pid=()
 started=$SECONDS
 
@@ -59,6 +60,11 @@ show_log() {
 prep_python() {
   timeout 60 client/python/generate_stubs.sh >"$work/python.prep" 2>&1 || return 1
   timeout 30 "$PY" -c 'import grpc, google.protobuf' >>"$work/python.prep" 2>&1
+}
+
+prep_live_check() {
+  timeout 30 "$PY" -c 'import json, unittest' >"$work/live_check.prep" 2>&1 &&
+    command -v curl >>"$work/live_check.prep" 2>&1
 }
 
 prep_node() {
@@ -134,6 +140,10 @@ export UPLOADWATCH_CERTS UPLOADWATCH_TLS_ADDR UPLOADWATCH_MTLS_ADDR
 run_python() {
   cd client/python && exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" -m unittest -v test_client test_scripted
 }
+run_live_check() {
+  UPLOADWATCH_LIVE_WATCH_SECONDS=3 exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" -m unittest -v \
+    client/testing/test_live_check.py
+}
 run_node() {
   cd client/node && exec timeout -k 10 "$SUITE_TIMEOUT" node --test --test-reporter=tap test/
 }
@@ -154,17 +164,19 @@ done
 # Counts of one suite's log: sets passed[lang] and failed[lang]. Skipped and
 # cancelled tests count as failed (nothing may skip here), and a suite that
 # failed without a countable failure (crash, timeout) counts one.
-count_python() {
-  local log=$1 ran bad
+count_unittest() {  # LANG LOG: Python unittest's counts
+  local lang=$1 log=$2 ran bad
   ran=$(grep -oE '^Ran [0-9]+ tests?' "$log" | tail -n1 | grep -oE '[0-9]+')
   if [[ -z "$ran" ]]; then  # killed before the summary: the tests done so far
-    passed[python]=$(grep -cE ' \.\.\. ok$' "$log") failed[python]=0
+    passed[$lang]=$(grep -cE ' \.\.\. ok$' "$log") failed[$lang]=0
     return
   fi
   bad=$(tail -n 3 "$log" | grep -E '^(OK|FAILED) ?\(' | grep -oE '(failures|errors|skipped|unexpected successes)=[0-9]+' |
     awk -F= '{s += $2} END {print s + 0}')
-  passed[python]=$((ran - bad)) failed[python]=$bad
+  passed[$lang]=$((ran - bad)) failed[$lang]=$bad
 }
+count_python() { count_unittest python "$1"; }
+count_live_check() { count_unittest live_check "$1"; }
 tap_total() {  # LOG NAME -> the N of node's `# NAME N` summary line
   grep -E "^# $2 [0-9]+$" "$1" | tail -n1 | awk '{print $3}'
 }
