@@ -2,8 +2,10 @@
 #include "client/counter_view.h"
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "client/testing/counter_messages.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -17,16 +19,7 @@ using ::testing::Pair;
 v1::WatchUploadingsResponse Message(
     std::vector<std::pair<int64_t, v1::Uploading::Status>> events,
     bool synced = false, bool reset = false) {
-  v1::WatchUploadingsResponse m;
-  for (const auto& [id, status] : events) {
-    v1::UploadingEvent* e = m.add_events();
-    e->set_type(v1::UploadingEvent::ADDED);
-    e->mutable_uploading()->set_id(id);
-    e->mutable_uploading()->set_status(status);
-  }
-  m.set_synced(synced);
-  m.set_reset(reset);
-  return m;
+  return client_testing::CounterMessage("", std::move(events), synced, reset);
 }
 
 std::vector<std::pair<int64_t, v1::Uploading::Status>> Held(const CounterView& view) {
@@ -41,9 +34,9 @@ TEST(CounterViewTest, HoldsTheLatestStateOfEachUploadingNewestFirst) {
   EXPECT_FALSE(view.synced());
   view.Apply(Message({{7, v1::Uploading::UPLOADED}}, /*synced=*/true));
   EXPECT_TRUE(view.synced());
-  v1::WatchUploadingsResponse modified = Message({{5, v1::Uploading::EXPORTED}});
-  modified.mutable_events(0)->set_type(v1::UploadingEvent::MODIFIED);
-  view.Apply(modified);
+  view.Apply(client_testing::CounterMessage("", {{5, v1::Uploading::EXPORTED}},
+                                            false, false,
+                                            v1::UploadingEvent::MODIFIED));
   EXPECT_THAT(Held(view), ElementsAre(Pair(12, v1::Uploading::MATCHED),
                                       Pair(7, v1::Uploading::UPLOADED),
                                       Pair(5, v1::Uploading::EXPORTED)));

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "client/channel_credentials.h"
+#include "client/testing/counter_messages.h"
 #include "client/testing/scripted_service.h"
 #include "client/testing/service_fixture.h"
 #include "client/testing/tls_fixture.h"
@@ -270,22 +271,6 @@ TEST_F(UploadingClientScriptedTest, UnavailableBeforeAnyAnswerIsNotRetried) {
 
 
 // --- A counter watch (WatchUploadings) against scripted streams ---
-
-v1::WatchUploadingsResponse CounterMessage(
-    const std::string& token, std::vector<std::pair<int64_t, v1::Uploading::Status>> events,
-    bool synced = false, bool reset = false) {
-  v1::WatchUploadingsResponse m;
-  for (const auto& [id, status] : events) {
-    v1::UploadingEvent* event = m.add_events();
-    event->set_type(v1::UploadingEvent::ADDED);
-    event->mutable_uploading()->set_id(id);
-    event->mutable_uploading()->set_status(status);
-  }
-  m.set_synced(synced);
-  m.set_reset(reset);
-  m.set_resume_token(token);
-  return m;
-}
 
 // Runs a counter watch of counter 1 to its end, keeping the messages' tokens.
 absl::Status WatchCounterToEnd(const UploadingClient& client,

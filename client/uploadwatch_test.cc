@@ -13,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/testing/counter_messages.h"
+#include "client/testing/scripted_service.h"
 #include "client/testing/service_fixture.h"
 #include "client/testing/tls_fixture.h"
 #include "gmock/gmock.h"
@@ -303,6 +305,32 @@ TEST_F(UploadwatchMtlsTest, AClientCertificateIsSentWithCertAndKeyFiles) {
       {"--ca_file=" + Path("ca.pem"), "--cert_file=" + Path("stranger.pem"),
        "--key_file=" + Path("stranger.key"), "get", "2215573", "12"});
   EXPECT_EQ(strangers.exit_code, 14) << strangers.err;
+}
+
+// The binary's counter watch, against a scripted server (the real one has no
+// WatchUploadings yet): stdout is a file, so one line per event.
+TEST(UploadwatchCounterWatchTest, PrintsLinesThroughAResumeAndExitsWithTheEndingCode) {
+  ScriptedServer server;
+  server.service().counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}, /*synced=*/true)},
+       absl::UnavailableError("stream lifetime")},
+      {{CounterMessage("t2", {{5, v1::Uploading::UPLOADED}}, false, false,
+                       v1::UploadingEvent::MODIFIED)},
+       absl::NotFoundError("counter 2215573 is gone")}};
+  CliRun run = RunUploadwatch(server.address(), {"watch", "2215573"}, "tok");
+  EXPECT_EQ(run.exit_code, 5) << run.err;
+  EXPECT_EQ(run.err, "error: NOT_FOUND: counter 2215573 is gone\n");
+  EXPECT_THAT(run.out, Not(HasSubstr("\x1b[")));  // no redraw into a file
+  std::vector<std::string> lines = Lines(run.out);
+  ASSERT_EQ(lines.size(), 3u) << run.out;
+  EXPECT_THAT(lines[0], HasSubstr("  ADDED     5  PREPARED  "));
+  EXPECT_THAT(lines[1], HasSubstr("  SYNCED    1 uploadings"));
+  EXPECT_THAT(lines[2], HasSubstr("  MODIFIED  5  UPLOADED  "));
+  std::vector<std::string> tokens;
+  for (const auto& r : server.service().counter_watch_requests()) {
+    tokens.push_back(r.resume_token());
+  }
+  EXPECT_THAT(tokens, ElementsAre("", "t1"));
 }
 
 }  // namespace
