@@ -293,7 +293,8 @@ int RunCliCommand(const CliCommand& command, const UploadingClient& client,
           command.json               ? CounterWatchPrinter::Mode::kJson
           : command.terminal_output  ? CounterWatchPrinter::Mode::kTable
                                      : CounterWatchPrinter::Mode::kLines,
-          command.counter_id, absl::LocalTimeZone());
+          command.counter_id, command.counter_watch.type(),
+          absl::LocalTimeZone());
       status = client.WatchCounter(
           command.counter_watch, [&](const v1::WatchUploadingsResponse& message) {
             out << printer.Print(message, absl::Now());

@@ -309,7 +309,7 @@ TEST_F(CounterWatchCommandTest, JsonPrintsOneResponsePerLine) {
 }
 
 TEST_F(CounterWatchCommandTest, OnATerminalTheTableIsRedrawnAndTheResetDropsRows) {
-  EXPECT_EQ(Run({"watch", "2215573"}, /*terminal=*/true), 7);
+  EXPECT_EQ(Run({"watch", "2215573", "--type=CALLS"}, /*terminal=*/true), 7);
   std::vector<std::string> screens =
       absl::StrSplit(out_.str(), "\x1b[H\x1b[2J", absl::SkipEmpty());
   ASSERT_EQ(screens.size(), 4u) << out_.str();  // one per message

@@ -185,16 +185,18 @@ std::string CounterWatchResponseToJsonLine(
 }
 
 CounterWatchPrinter::CounterWatchPrinter(Mode mode, int32_t counter_id,
+                                         v1::Uploading::Type type,
                                          absl::TimeZone zone)
-    : mode_(mode), counter_id_(counter_id), zone_(zone) {}
+    : mode_(mode),
+      counter_id_(counter_id),
+      type_(v1::Uploading::Type_Name(
+          type == v1::Uploading::TYPE_UNSPECIFIED ? v1::Uploading::BASIC : type)),
+      zone_(zone) {}
 
 std::string CounterWatchPrinter::Print(const v1::WatchUploadingsResponse& message,
                                        absl::Time received) {
   const size_t held_before = view_.size();
   view_.Apply(message);
-  for (const v1::UploadingEvent& event : message.events()) {
-    type_ = TypeText(event.uploading());
-  }
   if (mode_ == Mode::kJson) {
     return CounterWatchResponseToJsonLine(message) + "\n";
   }
@@ -206,8 +208,7 @@ std::string CounterWatchPrinter::Print(const v1::WatchUploadingsResponse& messag
   if (mode_ == Mode::kTable) {
     // Cursor home, clear the screen: the table replaces the previous one.
     std::string out = "\x1b[H\x1b[2J";
-    absl::StrAppend(&out, "counter ", counter_id_, type_.empty() ? "" : " ",
-                    type_, ": ", view_.size(),
+    absl::StrAppend(&out, "counter ", counter_id_, " ", type_, ": ", view_.size(),
                     view_.size() == 1 ? " uploading, " : " uploadings, ",
                     view_.synced() ? "synced" : "syncing", ", updated ", now,
                     "\n");

@@ -64,8 +64,11 @@ class CounterWatchPrinter {
  public:
   enum class Mode { kTable, kLines, kJson };
 
-  // `zone`: for the wall-time columns.
-  CounterWatchPrinter(Mode mode, int32_t counter_id, absl::TimeZone zone);
+  // `counter_id` and `type` (as requested; TYPE_UNSPECIFIED means BASIC)
+  // for the header; `zone` for the wall-time columns.
+  CounterWatchPrinter(Mode mode, int32_t counter_id,
+                      metrika::offline_conversions::v1::Uploading::Type type,
+                      absl::TimeZone zone);
 
   // What to write for the next message, which arrived at `received`.
   std::string Print(
@@ -78,9 +81,8 @@ class CounterWatchPrinter {
  private:
   const Mode mode_;
   const int32_t counter_id_;
+  const std::string type_;
   const absl::TimeZone zone_;
-  // The type of the uploadings seen, for the header; unset before any.
-  std::string type_;
   CounterView view_;
 };
 

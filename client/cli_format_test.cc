@@ -242,7 +242,7 @@ class CounterWatchPrinterTest : public ::testing::Test {
 
 TEST_F(CounterWatchPrinterTest, LinesShowOneLinePerEventAndTheResetAndSync) {
   CounterWatchPrinter printer(CounterWatchPrinter::Mode::kLines, 2215573,
-                              absl::UTCTimeZone());
+                              v1::Uploading::TYPE_UNSPECIFIED, absl::UTCTimeZone());
   EXPECT_EQ(printer.Print(snapshot_, At(0)),
             "17:02:41  ADDED     12  PROCESSED        lines=1480 linked=1392 "
             "user_not_found=86 goal_not_found=2  upload 12\n"
@@ -262,7 +262,7 @@ TEST_F(CounterWatchPrinterTest, LinesShowOneLinePerEventAndTheResetAndSync) {
 
 TEST_F(CounterWatchPrinterTest, TableRedrawsTheWholeCounterOnEachChange) {
   CounterWatchPrinter printer(CounterWatchPrinter::Mode::kTable, 2215573,
-                              absl::UTCTimeZone());
+                              v1::Uploading::TYPE_UNSPECIFIED, absl::UTCTimeZone());
   const std::string kClear = "\x1b[H\x1b[2J";
   EXPECT_EQ(printer.Print(snapshot_, At(0)),
             kClear +
@@ -284,7 +284,7 @@ TEST_F(CounterWatchPrinterTest, TableRedrawsTheWholeCounterOnEachChange) {
 
 TEST_F(CounterWatchPrinterTest, JsonIsOneResponsePerLineBookmarksIncluded) {
   CounterWatchPrinter printer(CounterWatchPrinter::Mode::kJson, 2215573,
-                              absl::UTCTimeZone());
+                              v1::Uploading::CALLS, absl::UTCTimeZone());
   for (const auto* m : {&snapshot_, &bookmark_, &modified_, &reset_}) {
     const std::string line = printer.Print(*m, At(0));
     ASSERT_FALSE(line.empty());

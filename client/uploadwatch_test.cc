@@ -1,6 +1,8 @@
 // The built `uploadwatch` binary, run as a user runs it, against the real
 // server on the Metrica simulator.
 #include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -51,9 +53,11 @@ std::vector<std::string> Lines(const std::string& text) {
 }
 
 // Runs `uploadwatch --server=ADDRESS args...` with `token` in
-// METRIKA_OAUTH_TOKEN (unset when empty) and waits for it to exit.
+// METRIKA_OAUTH_TOKEN (unset when empty) and waits for it to exit. With
+// `tty`, its stdout is a pseudo-terminal (as in an interactive shell; the
+// terminal turns "\n" into "\r\n").
 CliRun RunUploadwatch(const std::string& address, std::vector<std::string> args,
-                      const std::string& token) {
+                      const std::string& token, bool tty = false) {
   const std::string binary =
       absl::StrCat(std::getenv("TEST_SRCDIR"), "/uploadwatch/client/uploadwatch");
   const std::string tmp = std::getenv("TEST_TMPDIR");
@@ -72,10 +76,21 @@ CliRun RunUploadwatch(const std::string& address, std::vector<std::string> args,
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
 
+  int terminal = -1;  // the pseudo-terminal's master side
+  std::string stdout_path = out_path;
+  if (tty) {
+    terminal = posix_openpt(O_RDWR | O_NOCTTY);
+    if (terminal < 0 || grantpt(terminal) != 0 || unlockpt(terminal) != 0) {
+      ADD_FAILURE() << "no pseudo-terminal";
+      return CliRun{};
+    }
+    stdout_path = ptsname(terminal);
+  }
   posix_spawn_file_actions_t files;
   posix_spawn_file_actions_init(&files);
-  posix_spawn_file_actions_addopen(&files, 1, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&files, 1, stdout_path.c_str(),
+                                   O_WRONLY | (tty ? O_NOCTTY : O_CREAT | O_TRUNC),
+                                   0644);
   posix_spawn_file_actions_addopen(&files, 2, err_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
@@ -90,7 +105,18 @@ CliRun RunUploadwatch(const std::string& address, std::vector<std::string> args,
   int wait_status = 0;
   waitpid(pid, &wait_status, 0);
   if (WIFEXITED(wait_status)) run.exit_code = WEXITSTATUS(wait_status);
-  run.out = ReadFile(out_path);
+  if (tty) {
+    // What the child wrote stays readable until the master is closed; then
+    // read() fails (EIO) as the slave side has no writer left.
+    fcntl(terminal, F_SETFL, O_NONBLOCK);
+    char buffer[4096];
+    for (ssize_t n; (n = read(terminal, buffer, sizeof(buffer))) > 0;) {
+      run.out.append(buffer, n);
+    }
+    close(terminal);
+  } else {
+    run.out = ReadFile(out_path);
+  }
   run.err = ReadFile(err_path);
   return run;
 }
@@ -331,6 +357,25 @@ TEST(UploadwatchCounterWatchTest, PrintsLinesThroughAResumeAndExitsWithTheEnding
     tokens.push_back(r.resume_token());
   }
   EXPECT_THAT(tokens, ElementsAre("", "t1"));
+}
+
+TEST(UploadwatchCounterWatchTest, OnATerminalRedrawsATable) {
+  ScriptedServer server;
+  server.service().counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}, /*synced=*/true),
+        CounterMessage("t2", {}),  // a bookmark: nothing to redraw
+        CounterMessage("t3", {{6, v1::Uploading::UPLOADED}})},
+       absl::NotFoundError("counter 2215573 is gone")}};
+  CliRun run = RunUploadwatch(server.address(), {"watch", "2215573"}, "tok",
+                              /*tty=*/true);
+  EXPECT_EQ(run.exit_code, 5) << run.err;
+  std::vector<std::string> screens =
+      absl::StrSplit(run.out, "\x1b[H\x1b[2J", absl::SkipEmpty());
+  ASSERT_EQ(screens.size(), 2u) << run.out;
+  EXPECT_THAT(screens[0], StartsWith("counter 2215573 BASIC: 1 uploading, synced, updated "));
+  EXPECT_THAT(screens[1], StartsWith("counter 2215573 BASIC: 2 uploadings, synced, updated "));
+  EXPECT_THAT(screens[1], HasSubstr("\r\n 6  UPLOADED "));
+  EXPECT_THAT(screens[1], HasSubstr("\r\n 5  PREPARED "));
 }
 
 }  // namespace
