@@ -67,6 +67,13 @@ void DailyBudget::MarkSpent(const std::string& token_fingerprint) {
   counts_[token_fingerprint].spent = true;
 }
 
+bool DailyBudget::MarkedSpent(const std::string& token_fingerprint) {
+  absl::MutexLock lock(&mu_);
+  MaybeResetLocked(clock_->Now());
+  auto it = counts_.find(token_fingerprint);
+  return it != counts_.end() && it->second.spent;
+}
+
 absl::Time DailyBudget::ResetsAt() {
   absl::MutexLock lock(&mu_);
   MaybeResetLocked(clock_->Now());

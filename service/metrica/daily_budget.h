@@ -74,6 +74,8 @@ class DailyBudget {
   // (quota_requests_by_uid): nothing more is sent for it until the next
   // reset, even with the budget off.
   void MarkSpent(const std::string& token_fingerprint);
+  // Whether MarkSpent() was called for it since the last reset.
+  bool MarkedSpent(const std::string& token_fingerprint);
   // When the current day ends (the next reset).
   absl::Time ResetsAt();
   QuotaUsage Usage(const std::string& token_fingerprint);
