@@ -490,7 +490,11 @@ bool CurlMetricaClient::Impl::NoteDailyQuota(const Request& request,
   if (status.code() != absl::StatusCode::kResourceExhausted) return false;
   const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
   if (!info.has_value() || info->reason() != kDailyQuotaReason) return false;
-  budget_.MarkSpent(request.token_fingerprint);
+  // Metrica's Retry-After, when it gave one, says when the block lifts.
+  const std::optional<absl::Duration> retry = GetRetryDelay(status);
+  budget_.MarkSpent(request.token_fingerprint,
+                    retry.has_value() ? clock_->Now() + *retry
+                                      : absl::InfiniteFuture());
   return true;
 }
 
@@ -586,20 +590,21 @@ void CurlMetricaClient::Impl::StartAttempt(Request* request) {
     quota_.Release(request->id);
     request->phase = Phase::kBackingOff;  // neither queued nor in flight
     const QuotaUsage usage = budget_.Usage(request->token_fingerprint);
-    const std::string renews =
-        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", usage.resets_at,
-                         absl::UTCTimeZone());
+    const std::optional<absl::Time> stopped =
+        budget_.StoppedUntil(request->token_fingerprint);
+    const absl::Time until = stopped.value_or(usage.resets_at);
+    const std::string when =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone());
     absl::Status status = absl::ResourceExhaustedError(
-        usage.budget > 0 && usage.used >= usage.budget &&
-                !budget_.MarkedSpent(request->token_fingerprint)
-            ? absl::StrCat("uploadwatch's daily budget of ", usage.budget,
-                           " Metrica requests for this token is spent; it "
-                           "renews at ", renews, " (", request->what, ")")
-            : absl::StrCat("Metrica said this token's daily request quota "
+        stopped.has_value()
+            ? absl::StrCat("Metrica said this token's daily request quota "
                            "(quota_requests_by_uid) is spent: nothing is sent "
-                           "for it until ", renews, " (", request->what, ")"));
+                           "for it until ", when, " (", request->what, ")")
+            : absl::StrCat("uploadwatch's daily budget of ", usage.budget,
+                           " Metrica requests for this token is spent; it "
+                           "renews at ", when, " (", request->what, ")"));
     SetErrorInfo(status, kBudgetSpentReason, "uploadwatch");
-    SetRetryInfo(status, usage.resets_at - clock_->Now());
+    SetRetryInfo(status, until - clock_->Now());
     Finish(request, std::move(status));
     return;
   }

@@ -36,7 +36,7 @@ void DailyBudget::MaybeResetLocked(absl::Time now) {
   const bool adjacent = next - resets_at_ <= absl::Hours(25);
   for (auto it = counts_.begin(); it != counts_.end();) {
     Count& count = it->second;
-    count = Count{adjacent ? count.carried : 0, 0, false};
+    count = Count{adjacent ? count.carried : 0, 0};
     if (count.used == 0) {
       counts_.erase(it++);
     } else {
@@ -52,26 +52,32 @@ bool DailyBudget::TryCharge(const std::string& token_fingerprint) {
   MaybeResetLocked(now);
   if (!enabled()) {
     auto it = counts_.find(token_fingerprint);
-    return it == counts_.end() || !it->second.spent;
+    return it == counts_.end() || !it->second.spent(now);
   }
   Count& count = counts_[token_fingerprint];
-  if (count.spent || count.used >= options_.per_token) return false;
+  if (count.spent(now) || count.used >= options_.per_token) return false;
   ++count.used;
   if (now >= resets_at_ - options_.reset.carry_over) ++count.carried;
   return true;
 }
 
-void DailyBudget::MarkSpent(const std::string& token_fingerprint) {
+absl::Time DailyBudget::MarkSpent(const std::string& token_fingerprint,
+                                  absl::Time until) {
   absl::MutexLock lock(&mu_);
   MaybeResetLocked(clock_->Now());
-  counts_[token_fingerprint].spent = true;
+  absl::Time& spent_until = counts_[token_fingerprint].spent_until;
+  spent_until = std::max(spent_until, std::min(until, resets_at_));
+  return spent_until;
 }
 
-bool DailyBudget::MarkedSpent(const std::string& token_fingerprint) {
+std::optional<absl::Time> DailyBudget::StoppedUntil(
+    const std::string& token_fingerprint) {
   absl::MutexLock lock(&mu_);
-  MaybeResetLocked(clock_->Now());
+  const absl::Time now = clock_->Now();
+  MaybeResetLocked(now);
   auto it = counts_.find(token_fingerprint);
-  return it != counts_.end() && it->second.spent;
+  if (it == counts_.end() || !it->second.spent(now)) return std::nullopt;
+  return it->second.spent_until;
 }
 
 absl::Time DailyBudget::ResetsAt() {
@@ -80,25 +86,29 @@ absl::Time DailyBudget::ResetsAt() {
   return resets_at_;
 }
 
-QuotaUsage DailyBudget::UsageLocked(const Count& count) const {
+QuotaUsage DailyBudget::UsageLocked(const Count& count, absl::Time now) const {
   const int64_t budget = std::max<int64_t>(options_.per_token, 0);
-  return QuotaUsage{count.spent ? std::max(count.used, budget) : count.used,
+  return QuotaUsage{count.spent(now) ? std::max(count.used, budget) : count.used,
                     budget, resets_at_};
 }
 
 QuotaUsage DailyBudget::Usage(const std::string& token_fingerprint) {
   absl::MutexLock lock(&mu_);
-  MaybeResetLocked(clock_->Now());
+  const absl::Time now = clock_->Now();
+  MaybeResetLocked(now);
   auto it = counts_.find(token_fingerprint);
-  return UsageLocked(it == counts_.end() ? Count{} : it->second);
+  return UsageLocked(it == counts_.end() ? Count{} : it->second, now);
 }
 
 std::vector<std::pair<std::string, QuotaUsage>> DailyBudget::All() {
   absl::MutexLock lock(&mu_);
-  MaybeResetLocked(clock_->Now());
+  const absl::Time now = clock_->Now();
+  MaybeResetLocked(now);
   std::vector<std::pair<std::string, QuotaUsage>> out;
   if (!enabled()) return out;
-  for (const auto& [fp, count] : counts_) out.push_back({fp, UsageLocked(count)});
+  for (const auto& [fp, count] : counts_) {
+    out.push_back({fp, UsageLocked(count, now)});
+  }
   return out;
 }
 

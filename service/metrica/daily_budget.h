@@ -2,6 +2,7 @@
 #define UPLOADWATCH_SERVICE_METRICA_DAILY_BUDGET_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -71,11 +72,13 @@ class DailyBudget {
   // today's budget is spent, or Metrica said so (MarkSpent).
   bool TryCharge(const std::string& token_fingerprint);
   // Metrica answered that this token's daily quota is spent
-  // (quota_requests_by_uid): nothing more is sent for it until the next
-  // reset, even with the budget off.
-  void MarkSpent(const std::string& token_fingerprint);
-  // Whether MarkSpent() was called for it since the last reset.
-  bool MarkedSpent(const std::string& token_fingerprint);
+  // (quota_requests_by_uid): nothing more is sent for it until `until` (its
+  // Retry-After, when it gave one) or the next reset, whichever is first,
+  // even with the budget off. Returns when that is.
+  absl::Time MarkSpent(const std::string& token_fingerprint,
+                       absl::Time until = absl::InfiniteFuture());
+  // Until when the token is stopped by MarkSpent(); nullopt if it is not.
+  std::optional<absl::Time> StoppedUntil(const std::string& token_fingerprint);
   // When the current day ends (the next reset).
   absl::Time ResetsAt();
   QuotaUsage Usage(const std::string& token_fingerprint);
@@ -86,12 +89,14 @@ class DailyBudget {
   struct Count {
     int64_t used = 0;     // in the current day
     int64_t carried = 0;  // sent in its last carry_over: counts in the next too
-    bool spent = false;   // Metrica said so
+    // Metrica said the day is spent: nothing is sent before this.
+    absl::Time spent_until = absl::InfinitePast();
+    bool spent(absl::Time now) const { return now < spent_until; }
   };
 
   absl::Time NextReset(absl::Time now) const;
   void MaybeResetLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  QuotaUsage UsageLocked(const Count& count) const
+  QuotaUsage UsageLocked(const Count& count, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -130,6 +130,18 @@ TEST(DailyBudget, MarkSpentStopsTheTokenUntilTheReset) {
   EXPECT_TRUE(budget.TryCharge("a"));
 }
 
+TEST(DailyBudget, MarkSpentHonoursAnEarlierRetryAfter) {
+  FakeClock clock(Utc(28, 10));
+  DailyBudget budget({.per_token = 100, .reset = DailyReset::Utc()}, &clock);
+  EXPECT_EQ(budget.MarkSpent("a", clock.Now() + absl::Minutes(5)),
+            Utc(28, 10, 5));
+  EXPECT_FALSE(budget.TryCharge("a"));
+  clock.Advance(absl::Minutes(5));
+  EXPECT_TRUE(budget.TryCharge("a"));
+  // A Retry-After beyond the reset ends at the reset.
+  EXPECT_EQ(budget.MarkSpent("b", clock.Now() + absl::Hours(48)), Utc(29, 0));
+}
+
 TEST(DailyBudget, MarkSpentWorksWithoutABudget) {
   FakeClock clock(Utc(28, 10));
   DailyBudget budget({.per_token = 0, .reset = DailyReset::Utc()}, &clock);

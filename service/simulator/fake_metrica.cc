@@ -177,7 +177,9 @@ std::pair<std::string, std::string> DefaultError(int status) {
       return {"conflict", "Conflict"};
     case 420:
     case 429:
-      return {"quota_requests_by_uid", "Quota exceeded, try again later"};
+      // The transient kind: the daily one (quota_requests_by_uid) stops a
+      // token until the reset, so tests ask for it by name.
+      return {"quota_parallel_requests", "Quota exceeded, try again later"};
     case 504:
       return {"timeout", "Timeout"};
     default:
