@@ -16,7 +16,9 @@ namespace uploadwatch::testing {
 namespace {
 
 constexpr int32_t kSlowCounter = 42;  // every request under it takes 3 s
-constexpr int kCallers = 20;
+// They keep coming: one every 50 ms for 2 s, each giving up after 300 ms.
+constexpr int kCallers = 40;
+constexpr absl::Duration kArrivalEvery = absl::Milliseconds(50);
 constexpr absl::Duration kImpatience = absl::Milliseconds(300);
 
 class ImpatientCallersTest : public ServiceTest {
@@ -56,8 +58,10 @@ class ImpatientCallersTest : public ServiceTest {
   }
 
   void Report(const char* burst, absl::Duration fresh_wait) {
-    std::printf("impatient %s: max parallel at Metrica %d, fresh Get %s\n",
-                burst, metrica_.max_in_flight(kToken),
+    std::printf("impatient %s: %zu requests reached Metrica, max parallel "
+                "%d, fresh Get %s\n",
+                burst, metrica_.requests().size(),
+                metrica_.max_in_flight(kToken),
                 absl::FormatDuration(absl::Trunc(fresh_wait,
                                                  absl::Milliseconds(10)))
                     .c_str());
@@ -68,6 +72,7 @@ TEST_F(ImpatientCallersTest, WatchersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
   std::vector<std::thread> callers;
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([this, i] {
+      absl::SleepFor(kArrivalEvery * i);
       auto ctx = Context(kImpatience);
       v1::WatchUploadingRequest request;
       request.set_counter_id(kSlowCounter);
@@ -95,6 +100,7 @@ TEST_F(ImpatientCallersTest, GettersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
   std::vector<std::thread> callers;
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([this, i] {
+      absl::SleepFor(kArrivalEvery * i);
       v1::GetUploadingRequest request;
       request.set_counter_id(kSlowCounter);
       request.set_uploading_id(200 + i);
@@ -114,13 +120,14 @@ TEST_F(ImpatientCallersTest, GettersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
 
 // Needs the hub to leave a Get's single flight when its caller gives up
 // (issue 10's SingleFlight: "when the last waiter leaves, a queued call is
-// never sent"): today WatchHub::Get has no way to know, so the 17 dead Gets
+// never sent"): today WatchHub::Get has no way to know, so the dead Gets
 // stay queued in the fetcher with the hub's 20 s deadline and the fresh call
 // waits behind them (about 20 s, measured). Enable once that lands.
 TEST_F(ImpatientCallersTest, DISABLED_AFreshGetDoesNotWaitBehindDeadGets) {
   std::vector<std::thread> callers;
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([this, i] {
+      absl::SleepFor(kArrivalEvery * i);
       v1::GetUploadingRequest request;
       request.set_counter_id(kSlowCounter);
       request.set_uploading_id(200 + i);
