@@ -6,10 +6,10 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <atomic>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -231,6 +231,14 @@ absl::Status CheckCaFile(const std::string& path) {
         "\" has no PEM certificate (-----BEGIN CERTIFICATE-----)"));
   }
   return absl::OkStatus();
+}
+
+// Whether the transfer got past connecting (and the TLS handshake), so that
+// its request may be at the server.
+bool Sent(CURL* easy) {
+  curl_off_t pretransfer_us = 0;
+  curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+  return pretransfer_us > 0;
 }
 
 int64_t CeilMilliseconds(absl::Duration d) {
@@ -715,8 +723,10 @@ void CurlMetricaClient::Impl::Finish(Request* request, absl::Status status) {
       quota_.Remove(request->id);  // nobody waits: never sent
       break;
     case Phase::kInFlight:
-      // Metrica is still working on it: its slot stays taken for a while.
-      keep_attempt = request->easy != nullptr && quota_.Abandon(request->id);
+      // Once sent, Metrica works on it whatever we do: its slot stays taken
+      // for a while. One still connecting never reached Metrica.
+      keep_attempt = request->easy != nullptr && Sent(request->easy) &&
+                     quota_.Abandon(request->id);
       if (!keep_attempt) EndAttempt(request);
       break;
     case Phase::kBackingOff:
