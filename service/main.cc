@@ -45,8 +45,15 @@ ABSL_FLAG(double, max_requests_per_second, 25,
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port for a Prometheus endpoint (GET /metrics); off when empty");
 ABSL_FLAG(int64_t, daily_budget, 4000,
-          "Metrica requests per token per day (Metrica allows 5000; reset at "
-          "00:00 Moscow time); polls stretch to fit it; 0: no budget");
+          "Metrica requests per token per day (Metrica allows 5000; see "
+          "--daily_reset_zone); polls stretch to fit it; 0: no budget");
+ABSL_FLAG(std::string, daily_reset_zone, "conservative",
+          "when Metrica's day ends: conservative (00:00 UTC, counting the 3 h "
+          "before it in both days: inside both of Metrica's documented "
+          "resets), moscow (00:00 UTC+3) or utc");
+ABSL_FLAG(std::string, upstream_ca_file, "",
+          "PEM bundle of CAs to trust for Metrica's certificate (default: the "
+          "system store); proxies: the https_proxy / no_proxy environment");
 ABSL_FLAG(int, max_watches_per_connection, 1000,
           "cap on open watches per client connection; 0: none");
 ABSL_FLAG(absl::Duration, max_watch_lifetime, absl::Minutes(30),
@@ -130,6 +137,17 @@ int main(int argc, char** argv) {
   upstream_options.quota.requests_per_second =
       absl::GetFlag(FLAGS_max_requests_per_second);
   upstream_options.daily_budget.per_token = absl::GetFlag(FLAGS_daily_budget);
+  absl::StatusOr<uploadwatch::DailyReset> reset =
+      uploadwatch::ParseDailyReset(absl::GetFlag(FLAGS_daily_reset_zone));
+  if (!reset.ok()) {
+    std::fprintf(stderr, "uploading_server: --daily_reset_zone: %s\n",
+                 std::string(reset.status().message()).c_str());
+    return 2;
+  }
+  upstream_options.daily_budget.reset = *reset;
+  upstream_options.ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
+  // A request whose caller gave up keeps its slot at most this long.
+  upstream_options.quota.abandoned_hold = absl::GetFlag(FLAGS_upstream_timeout);
   auto upstream = uploadwatch::CurlMetricaClient::Create(upstream_options);
   if (!upstream.ok()) {
     std::fprintf(stderr, "uploading_server: %s\n",

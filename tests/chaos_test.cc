@@ -276,7 +276,9 @@ class ChaosTest : public ServiceTest {
     FakeMetrica::Fault f;
     f.times = times;
     f.http_status = 429;
-    f.error_type = "quota_requests_by_uid";
+    // The transient kind: quota_requests_by_uid (the daily limit) stops the
+    // token until Metrica's reset, by design.
+    f.error_type = "quota_parallel_requests";
     f.retry_after_seconds = retry_after;
     return f;
   }

@@ -7,8 +7,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -24,6 +28,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/metrica/error_mapping.h"
@@ -34,6 +39,10 @@ namespace {
 
 constexpr absl::string_view kPathPrefix = "/management/v1/counter/";
 constexpr absl::string_view kRetryAfter = "retry-after:";
+// ErrorInfo reasons: Metrica's daily per-user quota (its error_type upper-
+// cased, see error_mapping.h), and our own budget's.
+constexpr absl::string_view kDailyQuotaReason = "QUOTA_REQUESTS_BY_UID";
+constexpr absl::string_view kBudgetSpentReason = "DAILY_BUDGET_EXHAUSTED";
 // Bounds an attempt's total timeout when the caller's deadline is infinite
 // (libcurl takes a long; a day is far beyond any sane Metrica call).
 constexpr int64_t kMaxAttemptMs = 24 * 60 * 60 * 1000;
@@ -98,6 +107,10 @@ struct Request {
   int attempts = 0;
   absl::Status last_error;  // of the last failed attempt
   Phase phase = Phase::kQueued;
+  // The caller has had its answer (cancelled, or its deadline passed) while
+  // an attempt was at Metrica: the attempt runs on without a waiter (`sink`
+  // is gone) only so that its quota slot stays taken until Metrica is done.
+  bool orphan = false;
   // Its key in the timer set: the deadline, or the next attempt's time while
   // backing off. InfiniteFuture: none.
   absl::Time timer_at = absl::InfiniteFuture();
@@ -201,6 +214,33 @@ TransportFailure Classify(CURLcode code, bool too_large) {
   }
 }
 
+// A CA bundle libcurl could not load would fail every request with a vague
+// "error setting certificate file": say what is wrong at startup instead.
+absl::Status CheckCaFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot read the upstream CA file \"", path, "\": ",
+        std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!absl::StrContains(text.str(), "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the upstream CA file \"", path,
+        "\" has no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+  }
+  return absl::OkStatus();
+}
+
+// Whether the transfer got past connecting (and the TLS handshake), so that
+// its request may be at the server.
+bool Sent(CURL* easy) {
+  curl_off_t pretransfer_us = 0;
+  curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+  return pretransfer_us > 0;
+}
+
 int64_t CeilMilliseconds(absl::Duration d) {
   return absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1)));
 }
@@ -239,7 +279,12 @@ class CurlMetricaClient::Impl {
   // Removes the attempt in flight from libcurl and frees its quota slot.
   void EndAttempt(Request* request);
   void RetryOrFinish(Request* request, absl::Status status);
+  // Runs the callback and forgets the request; an attempt still at Metrica
+  // is kept as an orphan while QuotaGuard holds its slot.
   void Finish(Request* request, absl::Status status);
+  // True (and the token's day marked spent) if `status` is Metrica's
+  // "daily quota spent" error.
+  bool NoteDailyQuota(const Request& request, const absl::Status& status);
   void ArmTimer(Request* request, absl::Time at);
   ErrorContext Context(const Request& request) const;
 
@@ -371,7 +416,7 @@ bool CurlMetricaClient::Impl::TakeSubmissions() {
   }
   for (RequestId id : cancelled) {
     auto it = requests_.find(id);
-    if (it == requests_.end()) continue;
+    if (it == requests_.end() || it->second->orphan) continue;
     Finish(it->second.get(),
            absl::CancelledError(
                absl::StrCat("request cancelled (", it->second->what, ")")));
@@ -394,9 +439,20 @@ void CurlMetricaClient::Impl::OnAttemptDone(Request* request, CURLcode code) {
   curl_easy_getinfo(request->easy, CURLINFO_RESPONSE_CODE, &http_status);
   curl_off_t total_us = 0;
   curl_easy_getinfo(request->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-  EndAttempt(request);
+  EndAttempt(request);  // the answer came: a held slot is free now too
 
   const ErrorContext context = Context(*request);
+  if (request->orphan) {
+    // Nobody waits for it; only what it says about the day's quota matters.
+    if (code == CURLE_OK && (http_status < 200 || http_status >= 300)) {
+      NoteDailyQuota(*request,
+                     HttpErrorToStatus(static_cast<int>(http_status),
+                                       request->body, request->retry_after,
+                                       context));
+    }
+    requests_.erase(request->id);
+    return;
+  }
   if (code == CURLE_OPERATION_TIMEDOUT &&
       (total_us >= (request->timeout_ms - 1) * 1000 ||
        clock_->Now() >= request->deadline)) {
@@ -423,9 +479,31 @@ void CurlMetricaClient::Impl::OnAttemptDone(Request* request, CURLcode code) {
     }
     return;
   }
-  RetryOrFinish(request,
-                HttpErrorToStatus(static_cast<int>(http_status), request->body,
-                                  request->retry_after, context));
+  absl::Status status =
+      HttpErrorToStatus(static_cast<int>(http_status), request->body,
+                        request->retry_after, context);
+  if (NoteDailyQuota(*request, status)) {
+    // Retrying before the reset could only collect more of the same.
+    if (!GetRetryDelay(status).has_value()) {
+      SetRetryInfo(status, budget_.ResetsAt() - clock_->Now());
+    }
+    Finish(request, std::move(status));
+    return;
+  }
+  RetryOrFinish(request, std::move(status));
+}
+
+bool CurlMetricaClient::Impl::NoteDailyQuota(const Request& request,
+                                             const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kResourceExhausted) return false;
+  const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value() || info->reason() != kDailyQuotaReason) return false;
+  // Metrica's Retry-After, when it gave one, says when the block lifts.
+  const std::optional<absl::Duration> retry = GetRetryDelay(status);
+  budget_.MarkSpent(request.token_fingerprint,
+                    retry.has_value() ? clock_->Now() + *retry
+                                      : absl::InfiniteFuture());
+  return true;
 }
 
 void CurlMetricaClient::Impl::FireTimers() {
@@ -446,6 +524,13 @@ void CurlMetricaClient::Impl::FireTimers() {
 
 void CurlMetricaClient::Impl::PumpQuota() {
   QuotaGuard::Step step = quota_.Advance();
+  for (QuotaGuard::Ticket id : step.hold_over) {
+    // Metrica can be assumed done with it: stop waiting for its answer.
+    auto it = requests_.find(id);
+    if (it == requests_.end()) continue;
+    EndAttempt(it->second.get());
+    requests_.erase(it);
+  }
   for (QuotaGuard::Ticket id : step.expired) {
     Request* request = requests_.at(id).get();
     Finish(request,
@@ -479,9 +564,18 @@ void CurlMetricaClient::Impl::Shutdown() {
     }
     if (requests_.empty()) break;
     Request* request = requests_.begin()->second.get();
-    Finish(request,
-           absl::CancelledError(absl::StrCat(
-               "Metrica client shutting down (", request->what, ")")));
+    const RequestId id = request->id;
+    if (!request->orphan) {
+      Finish(request,
+             absl::CancelledError(absl::StrCat(
+                 "Metrica client shutting down (", request->what, ")")));
+    }
+    // Left as an orphan (or one already): no one will wait for it now.
+    auto it = requests_.find(id);
+    if (it != requests_.end()) {
+      EndAttempt(it->second.get());
+      requests_.erase(it);
+    }
   }
 }
 
@@ -504,12 +598,21 @@ void CurlMetricaClient::Impl::StartAttempt(Request* request) {
     quota_.Release(request->id);
     request->phase = Phase::kBackingOff;  // neither queued nor in flight
     const QuotaUsage usage = budget_.Usage(request->token_fingerprint);
-    absl::Status status = absl::ResourceExhaustedError(absl::StrCat(
-        "uploadwatch's daily budget of ", usage.budget,
-        " Metrica requests for this token is spent; it renews at 00:00 "
-        "Moscow time (", request->what, ")"));
-    SetErrorInfo(status, "DAILY_BUDGET_EXHAUSTED", "uploadwatch");
-    SetRetryInfo(status, usage.resets_at - clock_->Now());
+    const std::optional<absl::Time> stopped =
+        budget_.StoppedUntil(request->token_fingerprint);
+    const absl::Time until = stopped.value_or(usage.resets_at);
+    const std::string when =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone());
+    absl::Status status = absl::ResourceExhaustedError(
+        stopped.has_value()
+            ? absl::StrCat("Metrica said this token's daily request quota "
+                           "(quota_requests_by_uid) is spent: nothing is sent "
+                           "for it until ", when, " (", request->what, ")")
+            : absl::StrCat("uploadwatch's daily budget of ", usage.budget,
+                           " Metrica requests for this token is spent; it "
+                           "renews at ", when, " (", request->what, ")"));
+    SetErrorInfo(status, kBudgetSpentReason, "uploadwatch");
+    SetRetryInfo(status, until - clock_->Now());
     Finish(request, std::move(status));
     return;
   }
@@ -529,8 +632,12 @@ void CurlMetricaClient::Impl::StartAttempt(Request* request) {
   request->too_large = false;
   request->retry_after.reset();
   request->error[0] = '\0';
-  request->timeout_ms =
-      std::clamp<int64_t>(CeilMilliseconds(remaining), 1, kMaxAttemptMs);
+  // The transfer may outlive its caller (see Request::orphan), up to the
+  // quota guard's hold.
+  request->timeout_ms = std::clamp<int64_t>(
+      std::max(CeilMilliseconds(remaining),
+               CeilMilliseconds(options_.quota.abandoned_hold)),
+      1, kMaxAttemptMs);
   const int64_t connect_ms = std::min(
       request->timeout_ms, CeilMilliseconds(options_.connect_timeout));
   request->headers = curl_slist_append(
@@ -543,6 +650,13 @@ void CurlMetricaClient::Impl::StartAttempt(Request* request) {
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request->headers);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols_);
+  // libcurl's defaults, stated: Metrica's chain and host name are verified.
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) {
+    curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+  // No CURLOPT_PROXY: https_proxy / no_proxy from the environment apply.
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                    static_cast<long>(CURL_HTTP_VERSION_2TLS));
@@ -603,18 +717,30 @@ void CurlMetricaClient::Impl::RetryOrFinish(Request* request,
 }
 
 void CurlMetricaClient::Impl::Finish(Request* request, absl::Status status) {
+  bool keep_attempt = false;
   switch (request->phase) {
     case Phase::kQueued:
-      quota_.Remove(request->id);
+      quota_.Remove(request->id);  // nobody waits: never sent
       break;
     case Phase::kInFlight:
-      EndAttempt(request);
+      // Once sent, Metrica works on it whatever we do: its slot stays taken
+      // for a while. One still connecting never reached Metrica.
+      keep_attempt = request->easy != nullptr && Sent(request->easy) &&
+                     quota_.Abandon(request->id);
+      if (!keep_attempt) EndAttempt(request);
       break;
     case Phase::kBackingOff:
       break;
   }
   if (request->timer_at != absl::InfiniteFuture()) {
     timers_.erase({request->timer_at, request->id});
+    request->timer_at = absl::InfiniteFuture();
+  }
+  if (keep_attempt) {
+    request->orphan = true;
+    std::unique_ptr<ReplySink> sink = std::move(request->sink);
+    std::move(*sink).Deliver(RedactSecret(status, request->token));
+    return;
   }
   auto it = requests_.find(request->id);
   std::unique_ptr<Request> owned = std::move(it->second);
@@ -694,6 +820,10 @@ absl::StatusOr<std::unique_ptr<CurlMetricaClient>> CurlMetricaClient::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("Metrica base URL \"", options.base_url,
                      "\" must not have a query or fragment"));
+  }
+  if (!options.ca_file.empty()) {
+    absl::Status ca = CheckCaFile(options.ca_file);
+    if (!ca.ok()) return ca;
   }
   CURLM* multi = curl_multi_init();
   if (multi == nullptr) return absl::InternalError("curl_multi_init failed");

@@ -26,7 +26,8 @@ namespace uploadwatch {
 // RESOURCE_EXHAUSTED outcomes are retried after an exponential backoff with
 // jitter, Retry-After as a lower bound, never past the caller's deadline (the
 // last error is returned at once instead). Errors are mapped as in
-// error_mapping.h. Callbacks run on the loop thread: they must not block, and
+// error_mapping.h. A caller who gives up (Cancel, deadline) gets its callback
+// at once, while the request keeps its QuotaGuard slot (see Options::quota). Callbacks run on the loop thread: they must not block, and
 // must not destroy the client. Thread-safe.
 class CurlMetricaClient : public MetricaClient {
  public:
@@ -34,10 +35,20 @@ class CurlMetricaClient : public MetricaClient {
     // Scheme, host, optional port and path prefix. Plain http is accepted only
     // for a loopback host (127.0.0.0/8, ::1, localhost): local fakes, proxies.
     std::string base_url = "https://api-metrika.yandex.net";
+    // PEM bundle of the CAs trusted for Metrica's certificate; empty: the
+    // system store. The chain and the host name are always verified.
+    // Proxies come from libcurl's standard environment variables
+    // (https_proxy, no_proxy; see the README), which are left in effect.
+    std::string ca_file;
+    // quota.abandoned_hold: how long a request whose caller gave up may keep
+    // its parallel slot (it is still at Metrica); the transfer runs on
+    // without a waiter until Metrica answers or that time since it was sent
+    // has passed.
     QuotaGuard::Options quota;
     // Requests per token per day (Metrica allows 5000); every attempt counts.
     // A spent budget fails calls at once with RESOURCE_EXHAUSTED and a
-    // RetryInfo until the reset, without sending them.
+    // RetryInfo until the reset, without sending them. Metrica's own
+    // quota_requests_by_uid error marks the token's day spent the same way.
     DailyBudget::Options daily_budget;
     BackoffOptions backoff;
     // Attempts per call, the first included.

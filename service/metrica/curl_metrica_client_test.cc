@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
@@ -266,13 +268,13 @@ TEST_F(CurlMetricaClientTest, UnknownUploadingIsNotFound) {
 }
 
 TEST_F(CurlMetricaClientTest, PersistentHttp429IsResourceExhaustedAfterRetries) {
-  Inject(Reply(429, "quota_requests_by_uid"));
+  Inject(Reply(429, "quota_parallel_requests"));
   GetResult result = Get();
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(result.status().message()),
-              AllOf(HasSubstr("Metrica 429 quota_requests_by_uid"),
+              AllOf(HasSubstr("Metrica 429 quota_parallel_requests"),
                     HasSubstr("4 attempts")));
-  EXPECT_EQ(ReasonOf(result.status()), "QUOTA_REQUESTS_BY_UID");
+  EXPECT_EQ(ReasonOf(result.status()), "QUOTA_PARALLEL_REQUESTS");
   EXPECT_EQ(fake_.requests().size(), 4u);
 }
 
@@ -315,7 +317,7 @@ TEST_F(CurlMetricaClientTest, RetriesThenSucceedsAfterA503Burst) {
 }
 
 TEST_F(CurlMetricaClientTest, HonoursRetryAfterAsALowerBound) {
-  Fault fault = Reply(429, "quota_requests_by_uid", /*times=*/1);
+  Fault fault = Reply(429, "quota_parallel_requests", /*times=*/1);
   fault.retry_after_seconds = 1;
   Inject(fault);
   const absl::Time start = absl::Now();
@@ -329,7 +331,7 @@ TEST_F(CurlMetricaClientTest, HonoursRetryAfterAsALowerBound) {
 }
 
 TEST_F(CurlMetricaClientTest, RetryAfterBeyondTheDeadlineFailsAtOnceWithRetryInfo) {
-  Fault fault = Reply(429, "quota_requests_by_uid");
+  Fault fault = Reply(429, "quota_requests_by_ip");
   fault.retry_after_seconds = 30;
   Inject(fault);
   const absl::Time start = absl::Now();
@@ -695,6 +697,222 @@ TEST_F(CurlMetricaClientTest, RetriesCountAgainstTheDailyBudget) {
   Inject(Reply(503, "backend_error", 2));
   ASSERT_TRUE(Get().ok());
   EXPECT_EQ(client_->DailyUsage(Credentials(kToken).fingerprint())->used, 3);
+}
+
+// Metrica's own word that the day's quota is spent (quota_requests_by_uid):
+// retrying before the reset could only collect more of the same.
+TEST_F(CurlMetricaClientTest, MetricasDailyQuotaErrorStopsTheTokenUntilTheReset) {
+  Inject(Reply(429, "quota_requests_by_uid", /*times=*/1));
+  GetResult first = Get();
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReasonOf(first.status()), "QUOTA_REQUESTS_BY_UID");
+  std::optional<absl::Duration> retry = GetRetryDelay(first.status());
+  ASSERT_TRUE(retry.has_value());  // until the reset
+  EXPECT_GT(*retry, absl::ZeroDuration());
+  EXPECT_LE(*retry, absl::Hours(24));
+  EXPECT_EQ(fake_.requests().size(), 1u);  // not retried
+
+  // The fault is gone, but nothing is sent for this token until the reset.
+  GetResult next = Get();
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReasonOf(next.status()), "DAILY_BUDGET_EXHAUSTED");
+  EXPECT_THAT(std::string(next.status().message()),
+              HasSubstr("quota_requests_by_uid"));
+  ASSERT_TRUE(GetRetryDelay(next.status()).has_value());
+  EXPECT_LE(*GetRetryDelay(next.status()), *retry);
+  EXPECT_EQ(fake_.requests().size(), 1u);
+  // Metrica's quota is per user: another token still goes out.
+  EXPECT_EQ(Get(kStranger).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fake_.requests().size(), 2u);
+  // The pacing sees the day as spent.
+  std::optional<QuotaUsage> usage =
+      client_->DailyUsage(Credentials(kToken).fingerprint());
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_EQ(usage->remaining(), 0);
+}
+
+TEST_F(CurlMetricaClientTest, MetricasDailyQuotaErrorWithRetryAfterStopsTheTokenThatLong) {
+  Fault fault = Reply(429, "quota_requests_by_uid", /*times=*/1);
+  fault.retry_after_seconds = 1;
+  Inject(fault);
+  GetResult first = Get();
+  EXPECT_EQ(GetRetryDelay(first.status()), absl::Seconds(1));
+  GetResult stopped = Get();
+  EXPECT_EQ(ReasonOf(stopped.status()), "DAILY_BUDGET_EXHAUSTED");
+  ASSERT_TRUE(GetRetryDelay(stopped.status()).has_value());
+  EXPECT_LE(*GetRetryDelay(stopped.status()), absl::Seconds(1));
+  EXPECT_EQ(fake_.requests().size(), 1u);
+  absl::SleepFor(absl::Milliseconds(1100));
+  EXPECT_TRUE(Get().ok());
+}
+
+// --- Callers who give up (issue 13) ---------------------------------------------
+
+// The answer of `result`, or a failure after `wait`.
+template <typename T>
+bool ArrivesWithin(std::future<T>& result, absl::Duration wait) {
+  return result.wait_for(absl::ToChronoSeconds(wait) +
+                         absl::ToChronoMilliseconds(wait % absl::Seconds(1))) ==
+         std::future_status::ready;
+}
+
+TEST_F(CurlMetricaClientTest, ACancelledRequestKeepsItsSlotUntilMetricaAnswers) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.quota.max_in_flight_per_token = 1;
+  client_ = MakeClient(options);
+  Fault slow;
+  slow.path_substring = "/uploading/12";
+  slow.delay = absl::Seconds(1);
+  Inject(slow);
+  MetricaClient::RequestId id = 0;
+  std::future<GetResult> first = StartGet(kToken, kUploadingId, kWait, &id);
+  while (fake_.requests().empty()) absl::SleepFor(absl::Milliseconds(5));
+  client_->Cancel(id);
+  ASSERT_TRUE(ArrivesWithin(first, absl::Milliseconds(500)));  // at once
+  EXPECT_EQ(first.get().status().code(), absl::StatusCode::kCancelled);
+
+  // Metrica still works on the first: the next request waits for its answer.
+  std::future<GetResult> second = StartGet(kToken, 13);
+  EXPECT_TRUE(second.get().ok());
+  std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_GE(requests[1].time - requests[0].time, absl::Seconds(1));
+  EXPECT_EQ(fake_.max_in_flight(kToken), 1);
+}
+
+TEST_F(CurlMetricaClientTest, ARequestPastItsDeadlineKeepsItsSlotUntilMetricaAnswers) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.quota.max_in_flight_per_token = 1;
+  client_ = MakeClient(options);
+  Fault slow;
+  slow.path_substring = "/uploading/12";
+  slow.delay = absl::Seconds(1);
+  Inject(slow);
+  EXPECT_EQ(Get(kToken, kUploadingId, absl::Milliseconds(200)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(Get(kToken, 13).ok());
+  std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_GE(requests[1].time - requests[0].time, absl::Seconds(1));
+  EXPECT_EQ(fake_.max_in_flight(kToken), 1);
+}
+
+TEST_F(CurlMetricaClientTest, AnAbandonedRequestWithoutAnswerIsHeldForTheHoldOnly) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.quota.max_in_flight_per_token = 1;
+  options.quota.abandoned_hold = absl::Milliseconds(600);
+  client_ = MakeClient(options);
+  Fault stall;
+  stall.path_substring = "/uploading/12";
+  stall.delay = absl::Seconds(20);
+  Inject(stall);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(Get(kToken, kUploadingId, absl::Milliseconds(100)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  // Sent once the hold (600 ms after the first was sent) is over, not after
+  // the 20 s stall.
+  EXPECT_TRUE(Get(kToken, 13).ok());
+  std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  // Arrival times: the first one's also includes opening the connection,
+  // which the hold (counted from the send) does not.
+  EXPECT_GE(requests[1].time - requests[0].time, absl::Milliseconds(500));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+// A request abandoned before it got through the TLS handshake never reached
+// Metrica: its slot is free at once.
+TEST(CurlMetricaClientAbandonTest, ARequestStillConnectingDoesNotHoldItsSlot) {
+  // A TCP listener that accepts and never answers the TLS ClientHello.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 16), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  absl::Mutex mu;
+  std::vector<absl::Time> accepted;
+  std::vector<int> connections;
+  std::thread acceptor([&] {
+    for (int i = 0; i < 2; ++i) {
+      const int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      absl::MutexLock lock(&mu);
+      accepted.push_back(absl::Now());
+      connections.push_back(fd);
+    }
+  });
+
+  CurlMetricaClient::Options options;
+  options.base_url = absl::StrCat("https://127.0.0.1:", ntohs(addr.sin_port));
+  options.quota.max_in_flight_per_token = 1;
+  options.quota.requests_per_second = 0;
+  options.max_attempts = 1;
+  options.min_attempt_time = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<CurlMetricaClient>> client =
+      CurlMetricaClient::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  for (int i = 0; i < 2; ++i) {
+    std::promise<GetResult> done;
+    (*client)->GetUploading(kToken, kCounter, kUploadingId,
+                            absl::Now() + absl::Milliseconds(200),
+                            [&done](GetResult r) { done.set_value(std::move(r)); });
+    EXPECT_EQ(done.get_future().get().status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+  }
+  acceptor.join();
+  // The second went out right after the first was given up, not once the
+  // first's 3 s connect timeout (or the 20 s hold) had passed.
+  ASSERT_EQ(accepted.size(), 2u);
+  EXPECT_LT(accepted[1] - accepted[0], absl::Seconds(1));
+  client->reset();
+  for (int fd : connections) close(fd);
+  close(listener);
+}
+
+// Issue 13's scenario on the fetcher: callers with a 300 ms deadline keep
+// asking (one every 50 ms for 2 s) for uploadings that take Metrica 3 s.
+TEST_F(CurlMetricaClientTest, ABurstOfImpatientCallersNeverPutsMoreThanThreeAtMetrica) {
+  CurlMetricaClient::Options options = TestOptions();
+  options.quota.abandoned_hold = absl::Seconds(20);
+  client_ = MakeClient(options);
+  // A connection known to be HTTP/1.1 first: libcurl's PIPEWAIT otherwise
+  // holds new plain-http requests until a first answer shows it cannot
+  // multiplex (with TLS, ALPN tells at once).
+  ASSERT_TRUE(Get(kToken, 13).ok());
+  fake_.ClearRequests();
+  Fault slow;
+  slow.path_substring = "/uploading/2";  // ids 200..239
+  slow.delay = absl::Seconds(3);
+  slow.times = -1;
+  Inject(slow);
+  constexpr int kCallers = 40;
+  std::vector<std::future<GetResult>> impatient;
+  for (int i = 0; i < kCallers; ++i) {
+    impatient.push_back(StartGet(kToken, 200 + i, absl::Milliseconds(300)));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  for (auto& result : impatient) {
+    EXPECT_EQ(result.get().status().code(), absl::StatusCode::kDeadlineExceeded);
+  }
+  // A fresh call waits only for what is really at Metrica (the first 3,
+  // answered 3 s after they were sent), not for dead work.
+  const absl::Time fresh_start = absl::Now();
+  EXPECT_TRUE(Get(kToken, 13).ok());
+  const absl::Duration fresh_wait = absl::Now() - fresh_start;
+  std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
+  std::printf("impatient burst (fetcher): %zu requests reached Metrica, max "
+              "parallel %d, fresh Get %s\n",
+              requests.size(), fake_.max_in_flight(kToken),
+              absl::FormatDuration(fresh_wait).c_str());
+  EXPECT_LE(fake_.max_in_flight(kToken), 3);
+  ASSERT_EQ(requests.size(), 4u) << "dead work was sent";
+  EXPECT_TRUE(absl::EndsWith(requests.back().path, "/uploading/13"));
+  EXPECT_GE(requests.back().time - requests.front().time,
+            absl::Seconds(3) - absl::Milliseconds(50));
+  EXPECT_LT(fresh_wait, absl::Seconds(10));
 }
 
 }  // namespace

@@ -33,10 +33,31 @@ bool QuotaGuard::Remove(Ticket ticket) {
 void QuotaGuard::Release(Ticket ticket) {
   auto it = sent_.find(ticket);
   if (it == sent_.end()) return;
-  Token* token = it->second;
-  --token->second.in_flight;
+  EndSent(it);
+}
+
+bool QuotaGuard::Abandon(Ticket ticket) {
+  auto it = sent_.find(ticket);
+  if (it == sent_.end()) return false;
+  if (it->second.abandoned) return true;
+  const absl::Time hold_end = it->second.at + options_.abandoned_hold;
+  if (clock_->Now() >= hold_end) {
+    EndSent(it);
+    return false;
+  }
+  it->second.abandoned = true;
+  holds_.insert({hold_end, ticket});
+  return true;
+}
+
+void QuotaGuard::EndSent(absl::flat_hash_map<Ticket, Sent>::iterator it) {
+  const Sent sent = it->second;
+  if (sent.abandoned) {
+    holds_.erase({sent.at + options_.abandoned_hold, it->first});
+  }
+  --sent.token->second.in_flight;
   sent_.erase(it);
-  Forget(token);
+  Forget(sent.token);
 }
 
 void QuotaGuard::Forget(Token* token) {
@@ -63,6 +84,13 @@ QuotaGuard::Step QuotaGuard::Advance() {
   const absl::Time now = clock_->Now();
   Refill(now);
   Step step;
+  // Holds first: a slot they free may be used by this very pass.
+  while (!holds_.empty() && holds_.begin()->first <= now) {
+    const Ticket ticket = holds_.begin()->second;
+    step.hold_over.push_back(ticket);
+    EndSent(sent_.find(ticket));
+  }
+  if (!holds_.empty()) step.next_check = holds_.begin()->first;
   bool rate_limited = false;
   // One pass in FIFO order. A token at its cap stays at its cap for the rest
   // of the pass (counts only grow here), so each token's requests keep their
@@ -92,7 +120,7 @@ QuotaGuard::Step QuotaGuard::Advance() {
       }
       ++token.in_flight;
       step.send.push_back(waiting.ticket);
-      sent_[waiting.ticket] = waiting.token;
+      sent_[waiting.ticket] = Sent{waiting.token, now};
     }
     --token.queued;
     queued_.erase(waiting.ticket);

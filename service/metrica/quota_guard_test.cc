@@ -1,5 +1,6 @@
 #include "service/metrica/quota_guard.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -208,6 +209,113 @@ TEST_F(QuotaGuardTest, RemovedRequestIsNeverSent) {
 TEST_F(QuotaGuardTest, NothingQueuedMeansNoWakeUp) {
   QuotaGuard guard(QuotaGuard::Options(), &clock_);
   EXPECT_EQ(guard.Advance().next_check, absl::InfiniteFuture());
+}
+
+// --- Callers who give up ------------------------------------------------------
+
+// Issue 13's burst: callers give up on requests Metrica takes 3 s to answer.
+QuotaGuard::Options HoldFor(absl::Duration hold) {
+  QuotaGuard::Options options;
+  options.requests_per_second = 0;
+  options.abandoned_hold = hold;
+  return options;
+}
+
+TEST_F(QuotaGuardTest, AnAbandonedRequestKeepsItsSlotUntilItsAnswerArrives) {
+  QuotaGuard guard(HoldFor(absl::Seconds(20)), &clock_);
+  for (QuotaGuard::Ticket t = 1; t <= 4; ++t) guard.Enqueue(t, "alice", Later());
+  EXPECT_THAT(guard.Advance().send, ElementsAre(1, 2, 3));
+  clock_.Advance(absl::Milliseconds(300));
+  EXPECT_TRUE(guard.Abandon(1));  // keep the transfer: Metrica still works on it
+  EXPECT_EQ(guard.held(), 1u);
+  QuotaGuard::Step step = guard.Advance();
+  EXPECT_THAT(step.send, IsEmpty());
+  EXPECT_EQ(guard.in_flight("alice"), 3);
+  EXPECT_EQ(step.next_check, clock_.Now() + absl::Seconds(20) -
+                                 absl::Milliseconds(300));
+
+  clock_.Advance(absl::Milliseconds(2700));  // Metrica answers anyway
+  guard.Release(1);
+  EXPECT_EQ(guard.held(), 0u);
+  EXPECT_THAT(guard.Advance().send, ElementsAre(4));
+}
+
+TEST_F(QuotaGuardTest, AnAbandonedRequestWithoutAnswerIsHeldForTheHoldOnly) {
+  QuotaGuard guard(HoldFor(absl::Seconds(20)), &clock_);
+  guard.Enqueue(1, "alice", Later());
+  guard.Enqueue(2, "alice", Later());
+  guard.Enqueue(3, "alice", Later());
+  guard.Enqueue(4, "alice", Later());
+  EXPECT_THAT(guard.Advance().send, ElementsAre(1, 2, 3));
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_TRUE(guard.Abandon(2));
+  EXPECT_TRUE(guard.Abandon(2));  // twice: no change
+  clock_.Advance(absl::Seconds(15) - absl::Milliseconds(1));
+  QuotaGuard::Step step = guard.Advance();
+  EXPECT_THAT(step.hold_over, IsEmpty());
+  EXPECT_THAT(step.send, IsEmpty());
+  clock_.Advance(absl::Milliseconds(1));  // 20 s after it was sent
+  step = guard.Advance();
+  EXPECT_THAT(step.hold_over, ElementsAre(2));
+  EXPECT_THAT(step.send, ElementsAre(4));  // the freed slot, in the same pass
+  EXPECT_EQ(guard.in_flight("alice"), 3);
+  guard.Release(2);  // a late Release of a hold that ended: harmless
+  EXPECT_EQ(guard.in_flight("alice"), 3);
+}
+
+TEST_F(QuotaGuardTest, AbandoningAfterTheHoldFreesTheSlotAtOnce) {
+  QuotaGuard guard(HoldFor(absl::Seconds(2)), &clock_);
+  guard.Enqueue(1, "alice", Later());
+  EXPECT_THAT(guard.Advance().send, ElementsAre(1));
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_FALSE(guard.Abandon(1));
+  EXPECT_EQ(guard.in_flight("alice"), 0);
+  EXPECT_FALSE(guard.Abandon(99));  // unknown
+}
+
+TEST_F(QuotaGuardTest, ABurstOfImpatientCallersNeverExceedsTheCap) {
+  // 50 callers with a 300 ms deadline, each request taking Metrica 3 s: at
+  // no moment are more than 3 at Metrica, and requests nobody waits for any
+  // more are never sent.
+  QuotaGuard guard(HoldFor(absl::Seconds(20)), &clock_);
+  const absl::Time start = clock_.Now();
+  const absl::Time deadline = start + absl::Milliseconds(300);
+  std::vector<absl::Time> answer_at(51, absl::InfiniteFuture());
+  std::vector<bool> abandoned(51, false);
+  int sent = 0;
+  int expired = 0;
+  int max_at_metrica = 0;
+  for (QuotaGuard::Ticket t = 1; t <= 50; ++t) {
+    guard.Enqueue(t, "alice", deadline);
+  }
+  for (int tick = 0; tick <= 100; ++tick) {  // 10 s in steps of 100 ms
+    if (tick > 0) clock_.Advance(absl::Milliseconds(100));
+    for (QuotaGuard::Ticket t = 1; t <= 50; ++t) {
+      if (answer_at[t] <= clock_.Now()) {  // Metrica answers, 3 s after
+        guard.Release(t);
+        answer_at[t] = absl::InfiniteFuture();
+      } else if (answer_at[t] != absl::InfiniteFuture() && !abandoned[t] &&
+                 clock_.Now() >= deadline) {  // the caller gives up
+        EXPECT_TRUE(guard.Abandon(t));
+        abandoned[t] = true;
+      }
+    }
+    QuotaGuard::Step step = guard.Advance();
+    expired += step.expired.size();
+    for (QuotaGuard::Ticket t : step.send) {
+      ++sent;
+      answer_at[t] = clock_.Now() + absl::Seconds(3);
+    }
+    max_at_metrica = std::max(max_at_metrica, guard.in_flight("alice"));
+  }
+  EXPECT_EQ(sent, 3);
+  EXPECT_EQ(expired, 47);
+  EXPECT_EQ(max_at_metrica, 3);
+  EXPECT_EQ(guard.in_flight("alice"), 0);  // all answered by now
+
+  // A fresh request goes out at once.
+  guard.Enqueue(100, "alice", Later());
+  EXPECT_THAT(guard.Advance().send, ElementsAre(100));
 }
 
 }  // namespace

@@ -26,13 +26,11 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
 #include "httplib.h"
-#include "service/metrica/json_mapping.h"
+#include "service/simulator/metrica_json_writer.h"
 
 namespace uploadwatch {
 namespace {
 
-using ::metrika::offline_conversions::v1::GetUploadingResponse;
-using ::metrika::offline_conversions::v1::ListUploadingsResponse;
 using ::metrika::offline_conversions::v1::Uploading;
 
 constexpr char kJsonContentType[] = "application/json; charset=UTF-8";
@@ -56,13 +54,36 @@ constexpr int32_t kDemoCounter = 2215573;
 // A new live demo upload starts this often (at speed 1).
 constexpr absl::Duration kDemoSpawnEvery = absl::Seconds(30);
 
-// httplib::Server with a usual listen backlog. httplib 0.11 listens with a
-// backlog of 5: a burst of 100 connects overflows it and the kernel drops
-// SYNs, which clients only retransmit after a second.
-class LoopbackServer : public httplib::Server {
+// httplib's Server or SSLServer with a usual listen backlog. httplib 0.11
+// listens with a backlog of 5: a burst of 100 connects overflows it and the
+// kernel drops SYNs, which clients only retransmit after a second.
+template <typename Base>
+class LoopbackServer : public Base {
  public:
-  void WidenBacklog() { ::listen(svr_sock_.load(), SOMAXCONN); }
+  using Base::Base;
+  void WidenBacklog() { ::listen(this->svr_sock_.load(), SOMAXCONN); }
 };
+
+// The server Options ask for, and how to widen its backlog once bound.
+struct MadeServer {
+  std::unique_ptr<httplib::Server> server;
+  std::function<void()> widen_backlog;
+};
+
+MadeServer MakeServer(const FakeMetrica::Options& options) {
+  MadeServer made;
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    auto server = std::make_unique<LoopbackServer<httplib::SSLServer>>(
+        options.tls_cert_file.c_str(), options.tls_key_file.c_str());
+    made.widen_backlog = [s = server.get()] { s->WidenBacklog(); };
+    made.server = std::move(server);
+  } else {
+    auto server = std::make_unique<LoopbackServer<httplib::Server>>();
+    made.widen_backlog = [s = server.get()] { s->WidenBacklog(); };
+    made.server = std::move(server);
+  }
+  return made;
+}
 
 // One end of a TCP connection, numeric as httplib reports it.
 struct Endpoint {
@@ -124,31 +145,6 @@ int ShutdownConnections(int local_port, const std::optional<Endpoint>& peer) {
   return count;
 }
 
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 // What the simulator answers: a status and a JSON body.
 struct Reply {
   int status = 200;
@@ -158,11 +154,11 @@ struct Reply {
 // Metrica's error body (one error; Metrica repeats its message at the top).
 Reply ErrorReply(int status, absl::string_view error_type,
                  absl::string_view message) {
-  const std::string escaped = JsonEscape(message);
-  return Reply{status, absl::StrCat(R"({"errors":[{"error_type":")",
-                                    JsonEscape(error_type), R"(","message":")",
-                                    escaped, R"("}],"code":)", status,
-                                    R"(,"message":")", escaped, R"("})")};
+  const std::string quoted = JsonQuote(message);
+  return Reply{status, absl::StrCat(R"({"errors":[{"error_type":)",
+                                    JsonQuote(error_type), R"(,"message":)",
+                                    quoted, R"(}],"code":)", status,
+                                    R"(,"message":)", quoted, "}")};
 }
 
 // The error_type and message Metrica uses for an HTTP status, for faults
@@ -181,7 +177,9 @@ std::pair<std::string, std::string> DefaultError(int status) {
       return {"conflict", "Conflict"};
     case 420:
     case 429:
-      return {"quota_requests_by_uid", "Quota exceeded, try again later"};
+      // The transient kind: the daily one (quota_requests_by_uid) stops a
+      // token until the reset, so tests ask for it by name.
+      return {"quota_parallel_requests", "Quota exceeded, try again later"};
     case 504:
       return {"timeout", "Timeout"};
     default:
@@ -393,7 +391,8 @@ class FakeMetrica::Impl {
 
   const Options options_;
   Clock* const clock_;
-  LoopbackServer server_;
+  const MadeServer made_;
+  httplib::Server* const server_;
 
   // Serializes Start() and Stop(); never held by request handlers.
   absl::Mutex lifecycle_mu_;
@@ -415,6 +414,7 @@ class FakeMetrica::Impl {
   uint64_t first_request_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> max_in_flight_ ABSL_GUARDED_BY(mu_);
+  MetricaJsonWriter json_ ABSL_GUARDED_BY(mu_);
   struct Demo {
     bool on = false;
     absl::Time epoch;
@@ -468,17 +468,20 @@ void FakeMetrica::Impl::Call::Answered(int http_status) {
 
 FakeMetrica::Impl::Impl(Options options)
     : options_(std::move(options)),
-      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()) {
-  server_.new_task_queue = [] {
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
+      made_(MakeServer(options_)),
+      server_(made_.server.get()),
+      json_(options_.vary_json, options_.json_seed) {
+  server_->new_task_queue = [] {
     return new httplib::ThreadPool(kWorkerThreads);
   };
-  server_.set_keep_alive_max_count(kKeepAliveMaxRequests);
+  server_->set_keep_alive_max_count(kKeepAliveMaxRequests);
   // Without it, Nagle on this side and delayed ACKs on the client's add
   // ~40 ms to every request on a reused connection.
-  server_.set_tcp_nodelay(true);
+  server_->set_tcp_nodelay(true);
   // httplib's default adds SO_REUSEPORT, with which a second server on a
   // busy port starts fine and silently takes half the connections.
-  server_.set_socket_options([](socket_t sock) {
+  server_->set_socket_options([](socket_t sock) {
     const int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
@@ -487,12 +490,12 @@ FakeMetrica::Impl::Impl(Options options)
                                                   httplib::Response& res) {
     Handle(req, res);
   };
-  server_.Get(".*", handler);
-  server_.Post(".*", handler);
-  server_.Put(".*", handler);
-  server_.Patch(".*", handler);
-  server_.Delete(".*", handler);
-  server_.Options(".*", handler);
+  server_->Get(".*", handler);
+  server_->Post(".*", handler);
+  server_->Put(".*", handler);
+  server_->Patch(".*", handler);
+  server_->Delete(".*", handler);
+  server_->Options(".*", handler);
 }
 
 absl::Status FakeMetrica::Impl::Start() {
@@ -500,29 +503,34 @@ absl::Status FakeMetrica::Impl::Start() {
   if (listener_.joinable() || stopped_) {
     return absl::FailedPreconditionError("FakeMetrica: Start() called twice");
   }
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FakeMetrica: cannot load the TLS certificate \"",
+        options_.tls_cert_file, "\" and key \"", options_.tls_key_file, "\""));
+  }
   int port = options_.port;
   if (port == 0) {
-    port = server_.bind_to_any_port(options_.host);
-  } else if (!server_.bind_to_port(options_.host, port)) {
+    port = server_->bind_to_any_port(options_.host);
+  } else if (!server_->bind_to_port(options_.host, port)) {
     port = -1;
   }
   if (port < 0) {
     return absl::UnavailableError(absl::StrCat(
         "FakeMetrica: cannot listen on ", options_.host, ":", options_.port));
   }
-  server_.WidenBacklog();
+  made_.widen_backlog();
   {
     absl::MutexLock lock(&mu_);
     port_ = port;
   }
   listener_ = std::thread([this] {
-    server_.listen_after_bind();
+    server_->listen_after_bind();
     absl::MutexLock lock(&mu_);
     listener_done_ = true;
   });
   // The socket accepts already; but httplib's stop() is a no-op until the
   // accept loop runs, so Stop() could hang if called before that.
-  while (!server_.is_running()) {
+  while (!server_->is_running()) {
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&listener_done_),
                              absl::Milliseconds(1))) {
@@ -546,7 +554,7 @@ void FakeMetrica::Impl::Stop() {
     stopping_ = true;  // ends stalls
     port = port_;
   }
-  server_.stop();
+  server_->stop();
   // Until every worker has left: end connections, including any accepted
   // while we swept.
   for (;;) {
@@ -567,7 +575,8 @@ int FakeMetrica::Impl::port() const {
 
 std::string FakeMetrica::Impl::base_url() const {
   const bool ipv6 = absl::StrContains(options_.host, ':');
-  return absl::StrCat("http://", ipv6 ? "[" : "", options_.host,
+  const bool tls = !options_.tls_cert_file.empty();
+  return absl::StrCat(tls ? "https://" : "http://", ipv6 ? "[" : "", options_.host,
                       ipv6 ? "]" : "", ":", port());
 }
 
@@ -805,9 +814,7 @@ Reply FakeMetrica::Impl::ServeUploading(int32_t counter_id,
     return ErrorReply(404, "not_found",
                       absl::StrCat("Uploading ", *id, " not found"));
   }
-  GetUploadingResponse response;
-  *response.mutable_uploading() = entry->second.At(now);
-  return Reply{200, GetUploadingResponseToJson(response)};
+  return Reply{200, json_.UploadingBody(entry->second.At(now))};
 }
 
 Reply FakeMetrica::Impl::ServeUploadings(int32_t counter_id,
@@ -845,10 +852,10 @@ Reply FakeMetrica::Impl::ServeUploadings(int32_t counter_id,
     }
   }
 
-  ListUploadingsResponse response;
+  std::vector<Uploading> page;
   int skipped = 0;
   for (const auto& [id, entry] : counters_.at(counter_id)) {
-    if (response.uploadings_size() >= limit) break;
+    if (static_cast<int>(page.size()) >= limit) break;
     const Uploading& state = entry.At(now);
     const Uploading::Type state_type =
         state.type() == Uploading::TYPE_UNSPECIFIED ? Uploading::BASIC
@@ -858,9 +865,9 @@ Reply FakeMetrica::Impl::ServeUploadings(int32_t counter_id,
       ++skipped;
       continue;
     }
-    *response.add_uploadings() = state;
+    page.push_back(state);
   }
-  return Reply{200, ListUploadingsResponseToJson(response)};
+  return Reply{200, json_.UploadingsBody(page)};
 }
 
 void FakeMetrica::Impl::SeedDemo(const std::string& token, double speed) {

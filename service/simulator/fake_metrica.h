@@ -33,6 +33,15 @@ class FakeMetrica {
     int port = 0;  // 0: any free port
     // Drives uploading schedules. Not owned; defaults to the real clock.
     Clock* clock = nullptr;
+    // Both set: serve HTTPS with this PEM certificate chain and key
+    // (base_url() then says https). Start() fails if they cannot be loaded.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    // Vary the JSON of uploadings the way Metrica may (ids as strings,
+    // lower-case values, +03:00 offsets, unknown fields, any order; see
+    // metrica_json_writer.h), from `json_seed`. Off: one canonical form.
+    bool vary_json = true;
+    uint64_t json_seed = 20221229;
   };
 
   // One request as it reached the simulator.

@@ -139,9 +139,12 @@ class FakeMetricaTest : public ::testing::Test {
  protected:
   FakeMetricaTest() : metrica_(MakeOptions(&clock_)) {}
 
+  // The canonical JSON, so that tests may look for exact bytes; the
+  // variations are tested in metrica_json_writer_test and below.
   static FakeMetrica::Options MakeOptions(Clock* clock) {
     FakeMetrica::Options options;
     options.clock = clock;
+    options.vary_json = false;
     return options;
   }
 
@@ -236,6 +239,28 @@ TEST_F(FakeMetricaTest, GetUploadingAnswersMetricaJson) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_TRUE(MessageDifferencer::Equals(parsed->uploading(), u))
       << parsed->uploading().DebugString();
+}
+
+TEST(FakeMetricaVariedJsonTest, VariesItsJsonByDefaultAndStillMeansTheSame) {
+  FakeMetrica metrica{FakeMetrica::Options{}};
+  ASSERT_TRUE(metrica.Start().ok());
+  metrica.GrantAccess(kToken, kCounter);
+  const Uploading u = MakeUploading(12, Uploading::MATCHED);
+  metrica.AddUploading(kCounter, u);
+  httplib::Client client(metrica.base_url());
+  std::set<std::string> bodies;
+  for (int i = 0; i < 10; ++i) {
+    auto result = client.Get(UploadingPath(kCounter, 12).c_str(),
+                             {{"Authorization", absl::StrCat("OAuth ", kToken)}});
+    ASSERT_TRUE(result);
+    ASSERT_EQ(result->status, 200);
+    bodies.insert(result->body);
+    auto parsed = ParseUploadingBody(result->body);
+    ASSERT_TRUE(parsed.ok()) << parsed.status() << " in " << result->body;
+    EXPECT_TRUE(MessageDifferencer::Equals(parsed->uploading(), u))
+        << result->body;
+  }
+  EXPECT_GT(bodies.size(), 1u);
 }
 
 TEST_F(FakeMetricaTest, HeadIsServedLikeGet) {

@@ -2,7 +2,7 @@
 //
 //   bazel run //service/simulator:metrica_simulator -- --port=0
 //
-// Prints `listening on http://HOST:PORT` on stdout once it accepts, so that
+// Prints `listening on http(s)://HOST:PORT` on stdout once it accepts, so that
 // scripts can start it with --port=0 and read the port.
 
 #include <pthread.h>
@@ -23,6 +23,12 @@ ABSL_FLAG(std::string, token, "demo-token",
           "OAuth token that may read the demo counter 2215573.");
 ABSL_FLAG(double, demo_speed, 1.0,
           "Runs the live demo uploads this many times faster (tests use 10).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve HTTPS (with --tls_key_file).");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM key for --tls_cert_file.");
+ABSL_FLAG(bool, vary_json, true,
+          "Vary the JSON the way Metrica may (ids as strings, lower-case "
+          "values, +03:00 offsets, unknown fields, any order).");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -44,6 +50,9 @@ int main(int argc, char** argv) {
   uploadwatch::FakeMetrica::Options options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.vary_json = absl::GetFlag(FLAGS_vary_json);
   uploadwatch::FakeMetrica metrica(options);
   const absl::Status started = metrica.Start();
   if (!started.ok()) {
