@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "service/grpc/decode_error_interceptor.h"
 
 namespace uploadwatch {
 
@@ -47,6 +48,15 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   builder.AddListeningPort(config.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  ApplyTransportLimits(config.transport, builder);
+  {
+    std::vector<std::unique_ptr<
+        grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(std::make_unique<DecodeErrorInterceptorFactory>(
+        s->log_.get(), config.clock));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   // Watches idle for hours: ping to keep proxies from dropping them and to
   // notice dead clients; let clients ping us as often as every 10 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 120 * 1000);

@@ -16,6 +16,7 @@
 #include "service/metrica/metrica_client.h"
 #include "service/metrics/metrics.h"
 #include "service/metrics/metrics_http_server.h"
+#include "service/server/transport_limits.h"
 
 namespace uploadwatch {
 
@@ -32,6 +33,8 @@ struct ServerConfig {
   // host:port for the Prometheus endpoint GET /metrics; "" for none.
   std::string metrics_listen;
   WatchLimits::Options watch_limits;
+  // HTTP/2 streams, memory and compression: see TransportLimits.
+  TransportLimits transport;
   // TLS on the listener when both are set (PEM text, not paths); plaintext
   // clients are then refused. With a client CA, clients must present a
   // certificate it signed (mTLS).
