@@ -34,8 +34,13 @@ ABSL_FLAG(absl::Duration, terminal_cache_ttl, absl::Hours(24),
           "from cache");
 ABSL_FLAG(absl::Duration, upstream_timeout, absl::Seconds(20),
           "deadline of one upstream request, retries included");
+ABSL_FLAG(absl::Duration, drain_period, absl::Seconds(5),
+          "on SIGTERM/SIGINT, how long health reports NOT_SERVING while the "
+          "server still serves, so load balancers stop sending calls first; "
+          "a second signal skips the rest of it");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
-          "on SIGTERM/SIGINT, how long calls in progress may take to finish");
+          "after --drain_period, how long calls in progress may take to "
+          "finish (open watches end at once with UNAVAILABLE 're-watch')");
 ABSL_FLAG(int, max_watches, 20000, "cap on open WatchUploading streams");
 ABSL_FLAG(int, max_in_flight_per_token, 3,
           "parallel upstream requests per token (Metrica allows 3)");
@@ -122,7 +127,7 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::string> token = ServerToken();
   if (token.ok() && !token->empty() &&
-      !uploadwatch::ResolveCredentials("", *token).ok()) {
+      !uploadwatch::ResolveCredentials(std::nullopt, *token).ok()) {
     token = absl::InvalidArgumentError(
         "the server's Metrica OAuth token (METRIKA_OAUTH_TOKEN or "
         "--oauth_token_file) has characters a token cannot have");
@@ -209,9 +214,20 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&signals, &signal);
-  std::fprintf(stderr, "uploading_server: %s, shutting down (grace %s)\n",
+  const absl::Duration drain = absl::GetFlag(FLAGS_drain_period);
+  std::fprintf(stderr,
+               "uploading_server: %s, draining for %s (health NOT_SERVING, "
+               "still serving), then shutting down (grace %s)\n",
                signal == SIGINT ? "SIGINT" : "SIGTERM",
+               absl::FormatDuration(drain).c_str(),
                absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace)).c_str());
+  (*server)->StartDraining();
+  if (drain > absl::ZeroDuration()) {
+    const timespec wait = absl::ToTimespec(drain);
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+      std::fprintf(stderr, "uploading_server: second signal, drain cut short\n");
+    }
+  }
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   std::fprintf(stderr, "uploading_server: stopped\n");
   return 0;

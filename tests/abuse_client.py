@@ -92,10 +92,17 @@ def pump(sock, conn, until, seconds):
                 conn.acknowledge_received_data(event.flow_controlled_length,
                                                event.stream_id)
             if until(event):
-                sock.sendall(conn.data_to_send())
+                send_pending(sock, conn, events)
                 return events
-        sock.sendall(conn.data_to_send())
+        send_pending(sock, conn, events)
     return events
+
+
+def send_pending(sock, conn, events):
+    try:
+        sock.sendall(conn.data_to_send())
+    except OSError:
+        events.append("closed")
 
 
 def cmd_settings(addr):

@@ -84,6 +84,12 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   return s;
 }
 
+void UploadingServer::StartDraining() {
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+}
+
 void UploadingServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;

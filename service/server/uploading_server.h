@@ -60,6 +60,11 @@ class UploadingServer {
   int metrics_port() const;
   const Metrics& metrics() const { return *metrics_; }
 
+  // Starts draining: health turns NOT_SERVING so load balancers and
+  // Kubernetes readiness stop sending new calls, while everything keeps
+  // serving (new calls included) until Shutdown. Idempotent.
+  void StartDraining();
+
   // Graceful stop: health turns NOT_SERVING, open watches end with
   // UNAVAILABLE telling clients to re-watch, new calls are refused, unary
   // calls in progress get until `grace` to finish. Idempotent.
