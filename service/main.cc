@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -49,6 +50,10 @@ ABSL_FLAG(double, max_requests_per_second, 25,
           "per IP)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port for a Prometheus endpoint (GET /metrics); off when empty");
+ABSL_FLAG(int, metrics_max_series, 200,
+          "label sets kept per metric family (e.g. tokens in "
+          "uploadwatch_quota_*); samples beyond it add up in one series "
+          "labelled \"other\"");
 ABSL_FLAG(int64_t, daily_budget, 4000,
           "Metrica requests per token per day (Metrica allows 5000; reset at "
           "00:00 Moscow time); polls stretch to fit it; 0: no budget");
@@ -161,6 +166,8 @@ int main(int argc, char** argv) {
   config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.metrics_options.max_series_per_family =
+      std::max(1, absl::GetFlag(FLAGS_metrics_max_series));
   config.watch_limits.max_per_connection =
       absl::GetFlag(FLAGS_max_watches_per_connection);
   config.watch_limits.max_lifetime = absl::GetFlag(FLAGS_max_watch_lifetime);

@@ -10,7 +10,7 @@ namespace uploadwatch {
 absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     ServerConfig config, std::unique_ptr<MetricaClient> upstream) {
   std::unique_ptr<UploadingServer> s(new UploadingServer());
-  s->metrics_ = std::make_unique<Metrics>();
+  s->metrics_ = std::make_unique<Metrics>(config.metrics_options);
   s->log_ = std::make_unique<RpcLog>(config.log_sink, s->metrics_.get());
   config.hub.metrics = s->metrics_.get();
   s->scheduler_ = std::make_unique<ThreadScheduler>();

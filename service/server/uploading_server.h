@@ -32,6 +32,8 @@ struct ServerConfig {
   RpcLog::Sink log_sink;
   // host:port for the Prometheus endpoint GET /metrics; "" for none.
   std::string metrics_listen;
+  // Bounds the registry: label sets per metric family (see Metrics).
+  Metrics::Options metrics_options;
   WatchLimits::Options watch_limits;
   // HTTP/2 streams, memory and compression: see TransportLimits.
   TransportLimits transport;
