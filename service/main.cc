@@ -67,8 +67,9 @@ ABSL_FLAG(int, max_streams_per_connection, 1100,
           "--max_watches_per_connection); a client opening more loses its "
           "connection; 0: gRPC's default (unlimited)");
 ABSL_FLAG(int64_t, grpc_memory_quota_mb, 1024,
-          "memory gRPC may use for calls and transport buffers, in MiB; "
-          "beyond it new streams are refused; 0: unlimited");
+          "gRPC ResourceQuota in MiB: the ceiling on the memory gRPC accounts "
+          "for calls and transport buffers (under pressure it shrinks "
+          "flow-control windows); 0: unlimited");
 ABSL_FLAG(bool, accept_compressed_requests, false,
           "accept gzip/deflate-compressed requests (off: they are refused "
           "before being inflated)");

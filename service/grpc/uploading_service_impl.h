@@ -49,7 +49,8 @@ absl::Status ValidateList(
     const metrika::offline_conversions::v1::ListUploadingsRequest& request);
 
 // The `authorization` metadata of a call (nullopt when absent).
-std::optional<std::string> AuthorizationOf(const grpc::CallbackServerContext& context);
+std::optional<std::string> AuthorizationOf(
+    const grpc::CallbackServerContext& context);
 
 }  // namespace uploadwatch
 
