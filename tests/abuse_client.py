@@ -6,8 +6,8 @@ JSON object on stdout. Raw HTTP/2 frames (python3-h2) are used where gRPC
 client libraries refuse to misbehave; grpcio (raw bytes, no stubs) elsewhere.
 
   settings ADDR                 the server's HTTP/2 SETTINGS
-  burst ADDR N                  open N streams on one connection and reset each
-  hold ADDR N                   open N watch streams on one connection, keep them
+  burst ADDR N [MODE]           open N watch streams on one connection, each
+                                reset at once (MODE reset) or left open (headers)
   gzip ADDR MIB PARALLEL        PARALLEL gzip requests, each inflating to MIB MiB
   unary ADDR PATH HEX [AUTH]    one unary call with raw request bytes
   watch ADDR COUNTER ID         one watch: messages until it ends, and its status
@@ -19,7 +19,7 @@ import struct
 import sys
 import time
 
-BATCH = 1000
+BATCH = 1000  # streams written before reading what the server sent
 SERVICE = "/metrika.offline_conversions.v1.UploadingService/"
 
 
@@ -173,41 +173,6 @@ def cmd_burst(addr, n, mode="reset"):
     print(json.dumps(out))
 
 
-def cmd_hold(addr, n, seconds):
-    """Opens n Watch streams on one connection and keeps them open."""
-    import h2.events
-    sock, conn = h2_connect(addr)
-    pump(sock, conn, lambda e: False, 0.2)
-    out = {"sent": 0, "reset_by_server": 0, "goaway": False, "closed": False,
-           "answered": 0}
-    body = grpc_frame(ids_request(2215573, 16))
-    answered = set()
-    try:
-        for i in range(n):
-            sid = conn.get_next_available_stream_id()
-            conn.send_headers(sid, request_headers(addr, "WatchUploading"))
-            conn.send_data(sid, body, end_stream=True)
-            out["sent"] += 1
-            if i % BATCH == BATCH - 1:
-                sock.sendall(conn.data_to_send())
-                events = pump(sock, conn, lambda e: False, 0.001)
-                tally(events, out)
-                answered.update(e.stream_id for e in events
-                                if isinstance(e, h2.events.DataReceived))
-                if out["closed"]:
-                    break
-        sock.sendall(conn.data_to_send())
-    except (ConnectionError, OSError) as e:
-        out["closed"] = True
-    events = pump(sock, conn, lambda e: False, seconds)
-    tally(events, out)
-    answered.update(e.stream_id for e in events
-                    if isinstance(e, h2.events.DataReceived))
-    out["answered"] = len(answered)
-    sock.close()
-    print(json.dumps(out))
-
-
 def cmd_gzip(addr, mib, parallel):
     """PARALLEL GetUploading calls whose gzip body inflates to MIB MiB."""
     import h2.events
@@ -301,8 +266,6 @@ def main(argv):
         cmd_settings(args[0])
     elif cmd == "burst":
         cmd_burst(args[0], int(args[1]), *args[2:])
-    elif cmd == "hold":
-        cmd_hold(args[0], int(args[1]), float(args[2]) if len(args) > 2 else 2)
     elif cmd == "gzip":
         cmd_gzip(args[0], int(args[1]), int(args[2]))
     elif cmd == "unary":
