@@ -62,14 +62,19 @@ ABSL_FLAG(int, max_watches_per_connection, 1000,
 ABSL_FLAG(absl::Duration, max_watch_lifetime, absl::Minutes(30),
           "upper bound of a watch's lifetime (each gets 90-100% of it), after "
           "which the client is told to re-watch; 'inf' for none");
-ABSL_FLAG(int, max_streams_per_connection, 1100,
-          "HTTP/2 MAX_CONCURRENT_STREAMS advertised to clients (a little above "
-          "--max_watches_per_connection); a client opening more loses its "
-          "connection; 0: gRPC's default (unlimited)");
+ABSL_FLAG(int, max_streams_per_connection, -1,
+          "HTTP/2 MAX_CONCURRENT_STREAMS advertised to clients; a client "
+          "opening more loses its connection; -1: "
+          "--max_watches_per_connection + 100 (1100), room for unary calls "
+          "beside every allowed watch; 0: gRPC's default (unlimited)");
 ABSL_FLAG(int64_t, grpc_memory_quota_mb, 1024,
           "gRPC ResourceQuota in MiB: the ceiling on the memory gRPC accounts "
           "for calls and transport buffers (under pressure it shrinks "
           "flow-control windows); 0: unlimited");
+ABSL_FLAG(bool, explain_undecodable_requests, true,
+          "answer requests that are not the method's protobuf with "
+          "INVALID_ARGUMENT and a log line (off: gRPC's bare UNIMPLEMENTED, "
+          "and ~13% less server CPU per cached call)");
 ABSL_FLAG(bool, accept_compressed_requests, false,
           "accept gzip/deflate-compressed requests (off: they are refused "
           "before being inflated)");
@@ -174,10 +179,18 @@ int main(int argc, char** argv) {
   config.watch_limits.max_lifetime = absl::GetFlag(FLAGS_max_watch_lifetime);
   config.transport.max_streams_per_connection =
       absl::GetFlag(FLAGS_max_streams_per_connection);
+  if (config.transport.max_streams_per_connection < 0) {
+    config.transport.max_streams_per_connection =
+        config.watch_limits.max_per_connection > 0
+            ? config.watch_limits.max_per_connection + 100
+            : 0;
+  }
   config.transport.memory_quota_bytes =
       absl::GetFlag(FLAGS_grpc_memory_quota_mb) << 20;
   config.transport.accept_compressed_requests =
       absl::GetFlag(FLAGS_accept_compressed_requests);
+  config.explain_undecodable_requests =
+      absl::GetFlag(FLAGS_explain_undecodable_requests);
   for (auto [flag, path, out] :
        {std::make_tuple("tls_cert_file", absl::GetFlag(FLAGS_tls_cert_file),
                         &config.tls_cert_pem),

@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
   ApplyTransportLimits(config.transport, builder);
-  {
+  if (config.explain_undecodable_requests) {
     std::vector<std::unique_ptr<
         grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
