@@ -127,8 +127,11 @@ class MetricsHttpServer::Impl {
       }
       fds.clear();
       fds.push_back({wake_[0], POLLIN, 0});
-      fds.push_back({listener_, POLLIN, 0});
-      absl::Time next = absl::InfiniteFuture();
+      // While accept fails (EMFILE: the process is out of descriptors), the
+      // listener stays readable: leave it alone for a moment, not spin.
+      const bool accepting = now >= accept_again_;
+      fds.push_back({listener_, static_cast<short>(accepting ? POLLIN : 0), 0});
+      absl::Time next = accepting ? absl::InfiniteFuture() : accept_again_;
       for (const Connection& c : connections_) {
         fds.push_back(
             {c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
@@ -156,7 +159,12 @@ class MetricsHttpServer::Impl {
     for (;;) {
       const int fd = accept4(listener_, nullptr, nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN: none left; other errors: try next time
+      if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          accept_again_ = absl::Now() + absl::Milliseconds(100);
+        }
+        return;
+      }
       if (static_cast<int>(connections_.size()) >= options_.max_connections) {
         Drop(connections_.begin());  // the oldest
       }
@@ -224,6 +232,7 @@ class MetricsHttpServer::Impl {
   int listener_ = -1;
   int wake_[2] = {-1, -1};
   int port_ = -1;
+  absl::Time accept_again_ = absl::InfinitePast();  // loop thread only
   // Only the loop thread touches it once started; oldest first.
   std::list<Connection> connections_;
   std::thread thread_;
