@@ -28,6 +28,7 @@ constexpr size_t kMinEchoCheckedChars = 8;
 // checked): an input found inside it was not echoed.
 bool InFixedText(absl::string_view text) {
   static const auto* const kFixed = new std::string(absl::StrCat(
+      ResolveCredentials(std::nullopt, "").status().message(), "\n",
       ResolveCredentials("", "").status().message(), "\n",
       ResolveCredentials("Basic x", "").status().message(), "\n",
       ResolveCredentials("OAuth \x01", "").status().message()));

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -34,8 +35,13 @@ ABSL_FLAG(absl::Duration, terminal_cache_ttl, absl::Hours(24),
           "from cache");
 ABSL_FLAG(absl::Duration, upstream_timeout, absl::Seconds(20),
           "deadline of one upstream request, retries included");
+ABSL_FLAG(absl::Duration, drain_period, absl::Seconds(5),
+          "on SIGTERM/SIGINT, how long health reports NOT_SERVING while the "
+          "server still serves, so load balancers stop sending calls first; "
+          "a second signal skips the rest of it");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
-          "on SIGTERM/SIGINT, how long calls in progress may take to finish");
+          "after --drain_period, how long calls in progress may take to "
+          "finish (open watches end at once with UNAVAILABLE 're-watch')");
 ABSL_FLAG(int, max_watches, 20000, "cap on open WatchUploading streams");
 ABSL_FLAG(int, max_in_flight_per_token, 3,
           "parallel upstream requests per token (Metrica allows 3)");
@@ -44,6 +50,10 @@ ABSL_FLAG(double, max_requests_per_second, 25,
           "per IP)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port for a Prometheus endpoint (GET /metrics); off when empty");
+ABSL_FLAG(int, metrics_max_series, 200,
+          "label sets kept per metric family (e.g. tokens in "
+          "uploadwatch_quota_*); samples beyond it add up in one series "
+          "labelled \"other\"");
 ABSL_FLAG(int64_t, daily_budget, 4000,
           "Metrica requests per token per day (Metrica allows 5000; see "
           "--daily_reset_zone); polls stretch to fit it; 0: no budget");
@@ -59,6 +69,22 @@ ABSL_FLAG(int, max_watches_per_connection, 1000,
 ABSL_FLAG(absl::Duration, max_watch_lifetime, absl::Minutes(30),
           "upper bound of a watch's lifetime (each gets 90-100% of it), after "
           "which the client is told to re-watch; 'inf' for none");
+ABSL_FLAG(int, max_streams_per_connection, -1,
+          "HTTP/2 MAX_CONCURRENT_STREAMS advertised to clients; a client "
+          "opening more loses its connection; -1: "
+          "--max_watches_per_connection + 100 (1100), room for unary calls "
+          "beside every allowed watch; 0: gRPC's default (unlimited)");
+ABSL_FLAG(int64_t, grpc_memory_quota_mb, 1024,
+          "gRPC ResourceQuota in MiB: the ceiling on the memory gRPC accounts "
+          "for calls and transport buffers (under pressure it shrinks "
+          "flow-control windows); 0: unlimited");
+ABSL_FLAG(bool, explain_undecodable_requests, true,
+          "answer requests that are not the method's protobuf with "
+          "INVALID_ARGUMENT and a log line (off: gRPC's bare UNIMPLEMENTED, "
+          "and ~13% less server CPU per cached call)");
+ABSL_FLAG(bool, accept_compressed_requests, false,
+          "accept gzip/deflate-compressed requests (off: they are refused "
+          "before being inflated)");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain: serve TLS (needs --tls_key_file)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for --tls_cert_file");
@@ -119,7 +145,7 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::string> token = ServerToken();
   if (token.ok() && !token->empty() &&
-      !uploadwatch::ResolveCredentials("", *token).ok()) {
+      !uploadwatch::ResolveCredentials(std::nullopt, *token).ok()) {
     token = absl::InvalidArgumentError(
         "the server's Metrica OAuth token (METRIKA_OAUTH_TOKEN or "
         "--oauth_token_file) has characters a token cannot have");
@@ -164,9 +190,25 @@ int main(int argc, char** argv) {
   config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.metrics_options.max_series_per_family =
+      std::max(1, absl::GetFlag(FLAGS_metrics_max_series));
   config.watch_limits.max_per_connection =
       absl::GetFlag(FLAGS_max_watches_per_connection);
   config.watch_limits.max_lifetime = absl::GetFlag(FLAGS_max_watch_lifetime);
+  config.transport.max_streams_per_connection =
+      absl::GetFlag(FLAGS_max_streams_per_connection);
+  if (config.transport.max_streams_per_connection < 0) {
+    config.transport.max_streams_per_connection =
+        config.watch_limits.max_per_connection > 0
+            ? config.watch_limits.max_per_connection + 100
+            : 0;
+  }
+  config.transport.memory_quota_bytes =
+      absl::GetFlag(FLAGS_grpc_memory_quota_mb) << 20;
+  config.transport.accept_compressed_requests =
+      absl::GetFlag(FLAGS_accept_compressed_requests);
+  config.explain_undecodable_requests =
+      absl::GetFlag(FLAGS_explain_undecodable_requests);
   for (auto [flag, path, out] :
        {std::make_tuple("tls_cert_file", absl::GetFlag(FLAGS_tls_cert_file),
                         &config.tls_cert_pem),
@@ -211,9 +253,20 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   sigwait(&signals, &signal);
-  std::fprintf(stderr, "uploading_server: %s, shutting down (grace %s)\n",
+  const absl::Duration drain = absl::GetFlag(FLAGS_drain_period);
+  std::fprintf(stderr,
+               "uploading_server: %s, draining for %s (health NOT_SERVING, "
+               "still serving), then shutting down (grace %s)\n",
                signal == SIGINT ? "SIGINT" : "SIGTERM",
+               absl::FormatDuration(drain).c_str(),
                absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace)).c_str());
+  (*server)->StartDraining();
+  if (drain > absl::ZeroDuration()) {
+    const timespec wait = absl::ToTimespec(drain);
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+      std::fprintf(stderr, "uploading_server: second signal, drain cut short\n");
+    }
+  }
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   std::fprintf(stderr, "uploading_server: stopped\n");
   return 0;

@@ -9,6 +9,7 @@ UPLOADWATCH_APT_PACKAGES=(
   openssl
   tinyproxy-bin
   python3 python3-grpcio python3-protobuf
+  python3-h2
   nodejs npm
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
   golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc

@@ -41,8 +41,10 @@ uploadwatch_start_stack() {
     upstream_flag=(--upstream_url="$UPLOADWATCH_SIM_URL")
     token_env=(METRIKA_OAUTH_TOKEN="$UPLOADWATCH_DEMO_TOKEN")
   fi
+  # A local stack has no load balancer to drain (--drain_period); flags the
+  # caller passes come later and win.
   env "${token_env[@]}" "$UPLOADWATCH_BIN/service/uploading_server" --listen="$listen" \
-    --poll_interval="$poll" "${upstream_flag[@]}" "$@" \
+    --poll_interval="$poll" --drain_period=0s "${upstream_flag[@]}" "$@" \
     >"$UPLOADWATCH_STACK_LOGS/server.log" 2>&1 &
   UPLOADWATCH_SERVER_PID=$!
   local port

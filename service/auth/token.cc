@@ -33,10 +33,10 @@ bool IsTokenText(absl::string_view t) {
 Credentials::Credentials(std::string token)
     : token_(std::move(token)), fingerprint_(Fingerprint(token_)) {}
 
-absl::StatusOr<Credentials> ResolveCredentials(absl::string_view authorization,
-                                               absl::string_view default_token) {
-  absl::string_view header = absl::StripAsciiWhitespace(authorization);
-  if (header.empty()) {
+absl::StatusOr<Credentials> ResolveCredentials(
+    std::optional<absl::string_view> authorization,
+    absl::string_view default_token) {
+  if (!authorization.has_value()) {
     if (default_token.empty()) {
       return absl::UnauthenticatedError(
           "no Metrica OAuth token: send call metadata "
@@ -47,6 +47,12 @@ absl::StatusOr<Credentials> ResolveCredentials(absl::string_view authorization,
       return absl::UnauthenticatedError("the server's Metrica OAuth token is malformed");
     }
     return Credentials(std::string(default_token));
+  }
+  absl::string_view header = absl::StripAsciiWhitespace(*authorization);
+  if (header.empty()) {
+    return absl::UnauthenticatedError(
+        "empty authorization metadata: send 'authorization: OAuth <token>', "
+        "or no authorization at all to use the server's token");
   }
   const size_t space = header.find(' ');
   absl::string_view scheme = header.substr(0, space);

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_AUTH_TOKEN_H_
 #define UPLOADWATCH_SERVICE_AUTH_TOKEN_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,11 +28,14 @@ class Credentials {
 
 // Picks the token for a call: the call's own `authorization` metadata
 // (`OAuth <t>` or `Bearer <t>`, scheme case-insensitive) wins over the server's
-// `default_token`. `authorization` is empty when the call sent none.
-// UNAUTHENTICATED, with a message that says what to send, when there is no
-// token at all or the header is malformed. The message never echoes the header.
-absl::StatusOr<Credentials> ResolveCredentials(absl::string_view authorization,
-                                               absl::string_view default_token);
+// `default_token`. `authorization` is nullopt when the call sent none; a
+// header that is sent but empty is malformed like "OAuth " (never a silent
+// fallback to the server's token). UNAUTHENTICATED, with a message that says
+// what to send, when there is no token at all or the header is malformed. The
+// message never echoes the header.
+absl::StatusOr<Credentials> ResolveCredentials(
+    std::optional<absl::string_view> authorization,
+    absl::string_view default_token);
 
 }  // namespace uploadwatch
 

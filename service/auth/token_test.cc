@@ -22,21 +22,30 @@ TEST(ResolveCredentials, BearerAndAnyCaseSchemeAreAccepted) {
 }
 
 TEST(ResolveCredentials, ServerTokenIsTheFallback) {
-  EXPECT_EQ(ResolveCredentials("", "server-token")->token(), "server-token");
+  EXPECT_EQ(ResolveCredentials(std::nullopt, "server-token")->token(), "server-token");
 }
 
 TEST(ResolveCredentials, AMalformedServerTokenIsRefusedToo) {
-  auto c = ResolveCredentials("", "server token");  // found by fuzzing
+  auto c = ResolveCredentials(std::nullopt, "server token");  // found by fuzzing
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(c.status().message(), Not(HasSubstr("server token")));
 }
 
 TEST(ResolveCredentials, NoTokenAnywhereIsUnauthenticated) {
-  auto c = ResolveCredentials("", "");
+  auto c = ResolveCredentials(std::nullopt, "");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(c.status().message(), HasSubstr("authorization: OAuth <token>"));
+}
+
+TEST(ResolveCredentials, AnEmptyHeaderIsRefusedNotTheServerToken) {
+  for (const char* header : {"", "   "}) {
+    auto c = ResolveCredentials(header, "server-token");
+    ASSERT_FALSE(c.ok()) << "'" << header << "'";
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(c.status().message(), HasSubstr("empty authorization"));
+  }
 }
 
 TEST(ResolveCredentials, MalformedHeadersAreRejectedWithoutEchoingThem) {

@@ -51,10 +51,11 @@ absl::Status ValidateList(const v1::ListUploadingsRequest& request) {
   return absl::OkStatus();
 }
 
-std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
+std::optional<std::string> AuthorizationOf(
+    const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return "";
+  if (it == metadata.end()) return std::nullopt;
   return std::string(it->second.data(), it->second.size());
 }
 

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_GRPC_UPLOADING_SERVICE_IMPL_H_
 #define UPLOADWATCH_SERVICE_GRPC_UPLOADING_SERVICE_IMPL_H_
 
+#include <optional>
 #include <string>
 
 #include "grpcpp/grpcpp.h"
@@ -47,8 +48,9 @@ absl::Status ValidateIds(int32_t counter_id, int64_t uploading_id);
 absl::Status ValidateList(
     const metrika::offline_conversions::v1::ListUploadingsRequest& request);
 
-// The `authorization` metadata of a call ("" when absent).
-std::string AuthorizationOf(const grpc::CallbackServerContext& context);
+// The `authorization` metadata of a call (nullopt when absent).
+std::optional<std::string> AuthorizationOf(
+    const grpc::CallbackServerContext& context);
 
 }  // namespace uploadwatch
 

@@ -48,18 +48,30 @@ std::string LabelText(const std::vector<std::string>& names,
   return out.empty() ? "" : absl::StrCat("{", out, "}");
 }
 
+// Where a sample for `labels` goes in `series`: its own entry, or the
+// overflow entry once `max` label sets exist.
+template <typename Map>
+typename Map::mapped_type& Bounded(Map& series, const Metrics::Labels& labels,
+                                   size_t max) {
+  auto it = series.find(labels);
+  if (it != series.end()) return it->second;
+  Metrics::Labels other(labels.size(), "other");
+  const size_t own = series.size() - series.count(other);
+  return series[own < max ? labels : other];
+}
+
 }  // namespace
 
 void Metrics::Counter::Inc(const Labels& labels, double by) {
   absl::MutexLock lock(&mu_);
-  values_[labels] += by;
+  Bounded(values_, labels, max_series_) += by;
 }
 
 void Metrics::Histogram::Observe(const Labels& labels, double value) {
   const size_t bucket =
       std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
   absl::MutexLock lock(&mu_);
-  Series& s = series_[labels];
+  Series& s = Bounded(series_, labels, max_series_);
   if (s.buckets.empty()) s.buckets.assign(bounds_.size() + 1, 0);
   s.buckets[bucket] += 1;  // the last slot is +Inf
   s.sum += value;
@@ -73,7 +85,7 @@ Metrics::Counter* Metrics::AddCounter(std::string name, std::string help,
   family->help = std::move(help);
   family->type = "counter";
   family->label_names = std::move(label_names);
-  family->counter = std::make_unique<Counter>();
+  family->counter.reset(new Counter(options_.max_series_per_family));
   Counter* out = family->counter.get();
   absl::MutexLock lock(&mu_);
   families_.push_back(std::move(family));
@@ -89,7 +101,8 @@ Metrics::Histogram* Metrics::AddHistogram(std::string name, std::string help,
   family->help = std::move(help);
   family->type = "histogram";
   family->label_names = std::move(label_names);
-  family->histogram.reset(new Histogram(std::move(bounds)));
+  family->histogram.reset(
+      new Histogram(std::move(bounds), options_.max_series_per_family));
   Histogram* out = family->histogram.get();
   absl::MutexLock lock(&mu_);
   families_.push_back(std::move(family));
@@ -145,7 +158,15 @@ std::string Metrics::Render() const {
                         "\n");
       }
     } else if (f->gauge) {
-      for (const auto& [labels, value] : f->gauge()) {
+      std::vector<std::pair<Labels, double>> samples = f->gauge();
+      const size_t max = options_.max_series_per_family;
+      if (samples.size() > max) {
+        double rest = 0;
+        for (size_t i = max; i < samples.size(); ++i) rest += samples[i].second;
+        samples.resize(max);
+        samples.emplace_back(Labels(f->label_names.size(), "other"), rest);
+      }
+      for (const auto& [labels, value] : samples) {
         absl::StrAppend(&out, f->name, LabelText(f->label_names, labels), " ",
                         Number(value), "\n");
       }

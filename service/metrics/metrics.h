@@ -18,10 +18,18 @@ namespace uploadwatch {
 // Prometheus client, and the format is small and stable.
 //
 // Label values are the caller's responsibility: never put a token in one
-// (use its fingerprint). Thread-safe.
+// (use its fingerprint). Whatever values clients cause, each family keeps at
+// most Options::max_series_per_family label sets; samples for further ones
+// are added up in one overflow series whose every label is "other", so
+// /metrics stays bounded and totals stay right. Thread-safe.
 class Metrics {
  public:
   using Labels = std::vector<std::string>;  // values, in label_names order
+
+  struct Options {
+    // Distinct label sets per family, the overflow series not counted.
+    size_t max_series_per_family = 200;
+  };
 
   class Counter {
    public:
@@ -29,6 +37,8 @@ class Metrics {
 
    private:
     friend class Metrics;
+    explicit Counter(size_t max_series) : max_series_(max_series) {}
+    const size_t max_series_;
     absl::Mutex mu_;
     std::map<Labels, double> values_ ABSL_GUARDED_BY(mu_);
   };
@@ -47,16 +57,20 @@ class Metrics {
       double sum = 0;
       uint64_t count = 0;
     };
-    explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {}
+    Histogram(std::vector<double> bounds, size_t max_series)
+        : bounds_(std::move(bounds)), max_series_(max_series) {}
     const std::vector<double> bounds_;
+    const size_t max_series_;
     absl::Mutex mu_;
     std::map<Labels, Series> series_ ABSL_GUARDED_BY(mu_);
   };
 
-  // Returns the current samples of a gauge family.
+  // Returns the current samples of a gauge family. Beyond the series cap, the
+  // samples after the first max_series_per_family are summed into "other".
   using GaugeReader = std::function<std::vector<std::pair<Labels, double>>()>;
 
-  Metrics() = default;
+  Metrics() : Metrics(Options()) {}
+  explicit Metrics(Options options) : options_(options) {}
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
@@ -83,6 +97,7 @@ class Metrics {
     std::unique_ptr<Histogram> histogram;
     GaugeReader gauge;
   };
+  const Options options_;
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Family>> families_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,5 +1,6 @@
 #include "service/metrics/metrics.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -7,6 +8,7 @@ namespace uploadwatch {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(Metrics, CountersRenderWithLabelsAndEscaping) {
   Metrics m;
@@ -44,6 +46,41 @@ TEST(Metrics, GaugesAreReadAtRenderTime) {
   EXPECT_THAT(m.Render(), HasSubstr("open_watches 1\n"));
   value = 42;
   EXPECT_THAT(m.Render(), HasSubstr("open_watches 42\n"));
+}
+
+TEST(Metrics, CounterLabelSetsAreCappedWithAnOtherSeries) {
+  Metrics m(Metrics::Options{.max_series_per_family = 3});
+  auto* c = m.AddCounter("calls_total", "Calls.", {"token", "code"});
+  for (int i = 0; i < 100; ++i) c->Inc({absl::StrCat("t", i), "OK"});
+  c->Inc({"t0", "OK"}, 5);  // a kept series still counts on its own
+  const std::string text = m.Render();
+  EXPECT_THAT(text, HasSubstr("calls_total{token=\"t0\",code=\"OK\"} 6\n"));
+  EXPECT_THAT(text, HasSubstr("calls_total{token=\"t2\",code=\"OK\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("t3")));
+  EXPECT_THAT(text, HasSubstr("calls_total{token=\"other\",code=\"other\"} 97\n"));
+}
+
+TEST(Metrics, HistogramLabelSetsAreCappedWithAnOtherSeries) {
+  Metrics m(Metrics::Options{.max_series_per_family = 2});
+  auto* h = m.AddHistogram("lat_seconds", "Latency.", {"m"}, {1});
+  for (int i = 0; i < 50; ++i) h->Observe({absl::StrCat("m", i)}, 0.5);
+  const std::string text = m.Render();
+  EXPECT_THAT(text, HasSubstr("lat_seconds_count{m=\"m1\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("m=\"m2\"")));
+  EXPECT_THAT(text, HasSubstr("lat_seconds_count{m=\"other\"} 48\n"));
+}
+
+TEST(Metrics, GaugeSamplesBeyondTheCapAreSummedIntoOther) {
+  Metrics m(Metrics::Options{.max_series_per_family = 2});
+  m.AddGauge("used", "Used.", {"token"}, [] {
+    std::vector<std::pair<Metrics::Labels, double>> out;
+    for (int i = 0; i < 10; ++i) out.push_back({{absl::StrCat("t", i)}, 1});
+    return out;
+  });
+  const std::string text = m.Render();
+  EXPECT_THAT(text, HasSubstr("used{token=\"t1\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("t2")));
+  EXPECT_THAT(text, HasSubstr("used{token=\"other\"} 8\n"));
 }
 
 }  // namespace

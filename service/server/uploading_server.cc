@@ -3,13 +3,14 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "service/grpc/decode_error_interceptor.h"
 
 namespace uploadwatch {
 
 absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     ServerConfig config, std::unique_ptr<MetricaClient> upstream) {
   std::unique_ptr<UploadingServer> s(new UploadingServer());
-  s->metrics_ = std::make_unique<Metrics>();
+  s->metrics_ = std::make_unique<Metrics>(config.metrics_options);
   s->log_ = std::make_unique<RpcLog>(config.log_sink, s->metrics_.get());
   config.hub.metrics = s->metrics_.get();
   s->scheduler_ = std::make_unique<ThreadScheduler>();
@@ -47,6 +48,15 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   builder.AddListeningPort(config.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  ApplyTransportLimits(config.transport, builder);
+  if (config.explain_undecodable_requests) {
+    std::vector<std::unique_ptr<
+        grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(std::make_unique<DecodeErrorInterceptorFactory>(
+        s->log_.get(), config.clock));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   // Watches idle for hours: ping to keep proxies from dropping them and to
   // notice dead clients; let clients ping us as often as every 10 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 120 * 1000);
@@ -72,6 +82,12 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     s->metrics_http_ = *std::move(http);
   }
   return s;
+}
+
+void UploadingServer::StartDraining() {
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
 }
 
 void UploadingServer::Shutdown(absl::Duration grace) {
