@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "service/common/status_details.h"
 #include "service/testing/fake_metrica_client.h"
@@ -560,6 +561,44 @@ TEST_F(UploadingHubTest, UpstreamParallelismStaysAtOneFlightPerKey) {
   }
   EXPECT_EQ(client_.max_in_flight(), 3);
   EXPECT_EQ(client_.count("get"), 9);
+}
+
+// Blocks inside OnState until released (the contract says a subscriber must
+// not block; this one does, to show what it would hold up).
+class StuckWatcher : public Subscriber {
+ public:
+  void OnState(const UploadingState&) override {
+    entered.Notify();
+    release.WaitForNotification();
+  }
+  void OnError(const absl::Status&) override {}
+  absl::Notification entered, release;
+};
+
+TEST_F(UploadingHubTest, AStuckWatcherHoldsUpNeitherGetsNorOtherWatchers) {
+  ThreadPoolExecutor pool(2);  // deliveries on threads of their own
+  Put(1, v1::Uploading::MATCHED);
+  Put(2, v1::Uploading::PROCESSED);
+  hub_ = std::make_unique<UploadingHub>(&client_, &time_, &pool, &time_,
+                                        options_);
+  ASSERT_TRUE(GetNow(2).ok());
+  StuckWatcher stuck;
+  Watcher other;
+  ASSERT_TRUE(hub_->Subscribe(credentials_, kCounter, 1, &stuck).ok());
+  Subscribe(other, 1);
+  time_.RunPending();  // the first state is fetched and posted
+  ASSERT_TRUE(stuck.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The answer thread is free: a Get (cached) and a poll go on.
+  ASSERT_TRUE(GetNow(2).ok());
+  time_.Advance(absl::Seconds(30));
+  EXPECT_EQ(client_.count("get"), 3);
+  // Another watcher leaves without waiting for the stuck delivery.
+  other.hub = nullptr;
+  hub_->Unsubscribe(&other);
+  stuck.release.Notify();
+  hub_->Unsubscribe(&stuck);
+  hub_->Shutdown(absl::UnavailableError("test over"));
+  hub_.reset();  // before `pool` goes
 }
 
 }  // namespace
