@@ -112,14 +112,8 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
                                      Subscriber* subscriber) {
   const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
   const WatchTarget target = WatchTarget::Uploading(key);
-  // Reachable before the registry knows it, so that no delivery misses it.
-  fan_out_.Add(subscriber);
-  absl::StatusOr<WatchRegistry::Added> added =
-      registry_.Add(target, subscriber);
-  if (!added.ok()) {
-    fan_out_.Remove(subscriber);
-    return added.status();
-  }
+  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
+  if (!added.ok()) return added.status();
   if (!added->new_target) {
     // Join: the current state first, then changes with everyone else.
     if (added->has_state) {
@@ -145,6 +139,30 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
   } else {
     poller_.Watch(target, credentials.token(), /*needs_first_state=*/false);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WatchRegistry::Added> UploadingHub::Register(
+    const WatchTarget& target, Subscriber* subscriber) {
+  // Reachable before the registry knows it, so that no delivery misses it.
+  fan_out_.Add(subscriber);
+  absl::StatusOr<WatchRegistry::Added> added =
+      registry_.Add(target, subscriber);
+  if (!added.ok()) fan_out_.Remove(subscriber);
+  return added;
+}
+
+absl::Status UploadingHub::SubscribeCounter(const Credentials& credentials,
+                                            int32_t counter_id,
+                                            v1::Uploading::Type type,
+                                            Subscriber* subscriber) {
+  const WatchTarget target = WatchTarget::Counter(
+      GroupKey{credentials.fingerprint(), counter_id}, type);
+  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
+  if (!added.ok()) return added.status();
+  // Every subscriber, the first or a later one, is shown the counter by the
+  // next round: it starts now (or right after the one under way).
+  poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
   return absl::OkStatus();
 }
 

@@ -102,6 +102,13 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // down.
   absl::Status Subscribe(const Credentials& credentials, int32_t counter_id,
                          int64_t uploading_id, Subscriber* subscriber);
+  // Starts delivering every uploading of the counter and `type` the polls
+  // observe (the groundwork of issue 11's WatchUploadings): a poll round
+  // starts at once, and every round lists the type to its last page. A
+  // terminal uploading does not end it; errors as for Subscribe.
+  absl::Status SubscribeCounter(const Credentials& credentials,
+                                int32_t counter_id, v1::Uploading::Type type,
+                                Subscriber* subscriber);
   // Idempotent. Once it returns, `subscriber` is never called again; it
   // waits only for a delivery to that subscriber in progress.
   void Unsubscribe(Subscriber* subscriber);
@@ -124,6 +131,10 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   void PollFailed(const GroupKey& group, int64_t uploading_id,
                   const absl::Status& status) override;
   void End(const WatchRegistry::Ended& ended, const absl::Status& status);
+  // Registers `subscriber` (reachable by the fan-out first); the status of
+  // WatchRegistry::Add.
+  absl::StatusOr<WatchRegistry::Added> Register(const WatchTarget& target,
+                                                Subscriber* subscriber);
   void OnSweepTimer();
   void RegisterGauges(Metrics* metrics);
 

@@ -2,6 +2,7 @@
 // figure is exact, no test sleeps, none opens a socket.
 #include "service/core/uploading_hub.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -561,6 +562,53 @@ TEST_F(UploadingHubTest, UpstreamParallelismStaysAtOneFlightPerKey) {
   }
   EXPECT_EQ(client_.max_in_flight(), 3);
   EXPECT_EQ(client_.count("get"), 9);
+}
+
+TEST_F(UploadingHubTest, ACounterWatchSeesEveryUploadingOfItsTypeAndSharesPolls) {
+  for (int id = 1; id <= 3; ++id) Put(id, v1::Uploading::MATCHED);
+  v1::Uploading call = Make(9, v1::Uploading::MATCHED);
+  call.set_type(v1::Uploading::CALLS);
+  client_.SetUploading(kCounter, call);
+  Start();
+  Watcher counter, one;
+  counter.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::TYPE_UNSPECIFIED, &counter)
+                  .ok());
+  time_.RunPending();
+  std::vector<int64_t> ids;
+  for (const auto& s : counter.states()) ids.push_back(s.uploading.id());
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 3}));  // not the CALLS one
+  Subscribe(one, 2);  // an uploading watch of the same counter
+  time_.RunPending();
+  EXPECT_EQ(one.states().size(), 1u);
+  client_.ClearLog();
+  Put(4, v1::Uploading::UPLOADED);     // a new upload
+  Put(2, v1::Uploading::PROCESSED);    // a change, terminal
+  time_.Advance(absl::Seconds(30));
+  // One List served both watches; each was shown what it had not seen.
+  EXPECT_EQ(client_.count("list"), 1);
+  EXPECT_EQ(client_.count("get"), 0);
+  ASSERT_EQ(counter.states().size(), 5u);
+  EXPECT_EQ(one.statuses().back(), v1::Uploading::PROCESSED);
+  // The uploading watch ended with the terminal state; the counter watch and
+  // its group go on, and so do the polls.
+  EXPECT_EQ(hub_->stats().groups, 1u);
+  Put(1, v1::Uploading::LINKAGE_FAILURE);
+  time_.Advance(absl::Seconds(30));
+  EXPECT_EQ(counter.states().size(), 6u);
+  EXPECT_EQ(counter.states().back().uploading.id(), 1);
+  EXPECT_FALSE(counter.error().has_value());
+  // A later subscriber of the counter is shown all of it by the next round.
+  Watcher late;
+  late.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::BASIC, &late)
+                  .ok());
+  time_.RunPending();
+  EXPECT_EQ(late.states().size(), 4u);
+  EXPECT_EQ(counter.states().size(), 6u);  // nothing twice
 }
 
 // Blocks inside OnState until released (the contract says a subscriber must

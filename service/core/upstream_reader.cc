@@ -252,7 +252,8 @@ void UpstreamReader::Shutdown(const absl::Status& reason) {
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
-    shut_down_ = reason;
+    // Calls made from now on; those waiting get `reason`.
+    shut_down_ = absl::UnavailableError("server is shutting down");
     gets = gets_.TakeAll();
     lists = lists_.TakeAll();
   }

@@ -99,7 +99,7 @@ class UpstreamReader {
   void Leave(const ListFlights::Ticket& ticket);
 
   // Fails every waiter with `reason`, cancels every call, and fails calls
-  // made afterwards with it.
+  // made afterwards with UNAVAILABLE.
   void Shutdown(const absl::Status& reason);
   void SweepListCache(absl::Time now);
   size_t flights() const;

@@ -84,10 +84,8 @@ WatchRegistry::Match WatchRegistry::Observed(const UploadingKey& key,
   const WatchTarget counter =
       WatchTarget::Counter(GroupOf(key), TypeOf(state.uploading));
   if (auto t = targets_.find(counter); t != targets_.end()) {
-    if (t->second.seen.insert(key.uploading_id).second || changed) {
-      out.to.insert(out.to.end(), t->second.subscribers.begin(),
-                    t->second.subscribers.end());
-    }
+    out.to.insert(out.to.end(), t->second.subscribers.begin(),
+                  t->second.subscribers.end());
   }
   return out;
 }

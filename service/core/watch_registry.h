@@ -64,9 +64,10 @@ class WatchRegistry {
   std::optional<Removed> Remove(Subscriber* subscriber);
 
   // `state` of `key` was recorded, `changed` or not. An uploading target is
-  // shown a change, or its first state; a counter target of the uploading's
-  // type a change, or an uploading it has not been shown. A terminal state
-  // ends the uploading target.
+  // shown a change, or its first state; a terminal state ends it. A counter
+  // target of the uploading's type is shown every observation (its
+  // subscribers joined at different times; the FanOut drops what a
+  // subscriber has already been shown).
   Match Observed(const UploadingKey& key, const UploadingState& state,
                  bool changed);
   // The target's subscribers were shown a state (a fresh one, on Subscribe).
@@ -92,8 +93,7 @@ class WatchRegistry {
  private:
   struct Target {
     absl::flat_hash_set<Subscriber*> subscribers;
-    bool shown = false;                  // uploading targets
-    absl::flat_hash_set<int64_t> seen;   // counter targets: uploadings shown
+    bool shown = false;  // uploading targets
   };
   // Removes the target and its subscribers; adds them to `out`.
   void EndLocked(const WatchTarget& target, Ended& out)

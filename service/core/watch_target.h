@@ -32,8 +32,8 @@ inline GroupKey GroupOf(const UploadingKey& key) {
 
 // What a watch follows: one uploading, or every uploading of a counter and
 // type (the counter-wide watch of issue 11). A counter target receives every
-// observed uploading of (token, counter, type), changed or not new, and is
-// not ended by an uploading turning terminal.
+// observed uploading of (token, counter, type) and is not ended by an
+// uploading turning terminal.
 struct WatchTarget {
   GroupKey group;
   int64_t uploading_id = 0;  // 0: the whole counter
