@@ -24,7 +24,12 @@ void FanOut::Remove(Subscriber* subscriber) {
   Mailbox* box = it->second.get();
   box->closed = true;
   box->items.clear();
-  if (box->delivering && box->delivering_on != std::this_thread::get_id()) {
+  if (box->delivering && box->delivering_on == std::this_thread::get_id()) {
+    // From inside its own delivery: the drain erases it once the call returns.
+    box->removed = true;
+    return;
+  }
+  if (box->delivering) {
     mu_.Await(absl::Condition(
         +[](Mailbox* b) { return !b->delivering; }, box));
   }
@@ -98,10 +103,12 @@ void FanOut::Drain(const std::vector<Subscriber*>& batch) {
       }
       mu_.Lock();
       box->delivering = false;
+      if (box->removed) break;
       // Remove() may be waiting to erase the box: touch it no more if so.
       if (box->closed && box->items.empty()) break;
     }
     box->scheduled = false;
+    if (box->removed) boxes_.erase(s);
   }
 }
 

@@ -52,6 +52,7 @@ class FanOut {
     bool delivering = false;  // a call is in progress
     std::thread::id delivering_on;
     bool closed = false;  // an error was posted: nothing after it
+    bool removed = false;  // Remove() came from inside its own delivery
     absl::flat_hash_map<int64_t, int64_t> delivered;  // uploading -> version
   };
 

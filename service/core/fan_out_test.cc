@@ -94,6 +94,33 @@ TEST(FanOut, NothingReachesASubscriberRemovedOrNeverAdded) {
   EXPECT_EQ(fan_out.size(), 0u);
 }
 
+// Leaves from inside its own delivery.
+class Leaver : public Subscriber {
+ public:
+  explicit Leaver(FanOut* fan_out) : fan_out_(fan_out) {}
+  void OnState(const UploadingState&) override {
+    ++calls;
+    fan_out_->Remove(this);
+  }
+  void OnError(const absl::Status&) override { ++calls; }
+  int calls = 0;
+
+ private:
+  FanOut* fan_out_;
+};
+
+TEST(FanOut, ASubscriberMayLeaveFromItsOwnDelivery) {
+  SimulatedTime time;
+  FanOut fan_out(&time);
+  Leaver leaver(&fan_out);
+  fan_out.Add(&leaver);
+  fan_out.Post({&leaver}, State(1, 1));
+  fan_out.Post({&leaver}, State(1, 2));
+  time.RunPending();
+  EXPECT_EQ(leaver.calls, 1);
+  EXPECT_EQ(fan_out.size(), 0u);
+}
+
 // Blocks in OnState until released.
 class Blocker : public Subscriber {
  public:
