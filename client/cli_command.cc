@@ -17,30 +17,40 @@ namespace uploadwatch {
 namespace v1 = ::metrika::offline_conversions::v1;
 
 const absl::string_view kUsage =
-    R"(usage: uploadwatch [--server=HOST:PORT] [--json] [--timeout=DURATION] COMMAND
-  get COUNTER ID | watch COUNTER ID |
+    R"(usage: uploadwatch [--server=HOST:PORT] [TLS flags] [--json] [--timeout=DURATION] COMMAND
+  get COUNTER ID | watch COUNTER ID | watch COUNTER [--type=T] |
   list COUNTER [--limit=N] [--offset=N] [--type=BASIC|CALLS|CHATS]
 `uploadwatch --help` tells more.
 )";
 
 const absl::string_view kHelp =
-    R"(usage: uploadwatch [--server=HOST:PORT] [--json] [--timeout=DURATION] COMMAND
+    R"(usage: uploadwatch [flags] COMMAND
 commands:
   get COUNTER ID     the current state of one uploading
   watch COUNTER ID   follow an uploading until it is processed or fails
+  watch COUNTER [--type=BASIC|CALLS|CHATS]
+                     follow every uploading of a counter, live, until stopped:
+                     on a terminal a table that redraws, else one line per
+                     event; resumes by itself when the server ends the stream
   list COUNTER [--limit=N] [--offset=N] [--type=BASIC|CALLS|CHATS]
                      a counter's uploadings, newest first
 flags:
   --server=HOST:PORT the uploadwatch server (default localhost:50051)
-  --json             print JSON: get the uploading, list {"uploadings":[...]},
-                     watch one object per message
+  --tls              connect with TLS, trusting the system's CAs
+  --ca_file=PEM      trust these CAs for the server's certificate (implies --tls)
+  --cert_file=PEM --key_file=PEM
+                     a client certificate and its key, for a server that
+                     requires them (mutual TLS; implies --tls)
+  --json             print JSON as the API does: get {"uploading":{...}}, list
+                     {"uploadings":[...]}, watch one response per line
   --timeout=DURATION deadline of the call, e.g. 10s, 2m (default: 30s for
                      get and list, none for watch)
 environment:
   METRIKA_OAUTH_TOKEN  Metrica OAuth token, sent as "authorization: OAuth ..."
                        (unset: the server uses its own)
 exit status: 0 OK; 1-16 the gRPC code of the failed call (5 NOT_FOUND,
-  7 PERMISSION_DENIED, 14 UNAVAILABLE, 16 UNAUTHENTICATED, ...); 64 bad usage
+  7 PERMISSION_DENIED, 14 UNAVAILABLE, 16 UNAUTHENTICATED, ...; 3 or 5 for a
+  TLS file that cannot be used); 64 bad usage
 )";
 
 namespace {
@@ -86,6 +96,10 @@ absl::StatusOr<CliCommand> ParseCliCommand(const std::vector<std::string>& args)
   std::optional<std::string> type;
   const Flag flags[] = {
       {"server", false, Into(&command.server)},
+      {"tls", true, Into(&command.security.tls)},
+      {"ca_file", false, Into(&command.security.ca_file)},
+      {"cert_file", false, Into(&command.security.cert_file)},
+      {"key_file", false, Into(&command.security.key_file)},
       {"json", true, Into(&command.json)},
       {"timeout", false, Into(&timeout)},
       {"limit", false, Into(&limit)},
@@ -144,8 +158,10 @@ absl::StatusOr<CliCommand> ParseCliCommand(const std::vector<std::string>& args)
     command.verb = CliCommand::Verb::kGet;
     arity = 2;
   } else if (verb == "watch") {
-    command.verb = CliCommand::Verb::kWatch;
-    arity = 2;
+    // watch COUNTER ID follows one uploading, watch COUNTER the counter.
+    const bool one = positional.size() != 2;
+    command.verb = one ? CliCommand::Verb::kWatch : CliCommand::Verb::kWatchCounter;
+    arity = one ? 2 : 1;
   } else if (verb == "list") {
     command.verb = CliCommand::Verb::kList;
     arity = 1;
@@ -154,7 +170,9 @@ absl::StatusOr<CliCommand> ParseCliCommand(const std::vector<std::string>& args)
   }
   if (positional.size() != arity + 1) {
     return UsageError(absl::StrCat(verb, " takes ",
-                                   arity == 2 ? "COUNTER ID" : "COUNTER",
+                                   verb == "watch" ? "COUNTER [ID]"
+                                   : arity == 2    ? "COUNTER ID"
+                                                   : "COUNTER",
                                    ", got ", positional.size() - 1,
                                    " argument(s)"));
   }
@@ -171,14 +189,38 @@ absl::StatusOr<CliCommand> ParseCliCommand(const std::vector<std::string>& args)
     return UsageError("--timeout must be positive");
   }
   command.timeout = timeout;
+  if (command.security.cert_file.empty() != command.security.key_file.empty()) {
+    return UsageError("--cert_file and --key_file go together");
+  }
 
+  std::optional<v1::Uploading::Type> parsed_type;
+  if (type) {
+    v1::Uploading::Type parsed;
+    if (!v1::Uploading::Type_Parse(absl::AsciiStrToUpper(*type), &parsed) ||
+        parsed == v1::Uploading::TYPE_UNSPECIFIED) {
+      return UsageError(absl::StrCat("--type must be BASIC, CALLS or CHATS, got \"",
+                                     *type, "\""));
+    }
+    parsed_type = parsed;
+  }
+  if (command.verb == CliCommand::Verb::kWatchCounter) {
+    if (limit || offset) {
+      return UsageError("--limit and --offset apply to list only");
+    }
+    command.counter_watch.set_counter_id(command.counter_id);
+    if (parsed_type) command.counter_watch.set_type(*parsed_type);
+    return command;
+  }
   if (command.verb != CliCommand::Verb::kList) {
     if (limit || offset || type) {
-      return UsageError("--limit, --offset and --type apply to list only");
+      return UsageError(
+          "--limit, --offset and --type apply to list (and --type to watch "
+          "COUNTER) only");
     }
     return command;
   }
   command.list.set_counter_id(command.counter_id);
+  if (parsed_type) command.list.set_type(*parsed_type);
   if (limit) {
     if (*limit < 1 || *limit > kMaxLimit) {
       return UsageError(absl::StrCat("--limit must be 1..", kMaxLimit));
@@ -188,15 +230,6 @@ absl::StatusOr<CliCommand> ParseCliCommand(const std::vector<std::string>& args)
   if (offset) {
     if (*offset < 0) return UsageError("--offset must be 0 or more");
     command.list.set_offset(*offset);
-  }
-  if (type) {
-    v1::Uploading::Type parsed;
-    if (!v1::Uploading::Type_Parse(absl::AsciiStrToUpper(*type), &parsed) ||
-        parsed == v1::Uploading::TYPE_UNSPECIFIED) {
-      return UsageError(absl::StrCat("--type must be BASIC, CALLS or CHATS, got \"",
-                                     *type, "\""));
-    }
-    command.list.set_type(parsed);
   }
   return command;
 }
@@ -221,8 +254,13 @@ int RunCliCommand(const CliCommand& command, const UploadingClient& client,
           client.GetUploading(command.counter_id, command.uploading_id);
       status = uploading.status();
       if (!status.ok()) break;
-      out << (command.json ? UploadingToJson(*uploading) + "\n"
-                           : FormatUploading(*uploading));
+      if (command.json) {
+        v1::GetUploadingResponse response;  // Metrica's envelope, as list's
+        *response.mutable_uploading() = *std::move(uploading);
+        out << GetUploadingResponseToJson(response) << "\n";
+      } else {
+        out << FormatUploading(*uploading);
+      }
       break;
     }
     case CliCommand::Verb::kList: {
@@ -247,6 +285,21 @@ int RunCliCommand(const CliCommand& command, const UploadingClient& client,
             out << (command.json ? WatchResponseToJsonLine(message)
                                  : timeline.Line(message, absl::Now()))
                 << std::endl;  // live: one flush per message
+          });
+      break;
+    }
+    case CliCommand::Verb::kWatchCounter: {
+      CounterWatchPrinter printer(
+          command.json               ? CounterWatchPrinter::Mode::kJson
+          : command.terminal_output  ? CounterWatchPrinter::Mode::kTable
+                                     : CounterWatchPrinter::Mode::kLines,
+          command.counter_id, command.counter_watch.type(),
+          absl::LocalTimeZone());
+      status = client.WatchCounter(
+          command.counter_watch, [&](const v1::WatchUploadingsResponse& message) {
+            out << printer.Print(message, absl::Now());
+            out.flush();  // live
+            return true;  // until an error, the deadline or ^C
           });
       break;
     }

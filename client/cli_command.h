@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/channel_credentials.h"
 #include "client/uploading_client.h"
 #include "metrika/offline_conversions/v1/uploading_service.pb.h"
 
@@ -29,17 +30,25 @@ extern const absl::string_view kHelp;
 
 // A validated command line.
 struct CliCommand {
-  enum class Verb { kGet, kWatch, kList };
+  // kWatch follows one uploading, kWatchCounter a whole counter.
+  enum class Verb { kGet, kWatch, kWatchCounter, kList };
 
   bool help = false;  // --help, -h or `help`: print kHelp, nothing else
   Verb verb = Verb::kGet;
   std::string server = "localhost:50051";
+  // --tls, --ca_file, --cert_file, --key_file.
+  ChannelSecurity security;
   bool json = false;
+  // Not a flag: main() sets it when stdout is a terminal, and a counter
+  // watch then redraws a table instead of printing one line per event.
+  bool terminal_output = false;
   // --timeout; unset: 30 s for get and list, none for watch.
   std::optional<absl::Duration> timeout;
   int32_t counter_id = 0;           // > 0
   int64_t uploading_id = 0;         // > 0; get and watch
   metrika::offline_conversions::v1::ListUploadingsRequest list;  // list
+  // watch COUNTER: counter_id, --type.
+  metrika::offline_conversions::v1::WatchUploadingsRequest counter_watch;
 };
 
 // Parses the arguments after the program name. Flags use Abseil's syntax and

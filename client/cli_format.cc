@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -149,6 +150,98 @@ std::string WatchResponseToJsonLine(const v1::WatchUploadingResponse& response) 
   // uploading goes in as its first member.
   return absl::StrCat("{\"uploading\":", UploadingToJson(response.uploading()),
                       ",", absl::string_view(rest).substr(1));
+}
+
+std::string CounterWatchResponseToJsonLine(
+    const v1::WatchUploadingsResponse& response) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::vector<std::string> events;
+  for (const v1::UploadingEvent& event : response.events()) {
+    v1::UploadingEvent rest = event;
+    rest.clear_uploading();
+    std::string json;
+    google::protobuf::util::MessageToJsonString(rest, &json, options);
+    // `json` is `{"type":...}`, never `{}` with the option above.
+    events.push_back(absl::StrCat("{\"uploading\":",
+                                  UploadingToJson(event.uploading()), ",",
+                                  absl::string_view(json).substr(1)));
+  }
+  v1::WatchUploadingsResponse rest = response;
+  rest.clear_events();
+  std::string json;
+  google::protobuf::util::MessageToJsonString(rest, &json, options);
+  // `json` is `{"events":[],"synced":...}` with the option above: the events
+  // go in place of its empty list.
+  constexpr absl::string_view kNoEvents = "{\"events\":[],";
+  absl::string_view tail(json);
+  if (absl::StartsWith(tail, kNoEvents)) {
+    tail.remove_prefix(kNoEvents.size());
+  } else {
+    tail.remove_prefix(1);
+  }
+  return absl::StrCat("{\"events\":[", absl::StrJoin(events, ","), "],", tail);
+}
+
+CounterWatchPrinter::CounterWatchPrinter(Mode mode, int32_t counter_id,
+                                         v1::Uploading::Type type,
+                                         absl::TimeZone zone)
+    : mode_(mode),
+      counter_id_(counter_id),
+      type_(v1::Uploading::Type_Name(
+          type == v1::Uploading::TYPE_UNSPECIFIED ? v1::Uploading::BASIC : type)),
+      zone_(zone) {}
+
+std::string CounterWatchPrinter::Print(const v1::WatchUploadingsResponse& message,
+                                       absl::Time received) {
+  const size_t held_before = view_.size();
+  view_.Apply(message);
+  if (mode_ == Mode::kJson) {
+    return CounterWatchResponseToJsonLine(message) + "\n";
+  }
+  const bool bookmark =
+      message.events().empty() && !message.synced() && !message.reset();
+  if (bookmark) return "";
+  const std::string now = absl::FormatTime("%H:%M:%S", received, zone_);
+
+  if (mode_ == Mode::kTable) {
+    // Cursor home, clear the screen: the table replaces the previous one.
+    std::string out = "\x1b[H\x1b[2J";
+    absl::StrAppend(&out, "counter ", counter_id_, " ", type_, ": ", view_.size(),
+                    view_.size() == 1 ? " uploading, " : " uploadings, ",
+                    view_.synced() ? "synced" : "syncing", ", updated ", now,
+                    "\n");
+    absl::StrAppend(&out, FormatUploadingTable(view_.Uploadings()));
+    return out;
+  }
+
+  std::string out;
+  if (message.reset()) {
+    absl::StrAppendFormat(&out, "%s  %-8s  dropped %d uploadings, a fresh snapshot follows\n",
+                          now, "RESET", held_before);
+  }
+  for (const v1::UploadingEvent& event : message.events()) {
+    const v1::Uploading& u = event.uploading();
+    std::vector<std::string> quantities;
+    for (const Quantity& q : kQuantities) {
+      if (q.short_name != nullptr && Shown(q, u)) {
+        quantities.push_back(absl::StrCat(q.short_name, "=", (u.*q.value)()));
+      }
+    }
+    const std::string kind =
+        event.type() == v1::UploadingEvent::TYPE_UNSPECIFIED
+            ? "-"
+            : v1::UploadingEvent::Type_Name(event.type());
+    absl::StrAppendFormat(&out, "%s  %-8s  %d  %-15s  %s  %s\n", now, kind,
+                          u.id(), StatusText(u), absl::StrJoin(quantities, " "),
+                          SingleLine(u.comment()));
+  }
+  if (message.synced()) {
+    absl::StrAppendFormat(&out, "%s  %-8s  %d uploadings\n", now, "SYNCED",
+                          view_.size());
+  }
+  return out;
 }
 
 std::string FormatError(const absl::Status& status) {

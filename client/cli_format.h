@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "client/counter_view.h"
 #include "metrika/offline_conversions/v1/uploading_service.pb.h"
 
 namespace uploadwatch {
@@ -38,6 +39,52 @@ std::string FormatUploadingTable(
 // present.
 std::string WatchResponseToJsonLine(
     const metrika::offline_conversions::v1::WatchUploadingResponse& response);
+
+// `watch --json` of a counter: one line of JSON (no newline) for one
+// WatchUploadingsResponse, every field present, each event's uploading
+// written as `get --json` writes it (Metrica's JSON).
+std::string CounterWatchResponseToJsonLine(
+    const metrika::offline_conversions::v1::WatchUploadingsResponse& response);
+
+// `watch COUNTER`: turns the stream's messages into output. Modes:
+//   kTable: for a terminal. Each message that changes something redraws the
+//     screen (ANSI: cursor home, clear screen) with a header line and the
+//     `list` table of every uploading held, e.g.
+//       counter 2215573 BASIC: 8 uploadings, synced, updated 17:02:41
+//     ("syncing" until the snapshot is complete). Bookmarks print nothing.
+//   kLines: one line per event, plus a line for `reset` and `synced`, e.g.
+//       17:02:41  ADDED     101  PREPARED         lines=604 linked=0 ...  comment
+//       17:02:41  SYNCED    8 uploadings
+//       17:05:10  MODIFIED  101  UPLOADED         lines=604 linked=0 ...  comment
+//       17:09:00  RESET     dropped 8 uploadings, a fresh snapshot follows
+//     Bookmarks print nothing.
+//   kJson: CounterWatchResponseToJsonLine of every message, bookmarks too.
+// Every output ends in a newline unless empty. Not thread-safe.
+class CounterWatchPrinter {
+ public:
+  enum class Mode { kTable, kLines, kJson };
+
+  // `counter_id` and `type` (as requested; TYPE_UNSPECIFIED means BASIC)
+  // for the header; `zone` for the wall-time columns.
+  CounterWatchPrinter(Mode mode, int32_t counter_id,
+                      metrika::offline_conversions::v1::Uploading::Type type,
+                      absl::TimeZone zone);
+
+  // What to write for the next message, which arrived at `received`.
+  std::string Print(
+      const metrika::offline_conversions::v1::WatchUploadingsResponse& message,
+      absl::Time received);
+
+  // The uploadings held (resets applied), for kTable and kLines alike.
+  const CounterView& view() const { return view_; }
+
+ private:
+  const Mode mode_;
+  const int32_t counter_id_;
+  const std::string type_;
+  const absl::TimeZone zone_;
+  CounterView view_;
+};
 
 // Any failed call: "error: CODE: message", then the ErrorInfo reason and the
 // RetryInfo delay when the status carries them, e.g.

@@ -1,7 +1,11 @@
 // The CLI's output, byte for byte, from fixed inputs.
 #include "client/cli_format.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -190,6 +194,116 @@ TEST(WatchResponseToJsonLineTest, WritesUnknownEnumsAsMetricaSentThem) {
   const std::string line = WatchResponseToJsonLine(m);
   EXPECT_THAT(line, HasSubstr("\"status\":\"REVALIDATING\""));
   EXPECT_THAT(line, HasSubstr("\"terminal\":true"));
+}
+
+// --- watch COUNTER ---
+
+v1::UploadingEvent Event(v1::UploadingEvent::Type type, int64_t id,
+                         v1::Uploading::Status status) {
+  v1::UploadingEvent e;
+  e.set_type(type);
+  *e.mutable_uploading() = Documented();
+  e.mutable_uploading()->set_id(id);
+  e.mutable_uploading()->set_status(status);
+  e.mutable_uploading()->set_comment(absl::StrCat("upload ", id));
+  e.mutable_observe_time()->set_seconds(1672336921);
+  return e;
+}
+
+v1::WatchUploadingsResponse Message(std::vector<v1::UploadingEvent> events,
+                                    bool synced, bool reset, std::string token) {
+  v1::WatchUploadingsResponse m;
+  for (auto& e : events) *m.add_events() = std::move(e);
+  m.set_synced(synced);
+  m.set_reset(reset);
+  m.set_resume_token(std::move(token));
+  return m;
+}
+
+class CounterWatchPrinterTest : public ::testing::Test {
+ protected:
+  // 17:02:41 UTC, then one second per message.
+  absl::Time At(int second) {
+    return absl::FromUnixSeconds(1672333361 + second);
+  }
+
+  const v1::WatchUploadingsResponse snapshot_ = Message(
+      {Event(v1::UploadingEvent::ADDED, 12, v1::Uploading::PROCESSED),
+       Event(v1::UploadingEvent::ADDED, 101, v1::Uploading::PREPARED)},
+      /*synced=*/true, /*reset=*/false, "t1");
+  const v1::WatchUploadingsResponse bookmark_ = Message({}, false, false, "t2");
+  const v1::WatchUploadingsResponse modified_ = Message(
+      {Event(v1::UploadingEvent::MODIFIED, 101, v1::Uploading::UPLOADED)},
+      false, false, "t3");
+  const v1::WatchUploadingsResponse reset_ = Message(
+      {Event(v1::UploadingEvent::ADDED, 102, v1::Uploading::PREPARED)}, false,
+      /*reset=*/true, "t4");
+};
+
+TEST_F(CounterWatchPrinterTest, LinesShowOneLinePerEventAndTheResetAndSync) {
+  CounterWatchPrinter printer(CounterWatchPrinter::Mode::kLines, 2215573,
+                              v1::Uploading::TYPE_UNSPECIFIED, absl::UTCTimeZone());
+  EXPECT_EQ(printer.Print(snapshot_, At(0)),
+            "17:02:41  ADDED     12  PROCESSED        lines=1480 linked=1392 "
+            "user_not_found=86 goal_not_found=2  upload 12\n"
+            "17:02:41  ADDED     101  PREPARED         lines=1480 linked=1392 "
+            "user_not_found=86 goal_not_found=2  upload 101\n"
+            "17:02:41  SYNCED    2 uploadings\n");
+  EXPECT_EQ(printer.Print(bookmark_, At(1)), "");
+  EXPECT_EQ(printer.Print(modified_, At(2)),
+            "17:02:43  MODIFIED  101  UPLOADED         lines=1480 linked=1392 "
+            "user_not_found=86 goal_not_found=2  upload 101\n");
+  EXPECT_EQ(printer.Print(reset_, At(3)),
+            "17:02:44  RESET     dropped 2 uploadings, a fresh snapshot follows\n"
+            "17:02:44  ADDED     102  PREPARED         lines=1480 linked=1392 "
+            "user_not_found=86 goal_not_found=2  upload 102\n");
+  EXPECT_EQ(printer.view().size(), 1u);
+}
+
+TEST_F(CounterWatchPrinterTest, TableRedrawsTheWholeCounterOnEachChange) {
+  CounterWatchPrinter printer(CounterWatchPrinter::Mode::kTable, 2215573,
+                              v1::Uploading::TYPE_UNSPECIFIED, absl::UTCTimeZone());
+  const std::string kClear = "\x1b[H\x1b[2J";
+  EXPECT_EQ(printer.Print(snapshot_, At(0)),
+            kClear +
+                "counter 2215573 BASIC: 2 uploadings, synced, updated 17:02:41\n"
+                " ID  STATUS     TYPE   CREATED               LINES  LINKED  COMMENT\n"
+                "101  PREPARED   BASIC  2022-12-29T18:02:01Z   1480    1392  upload 101\n"
+                " 12  PROCESSED  BASIC  2022-12-29T18:02:01Z   1480    1392  upload 12\n");
+  EXPECT_EQ(printer.Print(bookmark_, At(1)), "");  // nothing to redraw
+  EXPECT_THAT(printer.Print(modified_, At(2)),
+              HasSubstr("updated 17:02:43\n ID  STATUS     TYPE   CREATED     "
+                        "          LINES  LINKED  COMMENT\n101  UPLOADED   "));
+  // The reset drops 12 and 101: only what the new snapshot sends is shown.
+  EXPECT_EQ(printer.Print(reset_, At(3)),
+            kClear +
+                "counter 2215573 BASIC: 1 uploading, syncing, updated 17:02:44\n"
+                " ID  STATUS    TYPE   CREATED               LINES  LINKED  COMMENT\n"
+                "102  PREPARED  BASIC  2022-12-29T18:02:01Z   1480    1392  upload 102\n");
+}
+
+TEST_F(CounterWatchPrinterTest, JsonIsOneResponsePerLineBookmarksIncluded) {
+  CounterWatchPrinter printer(CounterWatchPrinter::Mode::kJson, 2215573,
+                              v1::Uploading::CALLS, absl::UTCTimeZone());
+  for (const auto* m : {&snapshot_, &bookmark_, &modified_, &reset_}) {
+    const std::string line = printer.Print(*m, At(0));
+    ASSERT_FALSE(line.empty());
+    EXPECT_EQ(line.back(), '\n');
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+    v1::WatchUploadingsResponse parsed;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok())
+        << line;
+    EXPECT_EQ(parsed.SerializeAsString(), m->SerializeAsString()) << line;
+  }
+  EXPECT_EQ(CounterWatchResponseToJsonLine(bookmark_),
+            "{\"events\":[],\"synced\":false,\"reset\":false,"
+            "\"resume_token\":\"t2\"}");
+  // Uploadings as Metrica writes them: an int64 id as a number.
+  EXPECT_THAT(CounterWatchResponseToJsonLine(modified_),
+              HasSubstr("{\"events\":[{\"uploading\":{\"id\":101,"));
+  EXPECT_THAT(CounterWatchResponseToJsonLine(modified_),
+              HasSubstr(",\"type\":\"MODIFIED\",\"observe_time\":"
+                        "\"2022-12-29T18:02:01Z\"}]"));
 }
 
 }  // namespace

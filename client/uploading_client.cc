@@ -94,4 +94,34 @@ absl::Status UploadingClient::WatchUploading(int32_t counter_id,
   }
 }
 
+absl::Status UploadingClient::WatchCounter(v1::WatchUploadingsRequest request,
+                                           CounterWatchCallback on_message) const {
+  const absl::Time deadline = absl::Now() + options_.watch_timeout;
+  while (true) {
+    auto context = NewContext(deadline);
+    auto reader = stub_->WatchUploadings(context.get(), request);
+    v1::WatchUploadingsResponse message;
+    bool answered = false;
+    while (reader->Read(&message)) {
+      answered = true;
+      // Every message carries one; an empty one would restart the snapshot.
+      if (!message.resume_token().empty()) {
+        request.set_resume_token(message.resume_token());
+      }
+      if (!on_message(message)) {
+        context->TryCancel();
+        reader->Finish();  // CANCELLED, as asked
+        return absl::OkStatus();
+      }
+    }
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (absl::IsUnavailable(status) && answered) continue;
+    if (status.ok()) {
+      return absl::UnknownError(
+          "the counter watch ended without an error; it never ends by itself");
+    }
+    return status;
+  }
+}
+
 }  // namespace uploadwatch

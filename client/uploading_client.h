@@ -43,8 +43,13 @@ class UploadingClient {
   // Called once per message of a watch, on the caller's thread.
   using WatchCallback = absl::FunctionRef<void(
       const metrika::offline_conversions::v1::WatchUploadingResponse&)>;
+  // Called once per message of a counter watch, on the caller's thread;
+  // returns false to stop the watch.
+  using CounterWatchCallback = absl::FunctionRef<bool(
+      const metrika::offline_conversions::v1::WatchUploadingsResponse&)>;
 
-  // Over a channel, e.g. grpc::CreateChannel("localhost:50051", creds).
+  // Over a channel, e.g. grpc::CreateChannel("localhost:50051", creds), or
+  // CreateUploadingChannel() from client/channel_credentials.h for TLS.
   explicit UploadingClient(std::shared_ptr<grpc::ChannelInterface> channel,
                            Options options = {});
   // Over any stub: a test's fake, or a stub with its own interceptors.
@@ -81,6 +86,27 @@ class UploadingClient {
   // error, so a server that is gone is not retried forever.
   absl::Status WatchUploading(int32_t counter_id, int64_t uploading_id,
                               WatchCallback on_message) const;
+
+  // Follows a whole counter (WatchUploadings): calls `on_message` for every
+  // message, bookmarks and resets included; feed them to a CounterView to
+  // hold the counter's uploadings. `request.resume_token` may carry a token
+  // saved earlier; empty starts with a snapshot.
+  //
+  // The stream does not end by itself, so neither does this: it returns OK
+  // when `on_message` returned false (the call is then cancelled), else the
+  // error that ended the watch (PERMISSION_DENIED, NOT_FOUND, ...;
+  // DEADLINE_EXCEEDED once Options::watch_timeout has passed). A stream that
+  // ends OK breaks the contract and gives UNKNOWN.
+  //
+  // When a stream that had answered ends with UNAVAILABLE (the server's
+  // stream lifetime, a restart), this resumes at once with the last
+  // `resume_token` received: the caller sees one stream, and a `reset` in it
+  // if the server could not honour the token. A resumed stream that fails
+  // before its first message ends the watch with that error, so a server
+  // that is gone is not retried forever.
+  absl::Status WatchCounter(
+      metrika::offline_conversions::v1::WatchUploadingsRequest request,
+      CounterWatchCallback on_message) const;
 
  private:
   // A context carrying the token and `deadline` (none if InfiniteFuture).

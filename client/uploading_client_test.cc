@@ -3,6 +3,7 @@
 #include "client/uploading_client.h"
 
 #include <atomic>
+#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,7 +11,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
+#include "client/channel_credentials.h"
+#include "client/testing/counter_messages.h"
+#include "client/testing/scripted_service.h"
 #include "client/testing/service_fixture.h"
+#include "client/testing/tls_fixture.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -177,35 +182,6 @@ TEST_F(UploadingClientTest, TheWatchTimeoutEndsAWatchThatDoesNotEnd) {
   EXPECT_EQ(messages, 1);
 }
 
-// A service that answers from a script: what the real server never does.
-class ScriptedService final : public v1::UploadingService::Service {
- public:
-  // One WatchUploading call: its messages, then its status.
-  struct WatchScript {
-    std::vector<v1::WatchUploadingResponse> messages;
-    absl::Status status;
-  };
-
-  absl::Status get_status;
-  std::vector<WatchScript> watches;  // one per call, in order
-  int watch_calls = 0;
-
-  grpc::Status GetUploading(grpc::ServerContext*, const v1::GetUploadingRequest*,
-                            v1::GetUploadingResponse*) override {
-    return ToGrpcStatus(get_status);
-  }
-  grpc::Status WatchUploading(
-      grpc::ServerContext*, const v1::WatchUploadingRequest*,
-      grpc::ServerWriter<v1::WatchUploadingResponse>* writer) override {
-    if (watch_calls >= static_cast<int>(watches.size())) {
-      return grpc::Status(grpc::StatusCode::INTERNAL, "no script left");
-    }
-    const WatchScript& script = watches[watch_calls++];
-    for (const auto& m : script.messages) writer->Write(m);
-    return ToGrpcStatus(script.status);
-  }
-};
-
 v1::WatchUploadingResponse State(int64_t version, v1::Uploading::Status status) {
   v1::WatchUploadingResponse m;
   m.mutable_uploading()->set_id(7);
@@ -217,23 +193,14 @@ v1::WatchUploadingResponse State(int64_t version, v1::Uploading::Status status) 
 
 class UploadingClientScriptedTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    // Through the StubInterface constructor, as a test double would be.
-    client_ = std::make_unique<UploadingClient>(v1::UploadingService::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                            grpc::InsecureChannelCredentials())));
-  }
-  void TearDown() override { server_->Shutdown(); }
+  // Through the StubInterface constructor, as a test double would be.
+  UploadingClientScriptedTest()
+      : service_(server_.service()),
+        client_(std::make_unique<UploadingClient>(
+            v1::UploadingService::NewStub(server_.Channel()))) {}
 
-  ScriptedService service_;
-  std::unique_ptr<grpc::Server> server_;
+  ScriptedServer server_;
+  ScriptedService& service_;
   std::unique_ptr<UploadingClient> client_;
 };
 
@@ -279,7 +246,7 @@ TEST_F(UploadingClientScriptedTest, ARotatedStreamIsReWatchedWithoutRepeats) {
       });
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_THAT(versions, ElementsAre(1, 2, 3));
-  EXPECT_EQ(service_.watch_calls, 3);
+  EXPECT_EQ(service_.watch_calls(), 3);
 }
 
 TEST_F(UploadingClientScriptedTest, AReWatchThatFailsBeforeAnAnswerEndsTheWatch) {
@@ -291,7 +258,7 @@ TEST_F(UploadingClientScriptedTest, AReWatchThatFailsBeforeAnAnswerEndsTheWatch)
       1, 7, [&](const v1::WatchUploadingResponse&) { ++messages; });
   EXPECT_EQ(status, absl::UnavailableError("shutting down"));
   EXPECT_EQ(messages, 1);
-  EXPECT_EQ(service_.watch_calls, 2);
+  EXPECT_EQ(service_.watch_calls(), 2);
 }
 
 TEST_F(UploadingClientScriptedTest, UnavailableBeforeAnyAnswerIsNotRetried) {
@@ -299,7 +266,196 @@ TEST_F(UploadingClientScriptedTest, UnavailableBeforeAnyAnswerIsNotRetried) {
   absl::Status status =
       client_->WatchUploading(1, 7, [](const v1::WatchUploadingResponse&) {});
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(service_.watch_calls, 1);
+  EXPECT_EQ(service_.watch_calls(), 1);
+}
+
+
+// --- A counter watch (WatchUploadings) against scripted streams ---
+
+// Runs a counter watch of counter 1 to its end, keeping the messages' tokens.
+absl::Status WatchCounterToEnd(const UploadingClient& client,
+                               std::vector<std::string>* tokens,
+                               const std::string& resume_token = "") {
+  v1::WatchUploadingsRequest request;
+  request.set_counter_id(1);
+  request.set_type(v1::Uploading::CALLS);
+  request.set_resume_token(resume_token);
+  return client.WatchCounter(request, [&](const v1::WatchUploadingsResponse& m) {
+    tokens->push_back(m.resume_token());
+    return true;
+  });
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchResumesWithTheLastTokenOnUnavailable) {
+  const absl::Status rotated = absl::UnavailableError("maximum stream lifetime");
+  service_.counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}),
+        CounterMessage("t2", {{6, v1::Uploading::MATCHED}}, /*synced=*/true),
+        CounterMessage("t3", {})},  // a bookmark: its token counts too
+       rotated},
+      {{CounterMessage("t4", {}, /*synced=*/true)}, rotated},
+      {{CounterMessage("t5", {{5, v1::Uploading::PROCESSED}}, true)},
+       absl::PermissionDeniedError("access to counter 1 was revoked")}};
+  std::vector<std::string> tokens;
+  absl::Status status = WatchCounterToEnd(*client_, &tokens);
+  EXPECT_EQ(status, absl::PermissionDeniedError("access to counter 1 was revoked"));
+  EXPECT_THAT(tokens, ElementsAre("t1", "t2", "t3", "t4", "t5"));
+  std::vector<std::string> sent;
+  for (const auto& r : service_.counter_watch_requests()) {
+    EXPECT_EQ(r.counter_id(), 1);
+    EXPECT_EQ(r.type(), v1::Uploading::CALLS);  // the same request each time
+    sent.push_back(r.resume_token());
+  }
+  EXPECT_THAT(sent, ElementsAre("", "t3", "t4"));
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchStartsFromTheCallersToken) {
+  service_.counter_watches = {{{}, absl::NotFoundError("no counter 1")}};
+  std::vector<std::string> tokens;
+  EXPECT_EQ(WatchCounterToEnd(*client_, &tokens, "saved").code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_EQ(service_.counter_watch_requests().size(), 1u);
+  EXPECT_EQ(service_.counter_watch_requests()[0].resume_token(), "saved");
+  EXPECT_TRUE(tokens.empty());
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchResumeThatFailsBeforeAnAnswerEnds) {
+  service_.counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}, true)},
+       absl::UnavailableError("restarting")},
+      {{}, absl::UnavailableError("shutting down")}};
+  std::vector<std::string> tokens;
+  EXPECT_EQ(WatchCounterToEnd(*client_, &tokens),
+            absl::UnavailableError("shutting down"));
+  EXPECT_THAT(tokens, ElementsAre("t1"));
+  EXPECT_EQ(service_.counter_watch_requests().size(), 2u);
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchUnavailableBeforeAnyAnswerIsNotRetried) {
+  service_.counter_watches = {{{}, absl::UnavailableError("shutting down")}};
+  std::vector<std::string> tokens;
+  EXPECT_EQ(WatchCounterToEnd(*client_, &tokens).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(service_.counter_watch_requests().size(), 1u);
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchStreamEndingOkIsUnknown) {
+  service_.counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}, true)},
+       absl::OkStatus()}};
+  std::vector<std::string> tokens;
+  absl::Status status = WatchCounterToEnd(*client_, &tokens);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(status.message(), HasSubstr("never ends by itself"));
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchStopsWhenTheCallbackSaysSo) {
+  service_.counter_watches = {
+      {{CounterMessage("t1", {{5, v1::Uploading::PREPARED}}),
+        CounterMessage("t2", {}, /*synced=*/true), CounterMessage("t3", {})},
+       absl::OkStatus(), /*hang=*/true}};
+  std::vector<std::string> tokens;
+  v1::WatchUploadingsRequest request;
+  request.set_counter_id(1);
+  absl::Status status =
+      client_->WatchCounter(request, [&](const v1::WatchUploadingsResponse& m) {
+        tokens.push_back(m.resume_token());
+        return !m.synced();  // until the snapshot is complete
+      });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(tokens, ElementsAre("t1", "t2"));
+}
+
+TEST_F(UploadingClientScriptedTest, ACounterWatchIsBoundedByTheWatchTimeout) {
+  // Rotated once, then a stream that stays open: only the deadline ends it.
+  service_.counter_watches = {
+      {{CounterMessage("t1", {}, true)}, absl::UnavailableError("rotated")},
+      {{CounterMessage("t2", {})}, absl::OkStatus(), /*hang=*/true}};
+  UploadingClient::Options options;
+  options.watch_timeout = absl::Milliseconds(300);
+  UploadingClient bounded(server_.Channel(), options);
+  std::vector<std::string> tokens;
+  EXPECT_EQ(WatchCounterToEnd(bounded, &tokens).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(tokens, ElementsAre("t1", "t2"));
+}
+
+// --- TLS and mutual TLS to the real server ---
+
+class UploadingClientTlsTest : public TlsServiceFixture {
+ protected:
+  explicit UploadingClientTlsTest(bool mutual = false)
+      : TlsServiceFixture(mutual) {}
+
+  absl::StatusCode GetWith(const ChannelSecurity& security,
+                           const std::string& target = "") {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        CreateUploadingChannel(target.empty() ? address() : target, security);
+    EXPECT_TRUE(channel.ok()) << channel.status();
+    if (!channel.ok()) return channel.status().code();
+    UploadingClient::Options options;
+    options.token = kToken;
+    options.timeout = absl::Seconds(5);
+    UploadingClient client(*channel, options);
+    return client.GetUploading(kCounter, 12).status().code();
+  }
+};
+
+TEST_F(UploadingClientTlsTest, TrustsTheServerThroughTheCaFile) {
+  metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  ChannelSecurity security;
+  security.ca_file = Path("ca.pem");  // implies TLS
+  EXPECT_EQ(GetWith(security), absl::StatusCode::kOk);
+  // The certificate names localhost too.
+  EXPECT_EQ(GetWith(security, absl::StrCat("localhost:", server_->port())),
+            absl::StatusCode::kOk);
+}
+
+TEST_F(UploadingClientTlsTest, RefusesAServerItDoesNotTrustAndPlaintext) {
+  ChannelSecurity stranger;
+  stranger.tls = true;
+  stranger.ca_file = Path("stranger.pem");
+  EXPECT_EQ(GetWith(stranger), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GetWith(ChannelSecurity{}), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(UploadingClientTlsTest, BadFilesAreClearErrorsBeforeAnyCall) {
+  ChannelSecurity missing;
+  missing.ca_file = Path("nope.pem");
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      CreateUploadingChannel(address(), missing);
+  EXPECT_EQ(channel.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(channel.status().message(), HasSubstr("ca_file"));
+  EXPECT_THAT(channel.status().message(), HasSubstr("nope.pem"));
+
+  ChannelSecurity half;
+  half.cert_file = Path("client.pem");
+  EXPECT_EQ(CreateUploadingChannel(address(), half).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(metrica_.requests().empty());
+}
+
+class UploadingClientMtlsTest : public UploadingClientTlsTest {
+ protected:
+  UploadingClientMtlsTest() : UploadingClientTlsTest(/*mutual=*/true) {}
+};
+
+TEST_F(UploadingClientMtlsTest, AClientCertificateFromTheCaIsRequired) {
+  metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  ChannelSecurity mutual;
+  mutual.ca_file = Path("ca.pem");
+  mutual.cert_file = Path("client.pem");
+  mutual.key_file = Path("client.key");
+  EXPECT_EQ(GetWith(mutual), absl::StatusCode::kOk);
+
+  ChannelSecurity no_cert;
+  no_cert.ca_file = Path("ca.pem");
+  EXPECT_EQ(GetWith(no_cert), absl::StatusCode::kUnavailable);
+
+  ChannelSecurity strangers_cert = mutual;
+  strangers_cert.cert_file = Path("stranger.pem");
+  strangers_cert.key_file = Path("stranger.key");
+  EXPECT_EQ(GetWith(strangers_cert), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ u = pb.Uploading(id=12, status=pb.Uploading.PROCESSED)
 assert pb.Uploading.Status.Name(u.status) == "PROCESSED", u
 assert hasattr(grpc_pb, "UploadingServiceStub")
 names = [m.name for m in pb.DESCRIPTOR.services_by_name["UploadingService"].methods]
-assert names == ["GetUploading", "WatchUploading", "ListUploadings"], names
+assert names == ["GetUploading", "WatchUploading", "ListUploadings",
+                 "WatchUploadings"], names
 print("python stubs ok:", names)
 PY

@@ -11,9 +11,17 @@
 //     console.log(msg.version, msg.uploading.status, msg.terminal);
 //   }
 //
+//   // A whole counter, resumed by itself; TLS with a CA file.
+//   const tlsClient = uw.createClient('uploadwatch.example:443', { tls: { caFile: 'ca.pem' } });
+//   const view = new uw.CounterView();
+//   for await (const msg of uw.watchCounter(tlsClient, { counter_id: 2215573 })) {
+//     view.apply(msg);
+//   }
+//
 // Messages keep the proto's field names (keepCase), int64 fields are strings
 // (longs: String), enums are their names (enums: String).
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -46,10 +54,26 @@ function loadApi() {
 }
 
 /**
+ * Channel credentials: plaintext without options, else TLS. Any file implies
+ * TLS; without `caFile` the system's roots are trusted; `certFile` and
+ * `keyFile` (both or neither) are a client certificate for mutual TLS.
+ * Throws for half a client certificate or a file that cannot be read.
+ */
+function channelCredentials({ tls = false, caFile, certFile, keyFile } = {}) {
+  if (!(tls || caFile || certFile || keyFile)) return grpc.credentials.createInsecure();
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error('a client certificate needs its key: give certFile and keyFile');
+  }
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
+}
+
+/**
  * A UploadingService client. With `token`, every call carries
  * `authorization: OAuth <token>`, which wins over the server's own token.
+ * `tls` takes channelCredentials()'s options; `credentials` wins over it.
  */
-function createClient(address = '127.0.0.1:50051', { token, credentials } = {}) {
+function createClient(address = '127.0.0.1:50051', { token, credentials, tls } = {}) {
   const options = {};
   if (token) {
     options.interceptors = [(opts, next) => new grpc.InterceptingCall(next(opts), {
@@ -60,7 +84,70 @@ function createClient(address = '127.0.0.1:50051', { token, credentials } = {}) 
     })];
   }
   const { UploadingService } = loadApi();
-  return new UploadingService(address, credentials || grpc.credentials.createInsecure(), options);
+  return new UploadingService(address, credentials || channelCredentials(tls), options);
+}
+
+/**
+ * Follows a whole counter (WatchUploadings): an async iterator of every
+ * response, bookmarks and resets included (feed them to a CounterView).
+ * `request` is a WatchUploadingsRequest ({counter_id, type, resume_token}).
+ * It never ends by itself: the error that ends the watch is thrown (a gRPC
+ * error with `code`; DEADLINE_EXCEEDED after `deadline`); a stream that ends
+ * OK breaks the contract and throws an Error.
+ *
+ * When a stream that had answered ends with UNAVAILABLE (the server's stream
+ * lifetime, a restart), this resumes at once with the last `resume_token`
+ * received: the caller sees one stream. A resumed stream that fails before
+ * its first message throws, so a server that is gone is not retried forever.
+ * Leaving the loop (break, return) cancels the call.
+ */
+async function* watchCounter(client, request, { metadata = new grpc.Metadata(), deadline } = {}) {
+  const next = { ...request };
+  for (;;) {
+    const call = client.WatchUploadings(next, metadata, deadline ? { deadline } : {});
+    let answered = false;
+    try {
+      for await (const msg of call) {
+        answered = true;
+        if (msg.resume_token) next.resume_token = msg.resume_token;
+        yield msg;
+      }
+    } catch (err) {
+      if (err.code === grpc.status.UNAVAILABLE && answered) continue;
+      throw err;
+    } finally {
+      call.cancel(); // a no-op once ended; stops the call if the caller left
+    }
+    throw new Error('the counter watch ended without an error; it never ends by itself');
+  }
+}
+
+/**
+ * What a counter watch's client holds: the latest uploading of each id.
+ * Feed it every message of watchCounter(), in order: a `reset` drops
+ * everything first, each event then stores its uploading.
+ */
+class CounterView {
+  constructor() {
+    this.uploadings = new Map(); // id (string) -> uploading
+    this.synced = false; // a synced message came since the start/last reset
+  }
+
+  apply(msg) {
+    if (msg.reset) {
+      this.uploadings.clear();
+      this.synced = false;
+    }
+    for (const event of msg.events) this.uploadings.set(String(event.uploading.id), event.uploading);
+    if (msg.synced) this.synced = true;
+  }
+
+  /** Every uploading held, newest (highest id) first. */
+  newestFirst() {
+    return [...this.uploadings.values()].sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : -1));
+  }
+
+  get size() { return this.uploadings.size; }
 }
 
 /** Call metadata carrying a Metrica OAuth token. */
@@ -135,7 +222,10 @@ module.exports = {
   DEMO_COUNTER,
   TERMINAL_STATUSES,
   loadApi,
+  channelCredentials,
   createClient,
+  watchCounter,
+  CounterView,
   authMetadata,
   deadlineIn,
   unary,

@@ -12,17 +12,29 @@ As a library:
         for msg in client.watch(2215573, 101):
             print(msg.version, pb.Uploading.Status.Name(msg.uploading.status))
 
+    # A whole counter, resumed by itself when the server ends the stream;
+    # TLS with a CA file (cert_file and key_file add a client certificate).
+    view = CounterView()
+    with Client("uploadwatch.example:443", ca_file="ca.pem") as client:
+        for msg in client.watch_counter(2215573):
+            view.apply(msg)
+            print(len(view), "uploadings", "synced" if view.synced else "syncing")
+
 As a command (token from METRIKA_OAUTH_TOKEN, sent as call metadata when set;
 exit code = the gRPC status code, 0 on OK):
 
-    uploadwatch_client.py [--server HOST:PORT] [--json] list COUNTER
-    uploadwatch_client.py [--server HOST:PORT] [--json] get COUNTER ID
-    uploadwatch_client.py [--server HOST:PORT] [--json] watch COUNTER ID
+    uploadwatch_client.py [--server HOST:PORT] [TLS] [--json] list COUNTER
+    uploadwatch_client.py [--server HOST:PORT] [TLS] [--json] get COUNTER ID
+    uploadwatch_client.py [--server HOST:PORT] [TLS] [--json] watch COUNTER ID
+    uploadwatch_client.py [--server HOST:PORT] [TLS] [--json] watch COUNTER
+
+where TLS is [--tls] [--ca_file PEM] [--cert_file PEM --key_file PEM].
 """
 
 import argparse
 import os
 import sys
+import time
 
 _GEN = os.environ.get("UPLOADWATCH_PY_GEN") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "gen")
@@ -51,12 +63,64 @@ def auth_metadata(token):
     return (("authorization", f"OAuth {token}"),) if token else ()
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def channel_credentials(tls=False, ca_file=None, cert_file=None, key_file=None):
+    """grpc.ChannelCredentials for TLS (None: plaintext). Any file implies
+    TLS; without `ca_file` the system's roots are trusted; `cert_file` and
+    `key_file` (both or neither) are a client certificate for mutual TLS.
+    Raises ValueError for half a client certificate, OSError for a file that
+    cannot be read."""
+    if not (tls or ca_file or cert_file or key_file):
+        return None
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs its key: give cert_file and key_file")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca_file) if ca_file else None,
+        private_key=_read(key_file) if key_file else None,
+        certificate_chain=_read(cert_file) if cert_file else None)
+
+
+class CounterView:
+    """What a counter watch's client holds: the latest pb.Uploading of each
+    uploading by id. Feed it every message of watch_counter(), in order: a
+    `reset` drops everything first, each event then stores its uploading."""
+
+    def __init__(self):
+        self.uploadings = {}  # id -> pb.Uploading
+        self.synced = False   # a synced message came since the start/last reset
+
+    def apply(self, message):
+        if message.reset:
+            self.uploadings.clear()
+            self.synced = False
+        for event in message.events:
+            self.uploadings[event.uploading.id] = event.uploading
+        if message.synced:
+            self.synced = True
+
+    def newest_first(self):
+        return [self.uploadings[i] for i in sorted(self.uploadings, reverse=True)]
+
+    def __len__(self):
+        return len(self.uploadings)
+
+
 class Client:
     """UploadingService over one channel. A `token` given here is sent with
-    every call and wins over the server's own token."""
+    every call and wins over the server's own token. TLS options as
+    channel_credentials()."""
 
-    def __init__(self, target="127.0.0.1:50051", token=None, channel=None):
-        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+    def __init__(self, target="127.0.0.1:50051", token=None, channel=None, tls=False,
+                 ca_file=None, cert_file=None, key_file=None):
+        if channel is None:
+            creds = channel_credentials(tls, ca_file, cert_file, key_file)
+            channel = (grpc.secure_channel(target, creds) if creds is not None
+                       else grpc.insecure_channel(target))
+        self._channel = channel
         self._stub = pb_grpc.UploadingServiceStub(self._channel)
         self._metadata = auth_metadata(token)
 
@@ -91,6 +155,43 @@ class Client:
         """
         request = pb.WatchUploadingRequest(counter_id=counter_id, uploading_id=uploading_id)
         return self._stub.WatchUploading(request, timeout=timeout, metadata=self._metadata)
+
+    def watch_counter(self, counter_id, type=pb.Uploading.TYPE_UNSPECIFIED, resume_token="",
+                      timeout=None):
+        """Follows a whole counter (WatchUploadings): yields every
+        pb.WatchUploadingsResponse, bookmarks and resets included (feed them
+        to a CounterView). Never ends by itself: the error that ends the
+        watch is raised as grpc.RpcError (DEADLINE_EXCEEDED once `timeout`
+        seconds have passed); a stream that ends OK breaks the contract and
+        raises RuntimeError.
+
+        When a stream that had answered ends with UNAVAILABLE (the server's
+        stream lifetime, a restart), this resumes at once with the last
+        `resume_token` received, so the caller sees one stream. A resumed
+        stream that fails before its first message raises, so a server that
+        is gone is not retried forever. Close the generator to stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request = pb.WatchUploadingsRequest(counter_id=counter_id, type=type,
+                                            resume_token=resume_token)
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            call = self._stub.WatchUploadings(request, timeout=remaining,
+                                              metadata=self._metadata)
+            answered = False
+            try:
+                for message in call:
+                    answered = True
+                    if message.resume_token:
+                        request.resume_token = message.resume_token
+                    yield message
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE and answered:
+                    continue
+                raise
+            finally:
+                call.cancel()  # a no-op once ended; stops it if the caller left
+            raise RuntimeError("the counter watch ended without an error; "
+                               "it never ends by itself")
 
 
 def rich_status(error):
@@ -139,15 +240,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="uploadwatch example client")
     parser.add_argument("--server", default=os.environ.get("UPLOADWATCH_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--json", action="store_true", help="print the proto's JSON")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--ca_file", help="PEM CAs to trust for the server (implies --tls)")
+    parser.add_argument("--cert_file", help="PEM client certificate (mTLS, with --key_file)")
+    parser.add_argument("--key_file", help="PEM key of --cert_file")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list").add_argument("counter", type=int)
-    for name in ("get", "watch"):
-        p = sub.add_parser(name)
-        p.add_argument("counter", type=int)
-        p.add_argument("id", type=int)
+    sub.add_parser("get").add_argument("counter", type=int)
+    sub.choices["get"].add_argument("id", type=int)
+    p = sub.add_parser("watch", help="COUNTER ID: one uploading; COUNTER: the whole counter")
+    p.add_argument("counter", type=int)
+    p.add_argument("id", type=int, nargs="?")
     args = parser.parse_args(argv)
+    if bool(args.cert_file) != bool(args.key_file):
+        parser.error("--cert_file and --key_file go together")
 
-    with Client(args.server, token=os.environ.get("METRIKA_OAUTH_TOKEN")) as client:
+    with Client(args.server, token=os.environ.get("METRIKA_OAUTH_TOKEN"), tls=args.tls,
+                ca_file=args.ca_file, cert_file=args.cert_file,
+                key_file=args.key_file) as client:
         try:
             if args.command == "list":
                 for u in client.list(args.counter):
@@ -155,6 +265,19 @@ def main(argv=None):
             elif args.command == "get":
                 u = client.get(args.counter, args.id)
                 print(to_json(u) if args.json else _describe(u))
+            elif args.id is None:
+                # The counter: one line per event (or one response per line).
+                for msg in client.watch_counter(args.counter):
+                    if args.json:
+                        print(to_json(msg), flush=True)
+                        continue
+                    if msg.reset:
+                        print("RESET: dropping what was held", flush=True)
+                    for e in msg.events:
+                        print(f"{pb.UploadingEvent.Type.Name(e.type):<8}  "
+                              f"{_describe(e.uploading)}", flush=True)
+                    if msg.synced:
+                        print("SYNCED", flush=True)
             else:
                 # The watch loop: one message per change, the last one terminal.
                 for msg in client.watch(args.counter, args.id):

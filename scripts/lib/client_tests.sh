@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the language clients' tests (client/python, client/node, client/go)
-# against the real server on the Metrica simulator. Assumes
+# against the real server on the Metrica simulator, plus two more servers on
+# the same simulator serving TLS and mutual TLS with certificates made here
+# (UPLOADWATCH_TLS_ADDR, UPLOADWATCH_MTLS_ADDR, UPLOADWATCH_CERTS). Assumes
 # //service:uploading_server and //service/simulator:metrica_simulator are
 # built. Prepares every language first (stubs, npm ci, Go test binaries), then
 # starts the stack once and runs the three suites in parallel (they watch the
@@ -19,16 +21,24 @@ source scripts/lib/stack.sh
 
 PY=${UPLOADWATCH_PYTHON:-/usr/bin/python3}   # Debian's, with python3-grpcio
 SUITE_TIMEOUT=${UPLOADWATCH_CLIENT_TEST_TIMEOUT:-240}   # seconds per language
+# 1: also the counter watch's end-to-end cases (they need the server's
+# WatchUploadings, which is not on main yet).
+E2E_COUNTER_WATCH=${UPLOADWATCH_E2E_COUNTER_WATCH:-0}
+export UPLOADWATCH_E2E_COUNTER_WATCH=$E2E_COUNTER_WATCH
+go_tags=()
+[[ $E2E_COUNTER_WATCH == 1 ]] && go_tags=(-tags counterwatch_e2e)
 work=$(mktemp -d)
 UPLOADWATCH_STACK_LOGS="$work/stack"
 mkdir -p "$UPLOADWATCH_STACK_LOGS"
-langs=(python node go)
-declare -A prep_ok=() pid=() passed=() failed=() secs=()
+# live_check: scripts/live_check.sh's tests (its live path on the simulator).
+langs=(python node go live_check)
+declare -A prep_ok=() pid=() passed=() failed=() secs=() tls_pid=()
 started=$SECONDS
 
 cleanup() {
   local p
-  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pid[@]}" "${tls_pid[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${tls_pid[@]}"; do wait "$p" 2>/dev/null; done
   uploadwatch_stop_stack
   rm -rf "$work"
 }
@@ -58,6 +68,11 @@ prep_python() {
   timeout 30 "$PY" -c 'import grpc, google.protobuf' >>"$work/python.prep" 2>&1
 }
 
+prep_live_check() {
+  timeout 30 "$PY" -c 'import json, unittest' >"$work/live_check.prep" 2>&1 &&
+    command -v curl >>"$work/live_check.prep" 2>&1
+}
+
 prep_node() {
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "node/npm not found" >"$work/node.prep"
@@ -74,8 +89,8 @@ prep_go() {
   # GOPATH mode over Debian's /usr/share/gocode: no module proxy, no network.
   local go=(env GOPATH="$GOPATH_DIRS" GO111MODULE=off GOFLAGS= GOPROXY=off go)
   (cd "$GO_PKG_DIR" &&
-    timeout 300 "${go[@]}" vet . ./cmd/... &&
-    timeout 300 "${go[@]}" test -c -o "$work/go/uploadwatch.test" . &&
+    timeout 300 "${go[@]}" vet "${go_tags[@]}" . ./cmd/... &&
+    timeout 300 "${go[@]}" test "${go_tags[@]}" -c -o "$work/go/uploadwatch.test" . &&
     timeout 300 "${go[@]}" build -o "$work/go/uploadwatch-watch" ./cmd/uploadwatch-watch) >>"$work/go.prep" 2>&1
 }
 
@@ -98,8 +113,44 @@ if ! UPLOADWATCH_DEMO_SPEED=10 uploadwatch_start_stack 127.0.0.1:0 200ms; then
   exit 1
 fi
 
+# Another server on the stack's simulator: VAR NAME [server flags...]. Sets
+# VAR to its host:port; its PID goes into tls_pid[NAME].
+start_tls_server() {
+  local var=$1 name=$2 log="$UPLOADWATCH_STACK_LOGS/$2.log" port
+  shift 2
+  METRIKA_OAUTH_TOKEN="$UPLOADWATCH_DEMO_TOKEN" "$UPLOADWATCH_BIN/service/uploading_server" \
+    --listen=127.0.0.1:0 --poll_interval=200ms --upstream_url="$UPLOADWATCH_SIM_URL" "$@" \
+    >"$log" 2>&1 &
+  tls_pid[$name]=$!
+  port=$(_uploadwatch_wait_for "$log" 'serving on port [0-9]+' 15) || {
+    cat "$log" >&2
+    return 1
+  }
+  printf -v "$var" '127.0.0.1:%s' "${port##* }"
+}
+
+UPLOADWATCH_CERTS="$work/certs"
+mkdir -p "$UPLOADWATCH_CERTS"
+tls_flags=(--tls_cert_file="$UPLOADWATCH_CERTS/server.pem" --tls_key_file="$UPLOADWATCH_CERTS/server.key")
+if ! timeout 60 client/testing/make_test_certs.sh "$UPLOADWATCH_CERTS" ||
+  ! start_tls_server UPLOADWATCH_TLS_ADDR tls "${tls_flags[@]}" ||
+  ! start_tls_server UPLOADWATCH_MTLS_ADDR mtls "${tls_flags[@]}" \
+    --tls_client_ca_file="$UPLOADWATCH_CERTS/ca.pem"; then
+  note "the TLS servers did not start"
+  summarized=1
+  echo "0 passed, ${#langs[@]} failed"
+  exit 1
+fi
+export UPLOADWATCH_CERTS UPLOADWATCH_TLS_ADDR UPLOADWATCH_MTLS_ADDR
+
 run_python() {
-  cd client/python && exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" test_client.py -v
+  local modules=(test_client test_scripted)
+  [[ $E2E_COUNTER_WATCH == 1 ]] && modules+=(test_counter_watch_e2e)
+  cd client/python && exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" -m unittest -v "${modules[@]}"
+}
+run_live_check() {
+  UPLOADWATCH_LIVE_WATCH_SECONDS=3 exec timeout -k 10 "$SUITE_TIMEOUT" "$PY" -m unittest -v \
+    client/testing/test_live_check.py
 }
 run_node() {
   cd client/node && exec timeout -k 10 "$SUITE_TIMEOUT" node --test --test-reporter=tap test/
@@ -121,17 +172,19 @@ done
 # Counts of one suite's log: sets passed[lang] and failed[lang]. Skipped and
 # cancelled tests count as failed (nothing may skip here), and a suite that
 # failed without a countable failure (crash, timeout) counts one.
-count_python() {
-  local log=$1 ran bad
+count_unittest() {  # LANG LOG: Python unittest's counts
+  local lang=$1 log=$2 ran bad
   ran=$(grep -oE '^Ran [0-9]+ tests?' "$log" | tail -n1 | grep -oE '[0-9]+')
   if [[ -z "$ran" ]]; then  # killed before the summary: the tests done so far
-    passed[python]=$(grep -cE ' \.\.\. ok$' "$log") failed[python]=0
+    passed[$lang]=$(grep -cE ' \.\.\. ok$' "$log") failed[$lang]=0
     return
   fi
   bad=$(tail -n 3 "$log" | grep -E '^(OK|FAILED) ?\(' | grep -oE '(failures|errors|skipped|unexpected successes)=[0-9]+' |
     awk -F= '{s += $2} END {print s + 0}')
-  passed[python]=$((ran - bad)) failed[python]=$bad
+  passed[$lang]=$((ran - bad)) failed[$lang]=$bad
 }
+count_python() { count_unittest python "$1"; }
+count_live_check() { count_unittest live_check "$1"; }
 tap_total() {  # LOG NAME -> the N of node's `# NAME N` summary line
   grep -E "^# $2 [0-9]+$" "$1" | tail -n1 | awk '{print $3}'
 }

@@ -10,6 +10,8 @@ UPLOADWATCH_APT_PACKAGES=(
   nodejs npm
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
   golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc
+  openssl
+  curl
 )
 
 uploadwatch_install_deps() {
