@@ -20,23 +20,21 @@ void FanOut::Add(Subscriber* subscriber) {
 void FanOut::Remove(Subscriber* subscriber) {
   absl::MutexLock lock(&mu_);
   auto it = boxes_.find(subscriber);
-  if (it == boxes_.end()) return;
+  if (it == boxes_.end() || it->second->removed) return;
   Mailbox* box = it->second.get();
   box->closed = true;
+  box->removed = true;
   box->items.clear();
   if (box->delivering && box->delivering_on == std::this_thread::get_id()) {
     // From inside its own delivery: the drain erases it once the call returns.
-    box->removed = true;
+    box->drain_erases = true;
     return;
   }
   if (box->delivering) {
     mu_.Await(absl::Condition(
         +[](Mailbox* b) { return !b->delivering; }, box));
   }
-  if (box->scheduled) {
-    // A drain task still refers to it by subscriber: it will find it gone.
-    box->scheduled = false;
-  }
+  // A drain task may still name it: it will find it gone.
   boxes_.erase(subscriber);
 }
 
@@ -81,34 +79,39 @@ void FanOut::Drain(const std::vector<Subscriber*>& batch) {
     // Not scheduled: removed (and maybe added again). Delivering: another
     // drain of the same subscriber holds it (calls never overlap).
     if (it == boxes_.end() || !it->second->scheduled ||
-        it->second->delivering) {
+        it->second->delivering || it->second->removed) {
       continue;
     }
     Mailbox* box = it->second.get();
-    while (!box->items.empty()) {
-      Item item = std::move(box->items.front());
-      box->items.pop_front();
-      if (item.state != nullptr) {
-        int64_t& last = box->delivered[item.state->uploading.id()];
-        if (item.state->version <= last) continue;
-        last = item.state->version;
+    while (!box->items.empty() && !box->removed) {
+      std::vector<Item> items;
+      items.swap(box->items);
+      for (Item& item : items) {
+        if (box->removed) break;
+        if (item.state != nullptr) {
+          int64_t& last = box->delivered[item.state->uploading.id()];
+          if (item.state->version <= last) continue;
+          last = item.state->version;
+        }
+        box->delivering = true;
+        box->delivering_on = std::this_thread::get_id();
+        mu_.Unlock();
+        if (item.state != nullptr) {
+          s->OnState(*item.state);
+        } else {
+          s->OnError(item.error);
+        }
+        mu_.Lock();
+        // Remove() may be waiting to erase the box: after this, touch it no
+        // more unless it is still ours.
+        box->delivering = false;
       }
-      box->delivering = true;
-      box->delivering_on = std::this_thread::get_id();
-      mu_.Unlock();
-      if (item.state != nullptr) {
-        s->OnState(*item.state);
-      } else {
-        s->OnError(item.error);
-      }
-      mu_.Lock();
-      box->delivering = false;
-      if (box->removed) break;
-      // Remove() may be waiting to erase the box: touch it no more if so.
-      if (box->closed && box->items.empty()) break;
     }
-    box->scheduled = false;
-    if (box->removed) boxes_.erase(s);
+    if (box->drain_erases) {
+      boxes_.erase(s);
+      continue;
+    }
+    if (!box->removed) box->scheduled = false;
   }
 }
 

@@ -1,7 +1,6 @@
 #ifndef UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 #define UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 
-#include <deque>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -47,12 +46,15 @@ class FanOut {
     absl::Status error;
   };
   struct Mailbox {
-    std::deque<Item> items;
+    // A vector, not a deque: an empty deque allocates, and there is one
+    // mailbox per open watch.
+    std::vector<Item> items;
     bool scheduled = false;   // a drain task will run or is running
     bool delivering = false;  // a call is in progress
     std::thread::id delivering_on;
-    bool closed = false;  // an error was posted: nothing after it
-    bool removed = false;  // Remove() came from inside its own delivery
+    bool closed = false;   // an error was posted, or Remove(): nothing after
+    bool removed = false;  // Remove() was called
+    bool drain_erases = false;  // ... from inside its own delivery
     absl::flat_hash_map<int64_t, int64_t> delivered;  // uploading -> version
   };
 
