@@ -438,7 +438,7 @@ class ChaosTest : public ServiceTest {
   // group and upstream request. Returns how long that took.
   absl::Duration ExpectServerLetGoOfEveryWatch() {
     const absl::Time start = absl::Now();
-    WatchHub::Stats s;
+    UploadingHub::Stats s;
     auto idle = [&] {
       s = server_->stats();
       return rpc_log_lines_.load() == watches_opened_ && s.watchers == 0 &&

@@ -1,10 +1,10 @@
 #include "service/core/scheduler.h"
 
-#include "absl/time/clock.h"
 
 namespace uploadwatch {
 
-ThreadScheduler::ThreadScheduler() : thread_([this] { Loop(); }) {}
+ThreadScheduler::ThreadScheduler(const Clock* clock)
+    : clock_(clock), thread_([this] { Loop(); }) {}
 
 ThreadScheduler::~ThreadScheduler() {
   {
@@ -42,9 +42,12 @@ void ThreadScheduler::Loop() {
       return stopping_ ||
              (!queue_.empty() && queue_.begin()->first.first < next);
     };
-    mu_.AwaitWithDeadline(absl::Condition(&ready), next);
+    // The wait is measured on the clock the due times come from.
+    mu_.AwaitWithTimeout(absl::Condition(&ready), next - clock_->Now());
     if (stopping_) return;
-    if (queue_.empty() || queue_.begin()->first.first > absl::Now()) continue;
+    if (queue_.empty() || queue_.begin()->first.first > clock_->Now()) {
+      continue;
+    }
     auto node = queue_.extract(queue_.begin());
     when_.erase(node.key().second);
     // Run without the lock: tasks schedule and cancel other tasks.

@@ -10,6 +10,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/common/clock.h"
 
 namespace uploadwatch {
 
@@ -29,11 +30,14 @@ class Scheduler {
   virtual bool Cancel(TaskId id) = 0;
 };
 
-// A Scheduler on one thread of its own, using real time. Pending tasks are
-// dropped (not run) on destruction.
+// A Scheduler on one thread of its own. Due times are read from `clock`, the
+// same Clock its callers compute them with (a real one in production; tests
+// use SimulatedTime instead of this class). Pending tasks are dropped (not
+// run) on destruction.
 class ThreadScheduler : public Scheduler {
  public:
-  ThreadScheduler();
+  // `clock` is not owned and must outlive the scheduler.
+  explicit ThreadScheduler(const Clock* clock = Clock::Real());
   ~ThreadScheduler() override;
   ThreadScheduler(const ThreadScheduler&) = delete;
   ThreadScheduler& operator=(const ThreadScheduler&) = delete;
@@ -44,6 +48,7 @@ class ThreadScheduler : public Scheduler {
  private:
   void Loop();
 
+  const Clock* const clock_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   TaskId next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -2,64 +2,14 @@
 
 #include <memory>
 
-#include "absl/strings/str_cat.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/watch_reactor.h"
 
 namespace uploadwatch {
-namespace {
-
 namespace v1 = ::metrika::offline_conversions::v1;
 
-// Metrica's own bound on `limit`.
-constexpr int32_t kMaxListLimit = 10000;
-
-}  // namespace
-
-absl::Status ValidateIds(int32_t counter_id, int64_t uploading_id) {
-  if (counter_id <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "counter_id must be a positive Metrica counter id, got ", counter_id));
-  }
-  if (uploading_id <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "uploading_id must be a positive uploading id, got ", uploading_id));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateList(const v1::ListUploadingsRequest& request) {
-  if (request.counter_id() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("counter_id must be a positive Metrica counter id, got ",
-                     request.counter_id()));
-  }
-  if (request.limit() < 0 || request.limit() > kMaxListLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("limit must be between 1 and ", kMaxListLimit,
-                     " (0 for Metrica's default), got ", request.limit()));
-  }
-  if (request.offset() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("offset must be >= 0, got ", request.offset()));
-  }
-  if (!v1::Uploading::Type_IsValid(request.type())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "type must be BASIC, CALLS or CHATS, got ", request.type()));
-  }
-  return absl::OkStatus();
-}
-
-std::optional<std::string> AuthorizationOf(
-    const grpc::CallbackServerContext& context) {
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) return std::nullopt;
-  return std::string(it->second.data(), it->second.size());
-}
-
-UploadingServiceImpl::UploadingServiceImpl(WatchReactor::Deps deps)
+UploadingServiceImpl::UploadingServiceImpl(ServiceDeps deps)
     : deps_(std::move(deps)), hub_(deps_.hub) {}
 
 namespace {
@@ -69,7 +19,7 @@ namespace {
 // one log line. `finish(status, token_fingerprint)` may run on any thread.
 template <typename Launch>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
-                                   const WatchReactor::Deps& deps,
+                                   const ServiceDeps& deps,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
                                    Launch launch) {
@@ -85,7 +35,7 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
     return reactor;
   }
   absl::StatusOr<Credentials> credentials =
-      ResolveCredentials(AuthorizationOf(*context), deps.default_token);
+      CallerCredentials(*context, deps.default_token);
   if (!credentials.ok()) {
     finish(credentials.status(), "");
     return reactor;

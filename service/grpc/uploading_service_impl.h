@@ -1,26 +1,24 @@
 #ifndef UPLOADWATCH_SERVICE_GRPC_UPLOADING_SERVICE_IMPL_H_
 #define UPLOADWATCH_SERVICE_GRPC_UPLOADING_SERVICE_IMPL_H_
 
-#include <optional>
 #include <string>
 
 #include "grpcpp/grpcpp.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
-#include "service/common/clock.h"
-#include "service/core/watch_hub.h"
-#include "service/grpc/rpc_log.h"
-#include "service/grpc/watch_reactor.h"
+#include "service/core/uploading_hub.h"
+#include "service/grpc/request_checks.h"
+#include "service/grpc/service_deps.h"
 
 namespace uploadwatch {
 
-// The gRPC adapter: validates requests, picks the caller's token, hands the
-// work to the WatchHub and converts its answers. All three rpcs run on gRPC's
+// The gRPC adapter: validates requests and picks the caller's token (both in
+// request_checks.h), hands the work to the UploadingHub and converts its
+// answers. All three rpcs run on gRPC's
 // callback API; nothing here blocks.
 class UploadingServiceImpl final
     : public metrika::offline_conversions::v1::UploadingService::CallbackService {
  public:
-  // `deps.default_token` is the server's own token ("" for none).
-  explicit UploadingServiceImpl(WatchReactor::Deps deps);
+  explicit UploadingServiceImpl(ServiceDeps deps);
 
   grpc::ServerUnaryReactor* GetUploading(
       grpc::CallbackServerContext* context,
@@ -39,18 +37,9 @@ class UploadingServiceImpl final
                      request) override;
 
  private:
-  const WatchReactor::Deps deps_;
-  WatchHub* const hub_;
+  const ServiceDeps deps_;
+  UploadingHub* const hub_;
 };
-
-// Request checks shared by the rpcs; INVALID_ARGUMENT with what to fix.
-absl::Status ValidateIds(int32_t counter_id, int64_t uploading_id);
-absl::Status ValidateList(
-    const metrika::offline_conversions::v1::ListUploadingsRequest& request);
-
-// The `authorization` metadata of a call (nullopt when absent).
-std::optional<std::string> AuthorizationOf(
-    const grpc::CallbackServerContext& context);
 
 }  // namespace uploadwatch
 

@@ -2,7 +2,7 @@
 
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
-#include "service/grpc/uploading_service_impl.h"
+#include "service/grpc/request_checks.h"
 
 namespace uploadwatch {
 namespace {
@@ -33,8 +33,7 @@ WatchReactor::WatchReactor(
   absl::Status status = ValidateIds(counter_id_, uploading_id_);
   absl::StatusOr<Credentials> credentials = absl::UnknownError("");
   if (status.ok()) {
-    credentials =
-        ResolveCredentials(AuthorizationOf(*context), deps.default_token);
+    credentials = CallerCredentials(*context, deps.default_token);
     status = credentials.status();
   }
   if (status.ok()) {
@@ -70,7 +69,8 @@ void WatchReactor::Expire() {
       "(the first message repeats the current state, with its version)"));
 }
 
-void WatchReactor::OnState(const UploadingState& state, bool terminal) {
+void WatchReactor::OnState(const UploadingState& state) {
+  const bool terminal = IsTerminal(state.uploading);
   absl::MutexLock lock(&mu_);
   if (finished_ || state.version <= last_version_) return;  // no duplicates
   last_version_ = state.version;

@@ -8,11 +8,10 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "metrika/offline_conversions/v1/uploading_service.pb.h"
-#include "service/common/clock.h"
 #include "service/core/scheduler.h"
-#include "service/core/watch_hub.h"
-#include "service/grpc/rpc_log.h"
-#include "service/grpc/watch_limits.h"
+#include "service/core/subscriber.h"
+#include "service/core/uploading_hub.h"
+#include "service/grpc/service_deps.h"
 
 namespace uploadwatch {
 
@@ -22,25 +21,17 @@ namespace uploadwatch {
 class WatchReactor final
     : public grpc::ServerWriteReactor<
           metrika::offline_conversions::v1::WatchUploadingResponse>,
-      public WatchHub::Subscriber {
+      public Subscriber {
  public:
-  // What a watch needs; none owned, all outlive every watch.
-  struct Deps {
-    WatchHub* hub;
-    const RpcLog* log;
-    Clock* clock;
-    Scheduler* scheduler;  // for the lifetime bound
-    WatchLimits* limits;
-    std::string default_token;
-  };
+  using Deps = ServiceDeps;
 
   WatchReactor(const Deps& deps, grpc::CallbackServerContext* context,
                const metrika::offline_conversions::v1::WatchUploadingRequest&
                    request);
 
-  // WatchHub::Subscriber (the hub delivers one call at a time, without its
-  // main lock).
-  void OnState(const UploadingState& state, bool terminal) override;
+  // Subscriber (the hub's fan-out delivers one call at a time; a terminal
+  // state is the last).
+  void OnState(const UploadingState& state) override;
   void OnError(const absl::Status& status) override;
 
   // grpc::ServerWriteReactor
@@ -62,7 +53,7 @@ class WatchReactor final
   };
 
   const Deps& deps_;
-  WatchHub* const hub_;
+  UploadingHub* const hub_;
   const absl::Time start_;
   const absl::Time deadline_;  // the client's; InfiniteFuture if none
   const std::string connection_;

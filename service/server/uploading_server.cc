@@ -13,12 +13,15 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->metrics_ = std::make_unique<Metrics>(config.metrics_options);
   s->log_ = std::make_unique<RpcLog>(config.log_sink, s->metrics_.get());
   config.hub.metrics = s->metrics_.get();
-  s->scheduler_ = std::make_unique<ThreadScheduler>();
+  s->scheduler_ = std::make_unique<ThreadScheduler>(config.clock);
+  s->executor_ = std::make_unique<ThreadPoolExecutor>(config.fan_out_threads);
   s->upstream_ = std::move(upstream);
-  s->hub_ = std::make_unique<WatchHub>(s->upstream_.get(), s->scheduler_.get(),
-                                       config.clock, config.hub);
+  s->hub_ = std::make_unique<UploadingHub>(s->upstream_.get(),
+                                           s->scheduler_.get(),
+                                           s->executor_.get(), config.clock,
+                                           config.hub);
   s->limits_ = std::make_unique<WatchLimits>(config.watch_limits);
-  s->service_ = std::make_unique<UploadingServiceImpl>(WatchReactor::Deps{
+  s->service_ = std::make_unique<UploadingServiceImpl>(ServiceDeps{
       s->hub_.get(), s->log_.get(), config.clock, s->scheduler_.get(),
       s->limits_.get(), config.default_token});
 
@@ -105,11 +108,13 @@ void UploadingServer::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }
-  // Late upstream callbacks now find an empty hub (see WatchHub). The
-  // metrics endpoint reads the hub and the client: it goes first.
+  // Late upstream callbacks now find an empty hub (see UploadingHub). The
+  // metrics endpoint reads the hub and the client: it goes first. The
+  // executor runs the last deliveries (to watches already gone) and stops.
   metrics_http_.reset();
   upstream_.reset();
   scheduler_.reset();
+  executor_.reset();
 }
 
 UploadingServer::~UploadingServer() { Shutdown(absl::ZeroDuration()); }

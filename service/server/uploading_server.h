@@ -8,8 +8,9 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "service/common/clock.h"
+#include "service/core/executor.h"
 #include "service/core/scheduler.h"
-#include "service/core/watch_hub.h"
+#include "service/core/uploading_hub.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/uploading_service_impl.h"
 #include "service/grpc/watch_limits.h"
@@ -25,7 +26,9 @@ struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // The server's own Metrica token ("" for none: calls must bring theirs).
   std::string default_token;
-  WatchHub::Options hub;
+  UploadingHub::Options hub;
+  // Threads that deliver states to watchers (never the upstream I/O thread).
+  int fan_out_threads = 2;
   // Requests are a few ids: anything bigger is a mistake or an attack.
   int max_receive_message_bytes = 64 * 1024;
   // RPC log destination; stderr when unset.
@@ -76,17 +79,18 @@ class UploadingServer {
   // calls in progress get until `grace` to finish. Idempotent.
   void Shutdown(absl::Duration grace);
 
-  WatchHub::Stats stats() { return hub_->stats(); }
+  UploadingHub::Stats stats() { return hub_->stats(); }
 
  private:
   UploadingServer() = default;
 
-  // Destroyed bottom-up; the hub outlives the client and scheduler (see
-  // WatchHub), the service outlives the gRPC server.
+  // Destroyed bottom-up; the hub outlives the client, scheduler and
+  // executor (see UploadingHub), the service outlives the gRPC server.
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<RpcLog> log_;
-  std::unique_ptr<WatchHub> hub_;
+  std::unique_ptr<UploadingHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Executor> executor_;
   std::unique_ptr<MetricaClient> upstream_;
   std::unique_ptr<WatchLimits> limits_;
   std::unique_ptr<UploadingServiceImpl> service_;

@@ -1,0 +1,123 @@
+#include "service/core/fan_out.h"
+
+#include <utility>
+
+namespace uploadwatch {
+namespace {
+
+// Subscribers per executor task: one task per watcher would cost an
+// allocation each in a 10,000-watch fan-out; one task for all would serialise
+// it on one thread.
+constexpr size_t kBatch = 256;
+
+}  // namespace
+
+void FanOut::Add(Subscriber* subscriber) {
+  absl::MutexLock lock(&mu_);
+  boxes_.try_emplace(subscriber, std::make_unique<Mailbox>());
+}
+
+void FanOut::Remove(Subscriber* subscriber) {
+  absl::MutexLock lock(&mu_);
+  auto it = boxes_.find(subscriber);
+  if (it == boxes_.end() || it->second->removed) return;
+  Mailbox* box = it->second.get();
+  box->closed = true;
+  box->removed = true;
+  box->items.clear();
+  if (box->delivering && box->delivering_on == std::this_thread::get_id()) {
+    // From inside its own delivery: the drain erases it once the call returns.
+    box->drain_erases = true;
+    return;
+  }
+  if (box->delivering) {
+    mu_.Await(absl::Condition(
+        +[](Mailbox* b) { return !b->delivering; }, box));
+  }
+  // A drain task may still name it: it will find it gone.
+  boxes_.erase(subscriber);
+}
+
+void FanOut::Post(const std::vector<Subscriber*>& to,
+                  std::shared_ptr<const UploadingState> state) {
+  PostItem(to, Item{std::move(state), absl::OkStatus()});
+}
+
+void FanOut::PostError(const std::vector<Subscriber*>& to,
+                       const absl::Status& error) {
+  PostItem(to, Item{nullptr, error});
+}
+
+void FanOut::PostItem(const std::vector<Subscriber*>& to, const Item& item) {
+  if (to.empty()) return;
+  std::vector<std::vector<Subscriber*>> batches;
+  {
+    absl::MutexLock lock(&mu_);
+    for (Subscriber* s : to) {
+      auto it = boxes_.find(s);
+      if (it == boxes_.end() || it->second->closed) continue;
+      Mailbox& box = *it->second;
+      box.items.push_back(item);
+      if (item.state == nullptr) box.closed = true;
+      if (box.scheduled) continue;  // its drain will see the item
+      box.scheduled = true;
+      if (batches.empty() || batches.back().size() >= kBatch) {
+        batches.emplace_back();
+      }
+      batches.back().push_back(s);
+    }
+  }
+  for (auto& batch : batches) {
+    executor_->Run([this, batch = std::move(batch)] { Drain(batch); });
+  }
+}
+
+void FanOut::Drain(const std::vector<Subscriber*>& batch) {
+  absl::MutexLock lock(&mu_);
+  for (Subscriber* s : batch) {
+    auto it = boxes_.find(s);
+    // Not scheduled: removed (and maybe added again). Delivering: another
+    // drain of the same subscriber holds it (calls never overlap).
+    if (it == boxes_.end() || !it->second->scheduled ||
+        it->second->delivering || it->second->removed) {
+      continue;
+    }
+    Mailbox* box = it->second.get();
+    while (!box->items.empty() && !box->removed) {
+      std::vector<Item> items;
+      items.swap(box->items);
+      for (Item& item : items) {
+        if (box->removed) break;
+        if (item.state != nullptr) {
+          int64_t& last = box->delivered[item.state->uploading.id()];
+          if (item.state->version <= last) continue;
+          last = item.state->version;
+        }
+        box->delivering = true;
+        box->delivering_on = std::this_thread::get_id();
+        mu_.Unlock();
+        if (item.state != nullptr) {
+          s->OnState(*item.state);
+        } else {
+          s->OnError(item.error);
+        }
+        mu_.Lock();
+        // Remove() may be waiting to erase the box: after this, touch it no
+        // more unless it is still ours.
+        box->delivering = false;
+      }
+    }
+    if (box->drain_erases) {
+      boxes_.erase(s);
+      continue;
+    }
+    if (!box->removed) box->scheduled = false;
+  }
+}
+
+size_t FanOut::size() const {
+  absl::MutexLock lock(&mu_);
+  return boxes_.size();
+}
+
+}  // namespace uploadwatch

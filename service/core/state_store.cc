@@ -1,0 +1,38 @@
+#include "service/core/state_store.h"
+
+namespace uploadwatch {
+
+StateStore::Recorded StateStore::Record(const UploadingKey& key,
+                                        const v1::Uploading& uploading,
+                                        absl::Time now, absl::Time sent) {
+  absl::MutexLock lock(&mu_);
+  Recorded out;
+  out.state = cache_.Record(key, uploading, now, sent, &out.changed);
+  return out;
+}
+
+std::optional<UploadingState> StateStore::GetFresh(const UploadingKey& key,
+                                                   absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  return cache_.GetFresh(key, now);
+}
+
+std::optional<UploadingState> StateStore::Find(const UploadingKey& key) const {
+  absl::MutexLock lock(&mu_);
+  const UploadingState* s = cache_.Find(key);
+  if (s == nullptr) return std::nullopt;
+  return *s;
+}
+
+size_t StateStore::Sweep(absl::Time now,
+                         const std::function<bool(const UploadingKey&)>& keep) {
+  absl::MutexLock lock(&mu_);
+  return cache_.Sweep(now, keep);
+}
+
+size_t StateStore::size() const {
+  absl::MutexLock lock(&mu_);
+  return cache_.size();
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,48 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_STATE_STORE_H_
+#define UPLOADWATCH_SERVICE_CORE_STATE_STORE_H_
+
+#include <functional>
+#include <optional>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/core/state_cache.h"
+
+namespace uploadwatch {
+
+// The one owner of uploading states and their versions: every fetched
+// uploading is recorded here, and recording says whether anything changed.
+// The rules (in StateCache): a version grows by one per change; a terminal
+// state never turns back; an answer to a request sent before the one behind
+// the stored state is older news and changes nothing. Thread-safe.
+class StateStore {
+ public:
+  struct Recorded {
+    UploadingState state;  // what is known now
+    bool changed = false;  // `state` is new (always true the first time)
+  };
+
+  explicit StateStore(StateCache::Options options) : cache_(options) {}
+
+  // An uploading fetched at `now` by a request sent at `sent`.
+  Recorded Record(const UploadingKey& key, const v1::Uploading& uploading,
+                  absl::Time now, absl::Time sent);
+  // The state if confirmed recently enough to serve without Metrica.
+  std::optional<UploadingState> GetFresh(const UploadingKey& key,
+                                         absl::Time now);
+  // The state however old; nullopt if unknown.
+  std::optional<UploadingState> Find(const UploadingKey& key) const;
+  // Drops states unused for the retention, except those `keep` names (it is
+  // called under the store's lock: it must not call the store).
+  size_t Sweep(absl::Time now,
+               const std::function<bool(const UploadingKey&)>& keep);
+  size_t size() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  StateCache cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_STATE_STORE_H_

@@ -1,0 +1,26 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_SUBSCRIBER_H_
+#define UPLOADWATCH_SERVICE_CORE_SUBSCRIBER_H_
+
+#include "absl/status/status.h"
+#include "service/core/state_cache.h"
+
+namespace uploadwatch {
+
+// A watcher of a WatchTarget (one uploading, or a whole counter). Calls come
+// from the FanOut's executor, never from the upstream I/O thread, one at a
+// time and in order for one subscriber. They must not block and must not
+// call Subscribe or Unsubscribe.
+class Subscriber {
+ public:
+  virtual ~Subscriber() = default;
+  // A state of a watched uploading: the current one first, then each change;
+  // per uploading, versions only grow. After a terminal state of an
+  // uploading target no further call comes (a counter target goes on).
+  virtual void OnState(const UploadingState& state) = 0;
+  // The watch is over: a permanent upstream error, or shutdown. The last call.
+  virtual void OnError(const absl::Status& status) = 0;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_SUBSCRIBER_H_

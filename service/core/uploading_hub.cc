@@ -1,0 +1,249 @@
+#include "service/core/uploading_hub.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+namespace uploadwatch {
+namespace {
+
+constexpr absl::Duration kSweepEvery = absl::Minutes(1);
+
+absl::Duration FreshFor(const UploadingHub::Options& o) {
+  return std::min(o.cache_ttl, o.poll_interval);
+}
+
+}  // namespace
+
+UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
+                           Executor* executor, const Clock* clock,
+                           Options options)
+    : client_(client),
+      scheduler_(scheduler),
+      clock_(clock),
+      store_(StateCache::Options{.fresh_for = FreshFor(options),
+                                 .terminal_fresh_for = options.terminal_ttl,
+                                 .retention = options.retention}),
+      registry_(WatchRegistry::Options{.max_watches = options.max_watches}),
+      fan_out_(executor),
+      pacer_(Pacer::Options{.poll_interval = options.poll_interval,
+                            .max_backoff = options.max_backoff,
+                            .budget_reserve = options.budget_reserve,
+                            .random = options.random},
+             [client](const std::string& fingerprint) {
+               return client->DailyUsage(fingerprint);
+             }),
+      reader_(client, clock, this,
+              UpstreamReader::Options{.upstream_timeout =
+                                          options.upstream_timeout,
+                                      .list_fresh_for = FreshFor(options),
+                                      .metrics = options.metrics}),
+      poller_(&reader_, &registry_, &pacer_,
+              options.ownership != nullptr ? options.ownership
+                                           : &local_ownership_,
+              scheduler, clock, this,
+              GroupPoller::Options{
+                  .planner = {.batch_min_uploadings =
+                                  options.batch_min_uploadings,
+                              .batch_max_pages = options.batch_max_pages},
+                  .poll_interval = options.poll_interval}) {
+  if (options.metrics != nullptr) RegisterGauges(options.metrics);
+  absl::MutexLock lock(&mu_);
+  sweep_timer_ = scheduler_->RunAt(clock_->Now() + kSweepEvery,
+                                   [this] { OnSweepTimer(); });
+}
+
+UploadingHub::~UploadingHub() {
+  Shutdown(absl::UnavailableError("server is shutting down"));
+}
+
+void UploadingHub::RegisterGauges(Metrics* metrics) {
+  using Samples = std::vector<std::pair<Metrics::Labels, double>>;
+  auto stat = [this](size_t Stats::*field) {
+    return [this, field] {
+      return Samples{{{}, static_cast<double>(stats().*field)}};
+    };
+  };
+  metrics->AddGauge("uploadwatch_open_watches", "Open WatchUploading streams.",
+                    {}, stat(&Stats::watchers));
+  metrics->AddGauge("uploadwatch_pollers",
+                    "Watched uploadings (one poller each, shared by watchers).",
+                    {}, stat(&Stats::pollers));
+  metrics->AddGauge("uploadwatch_poll_groups",
+                    "(token, counter) groups polling together.", {},
+                    stat(&Stats::groups));
+  metrics->AddGauge("uploadwatch_cached_states", "Uploading states in cache.",
+                    {}, stat(&Stats::cached_states));
+  auto quota = [this](bool used) {
+    return [this, used] {
+      Samples out;
+      for (const auto& [fp, usage] : client_->AllDailyUsage()) {
+        out.push_back(
+            {{fp}, static_cast<double>(used ? usage.used : usage.remaining())});
+      }
+      return out;
+    };
+  };
+  metrics->AddGauge(
+      "uploadwatch_quota_used_today",
+      "Metrica requests sent today per token fingerprint (daily budget).",
+      {"token"}, quota(true));
+  metrics->AddGauge(
+      "uploadwatch_quota_remaining_today",
+      "Metrica requests left today per token fingerprint (quota headroom).",
+      {"token"}, quota(false));
+}
+
+void UploadingHub::Get(const Credentials& credentials, int32_t counter_id,
+                       int64_t uploading_id, StateCallback done) {
+  reader_.Get(credentials.token(),
+              UploadingKey{credentials.fingerprint(), counter_id, uploading_id},
+              std::move(done));
+}
+
+void UploadingHub::List(const Credentials& credentials,
+                        const ListParams& params, ListCallback done) {
+  reader_.List(credentials.token(), credentials.fingerprint(), params,
+               std::move(done));
+}
+
+absl::Status UploadingHub::Subscribe(const Credentials& credentials,
+                                     int32_t counter_id, int64_t uploading_id,
+                                     Subscriber* subscriber) {
+  const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
+  const WatchTarget target = WatchTarget::Uploading(key);
+  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
+  if (!added.ok()) return added.status();
+  if (!added->new_target) {
+    // Join: the current state first, then changes with everyone else.
+    if (added->has_state) {
+      if (std::optional<UploadingState> s = store_.Find(key)) {
+        fan_out_.Post({subscriber},
+                      std::make_shared<const UploadingState>(*std::move(s)));
+      }
+    }
+    return absl::OkStatus();
+  }
+  std::optional<UploadingState> fresh = store_.GetFresh(key, clock_->Now());
+  if (!fresh) {
+    poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
+    return absl::OkStatus();
+  }
+  registry_.MarkShown(target);
+  const bool terminal = IsTerminal(fresh->uploading);
+  fan_out_.Post({subscriber},
+                std::make_shared<const UploadingState>(*std::move(fresh)));
+  if (terminal) {
+    // Nothing to poll: the watch is over as soon as it is told so.
+    registry_.EndTarget(target);
+  } else {
+    poller_.Watch(target, credentials.token(), /*needs_first_state=*/false);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WatchRegistry::Added> UploadingHub::Register(
+    const WatchTarget& target, Subscriber* subscriber) {
+  // Reachable before the registry knows it, so that no delivery misses it.
+  fan_out_.Add(subscriber);
+  absl::StatusOr<WatchRegistry::Added> added =
+      registry_.Add(target, subscriber);
+  if (!added.ok()) fan_out_.Remove(subscriber);
+  return added;
+}
+
+absl::Status UploadingHub::SubscribeCounter(const Credentials& credentials,
+                                            int32_t counter_id,
+                                            v1::Uploading::Type type,
+                                            Subscriber* subscriber) {
+  const WatchTarget target = WatchTarget::Counter(
+      GroupKey{credentials.fingerprint(), counter_id}, type);
+  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
+  if (!added.ok()) return added.status();
+  // Every subscriber, the first or a later one, is shown the counter by the
+  // next round: it starts now (or right after the one under way).
+  poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
+  return absl::OkStatus();
+}
+
+void UploadingHub::Unsubscribe(Subscriber* subscriber) {
+  if (std::optional<WatchRegistry::Removed> removed =
+          registry_.Remove(subscriber)) {
+    if (removed->target_gone) poller_.Unwatch(removed->target);
+  }
+  fan_out_.Remove(subscriber);
+}
+
+void UploadingHub::Shutdown(const absl::Status& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    scheduler_->Cancel(sweep_timer_);
+  }
+  const WatchRegistry::Ended ended = registry_.Close();
+  fan_out_.PostError(ended.to, reason);
+  poller_.Shutdown();
+  reader_.Shutdown(reason);
+}
+
+UploadingState UploadingHub::Observe(const UploadingKey& key,
+                                     const v1::Uploading& uploading,
+                                     absl::Time sent, absl::Time now) {
+  StateStore::Recorded recorded = store_.Record(key, uploading, now, sent);
+  WatchRegistry::Match match =
+      registry_.Observed(key, recorded.state, recorded.changed);
+  if (!match.to.empty()) {
+    fan_out_.Post(match.to, std::make_shared<const UploadingState>(recorded.state));
+  }
+  if (match.ended) poller_.Unwatch(*match.ended);
+  return std::move(recorded.state);
+}
+
+std::optional<UploadingState> UploadingHub::Servable(const UploadingKey& key,
+                                                     absl::Time now) {
+  if (std::optional<UploadingState> fresh = store_.GetFresh(key, now)) {
+    return fresh;
+  }
+  // A poller that is running has the freshest state there is.
+  if (registry_.Shown(key)) return store_.Find(key);
+  return std::nullopt;
+}
+
+void UploadingHub::PollFailed(const GroupKey& group, int64_t uploading_id,
+                              const absl::Status& status) {
+  End(uploading_id != 0
+          ? registry_.EndTarget(WatchTarget::Uploading(
+                UploadingKey{group.token_fingerprint, group.counter_id,
+                             uploading_id}))
+          : registry_.EndGroup(group),
+      status);
+}
+
+void UploadingHub::End(const WatchRegistry::Ended& ended,
+                       const absl::Status& status) {
+  fan_out_.PostError(ended.to, status);
+  for (const WatchTarget& t : ended.targets) poller_.Unwatch(t);
+}
+
+void UploadingHub::OnSweepTimer() {
+  const absl::Time now = clock_->Now();
+  // Watched uploadings keep their state however long polls are stretched:
+  // their versions must never start again at 1.
+  store_.Sweep(now,
+               [this](const UploadingKey& key) { return registry_.Watched(key); });
+  pacer_.Sweep(now);
+  reader_.SweepListCache(now);
+  absl::MutexLock lock(&mu_);
+  if (!shut_down_) {
+    sweep_timer_ =
+        scheduler_->RunAt(now + kSweepEvery, [this] { OnSweepTimer(); });
+  }
+}
+
+UploadingHub::Stats UploadingHub::stats() const {
+  return Stats{registry_.subscribers(), registry_.uploading_targets(),
+               poller_.groups(), reader_.flights(), store_.size()};
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,159 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_UPLOADING_HUB_H_
+#define UPLOADWATCH_SERVICE_CORE_UPLOADING_HUB_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/auth/token.h"
+#include "service/common/clock.h"
+#include "service/core/executor.h"
+#include "service/core/fan_out.h"
+#include "service/core/group_poller.h"
+#include "service/core/pacer.h"
+#include "service/core/poll_ownership.h"
+#include "service/core/scheduler.h"
+#include "service/core/state_store.h"
+#include "service/core/subscriber.h"
+#include "service/core/upstream_reader.h"
+#include "service/core/watch_registry.h"
+#include "service/metrica/backoff.h"
+#include "service/metrica/metrica_client.h"
+#include "service/metrics/metrics.h"
+
+namespace uploadwatch {
+
+// The service's logic behind one front: wires the parts (reader, store,
+// registry, fan-out, poller, pacer) and is the observation sink that joins
+// them: a fetched uploading is recorded in the store, and what changed goes
+// to the registry's subscribers through the fan-out. Holds no state of its
+// own but the sweep timer. See docs/ARCHITECTURE.md.
+//
+// Thread-safe. Shut down in this order: Shutdown(); destroy the
+// MetricaClient, the Scheduler and the Executor (late callbacks find nothing
+// to do; the executor runs the last deliveries); then the hub.
+class UploadingHub : public ObservationSink, private GroupPoller::Listener {
+ public:
+  struct Options {
+    // How often a watched, non-terminal uploading is polled.
+    absl::Duration poll_interval = absl::Seconds(30);
+    // How long a non-terminal state answers Gets without Metrica (clipped to
+    // poll_interval). Terminal states are served for terminal_ttl.
+    absl::Duration cache_ttl = absl::Seconds(5);
+    absl::Duration terminal_ttl = absl::Hours(24);
+    // How long an unused state (and its version) is remembered.
+    absl::Duration retention = absl::Hours(1);
+    // Deadline of each upstream request (retries included).
+    absl::Duration upstream_timeout = absl::Seconds(20);
+    // Upper bound of the poll delay after transient errors.
+    absl::Duration max_backoff = absl::Minutes(5);
+    // Cap on open watches across the process.
+    size_t max_watches = 20000;
+    // When one token watches this many uploadings of one counter or more,
+    // a poll refreshes them all with ListUploadings pages instead of one
+    // Get each.
+    size_t batch_min_uploadings = 2;
+    // List pages per batched poll; uploadings not on them get a Get.
+    int batch_max_pages = 3;
+    // Share of a token's daily budget (see MetricaClient::DailyUsage) kept
+    // for Gets and Lists of callers: polls stretch to leave it untouched.
+    double budget_reserve = 0.1;
+    // Registry for the metrics; none when null. Not owned.
+    Metrics* metrics = nullptr;
+    // Jitter of poll backoff. Not owned; default: absl::BitGen.
+    RandomSource* random = nullptr;
+    // Who polls what; default: this process polls everything. Not owned.
+    PollOwnership* ownership = nullptr;
+  };
+
+  using StateCallback = UpstreamReader::StateCallback;
+  using ListCallback = UpstreamReader::ListCallback;
+
+  struct Stats {
+    size_t watchers = 0;
+    size_t pollers = 0;  // watched uploadings
+    size_t groups = 0;
+    size_t flights = 0;
+    size_t cached_states = 0;
+  };
+
+  // None owned. `executor` runs deliveries to subscribers.
+  UploadingHub(MetricaClient* client, Scheduler* scheduler, Executor* executor,
+               const Clock* clock, Options options);
+  ~UploadingHub() override;
+  UploadingHub(const UploadingHub&) = delete;
+  UploadingHub& operator=(const UploadingHub&) = delete;
+
+  // The current state of one uploading. `done` runs once, possibly inline.
+  void Get(const Credentials& credentials, int32_t counter_id,
+           int64_t uploading_id, StateCallback done);
+  // One page of a counter's uploadings; briefly cached and single-flight like
+  // Get. The states it returns also refresh watchers. `done` runs once.
+  void List(const Credentials& credentials, const ListParams& params,
+            ListCallback done);
+
+  // Starts delivering the uploading's states to `subscriber` (the current
+  // one first). RESOURCE_EXHAUSTED at the watch cap; UNAVAILABLE once shut
+  // down.
+  absl::Status Subscribe(const Credentials& credentials, int32_t counter_id,
+                         int64_t uploading_id, Subscriber* subscriber);
+  // Starts delivering every uploading of the counter and `type` the polls
+  // observe (the groundwork of issue 11's WatchUploadings): a poll round
+  // starts at once, and every round lists the type to its last page. A
+  // terminal uploading does not end it; errors as for Subscribe.
+  absl::Status SubscribeCounter(const Credentials& credentials,
+                                int32_t counter_id, v1::Uploading::Type type,
+                                Subscriber* subscriber);
+  // Idempotent. Once it returns, `subscriber` is never called again; it
+  // waits only for a delivery to that subscriber in progress.
+  void Unsubscribe(Subscriber* subscriber);
+
+  // Ends every watch with `reason`, fails pending Gets/Lists with it, and
+  // refuses new watches.
+  void Shutdown(const absl::Status& reason);
+
+  Stats stats() const;
+
+  // ObservationSink
+  UploadingState Observe(const UploadingKey& key,
+                         const v1::Uploading& uploading, absl::Time sent,
+                         absl::Time now) override;
+  std::optional<UploadingState> Servable(const UploadingKey& key,
+                                         absl::Time now) override;
+
+ private:
+  // GroupPoller::Listener
+  void PollFailed(const GroupKey& group, int64_t uploading_id,
+                  const absl::Status& status) override;
+  void End(const WatchRegistry::Ended& ended, const absl::Status& status);
+  // Registers `subscriber` (reachable by the fan-out first); the status of
+  // WatchRegistry::Add.
+  absl::StatusOr<WatchRegistry::Added> Register(const WatchTarget& target,
+                                                Subscriber* subscriber);
+  void OnSweepTimer();
+  void RegisterGauges(Metrics* metrics);
+
+  MetricaClient* const client_;
+  Scheduler* const scheduler_;
+  const Clock* const clock_;
+  LocalPollOwnership local_ownership_;
+  StateStore store_;
+  WatchRegistry registry_;
+  FanOut fan_out_;
+  Pacer pacer_;
+  UpstreamReader reader_;
+  GroupPoller poller_;
+
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  Scheduler::TaskId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_UPLOADING_HUB_H_

@@ -1,0 +1,286 @@
+#include "service/core/upstream_reader.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace uploadwatch {
+
+UpstreamReader::UpstreamReader(MetricaClient* client, const Clock* clock,
+                               ObservationSink* sink, Options options)
+    : client_(client), clock_(clock), sink_(sink), options_(options) {
+  if (Metrics* metrics = options_.metrics) {
+    upstream_requests_ = metrics->AddCounter(
+        "uploadwatch_upstream_requests_total",
+        "Requests to Metrica (retries inside one count once), by endpoint and "
+        "outcome.",
+        {"endpoint", "outcome"});
+    upstream_latency_ = metrics->AddHistogram(
+        "uploadwatch_upstream_latency_seconds",
+        "Time from asking Metrica to its answer, retries included.",
+        {"endpoint"}, Metrics::LatencyBuckets());
+    cache_lookups_ = metrics->AddCounter(
+        "uploadwatch_cache_lookups_total",
+        "GetUploading/ListUploadings answered from cache (hit) or not (miss).",
+        {"rpc", "result"});
+  }
+}
+
+void UpstreamReader::Count(const char* endpoint, const absl::Status& status,
+                           absl::Time sent, absl::Time now) {
+  if (upstream_requests_ == nullptr) return;
+  upstream_requests_->Inc({endpoint, absl::StatusCodeToString(status.code())});
+  upstream_latency_->ObserveDuration({endpoint}, now - sent);
+}
+
+void UpstreamReader::Get(const std::string& token, const UploadingKey& key,
+                         StateCallback done) {
+  std::optional<absl::Status> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    refused = shut_down_;
+  }
+  if (refused) {
+    std::move(done)(*std::move(refused));
+    return;
+  }
+  if (std::optional<UploadingState> s = sink_->Servable(key, clock_->Now())) {
+    if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "hit"});
+    std::move(done)(*std::move(s));
+    return;
+  }
+  if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
+  FetchGet(token, key, std::move(done));
+}
+
+void UpstreamReader::List(const std::string& token,
+                          const std::string& token_fingerprint,
+                          const ListParams& params, ListCallback done) {
+  const ListKey key{token_fingerprint, params.counter_id, params.limit,
+                    params.offset, static_cast<int32_t>(params.type)};
+  std::optional<absl::StatusOr<v1::ListUploadingsResponse>> immediate;
+  {
+    absl::MutexLock lock(&mu_);
+    auto cached = list_cache_.find(key);
+    if (shut_down_) {
+      immediate = *shut_down_;
+    } else if (cached != list_cache_.end() &&
+               clock_->Now() - cached->second.fetched <=
+                   options_.list_fresh_for) {
+      if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "hit"});
+      immediate = cached->second.response;
+    }
+  }
+  if (immediate) {
+    std::move(done)(*std::move(immediate));
+    return;
+  }
+  if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
+  FetchList(token, key, std::move(done));
+}
+
+UpstreamReader::GetFlights::Ticket UpstreamReader::FetchGet(
+    const std::string& token, const UploadingKey& key, StateCallback done) {
+  GetFlights::Ticket ticket;
+  std::optional<absl::Status> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shut_down_) {
+      ticket = gets_.Join(
+          key,
+          [done = std::move(done)](const absl::StatusOr<UploadingState>& r,
+                                   absl::Time) mutable { std::move(done)(r); },
+          clock_->Now());
+    } else {
+      refused = *shut_down_;
+    }
+  }
+  if (refused) {
+    std::move(done)(*std::move(refused));
+    return ticket;
+  }
+  // Sent without the lock: the client may take locks of its own.
+  if (ticket.send) SendGet(token, ticket);
+  return ticket;
+}
+
+UpstreamReader::ListFlights::Ticket UpstreamReader::FetchList(
+    const std::string& token, const ListKey& key, ListCallback done) {
+  ListFlights::Ticket ticket;
+  std::optional<absl::Status> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shut_down_) {
+      ticket = lists_.Join(
+          key,
+          [done = std::move(done)](
+              const absl::StatusOr<v1::ListUploadingsResponse>& r,
+              absl::Time) mutable { std::move(done)(r); },
+          clock_->Now());
+    } else {
+      refused = *shut_down_;
+    }
+  }
+  if (refused) {
+    std::move(done)(*std::move(refused));
+    return ticket;
+  }
+  if (ticket.send) SendList(token, ticket);
+  return ticket;
+}
+
+void UpstreamReader::SendGet(const std::string& token,
+                             const GetFlights::Ticket& ticket) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!gets_.ShouldSend(ticket.key, ticket.flight)) return;  // never sent
+  }
+  const UploadingKey key = ticket.key;
+  const uint64_t flight = ticket.flight;
+  const MetricaClient::RequestId id = client_->GetUploading(
+      token, key.counter_id, key.uploading_id,
+      clock_->Now() + options_.upstream_timeout,
+      [this, key, flight](absl::StatusOr<v1::GetUploadingResponse> r) {
+        OnGet(key, flight, std::move(r));
+      });
+  bool wanted;
+  {
+    absl::MutexLock lock(&mu_);
+    wanted = gets_.Sent(key, flight, id);
+  }
+  // Everyone left while it was being sent: call it off.
+  if (!wanted) client_->Cancel(id);
+}
+
+void UpstreamReader::SendList(const std::string& token,
+                              const ListFlights::Ticket& ticket) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!lists_.ShouldSend(ticket.key, ticket.flight)) return;
+  }
+  const ListKey key = ticket.key;
+  const uint64_t flight = ticket.flight;
+  ListParams params;
+  params.counter_id = key.counter_id;
+  params.limit = key.limit;
+  params.offset = key.offset;
+  params.type = static_cast<v1::Uploading::Type>(key.type);
+  const MetricaClient::RequestId id = client_->ListUploadings(
+      token, params, clock_->Now() + options_.upstream_timeout,
+      [this, key, flight](absl::StatusOr<v1::ListUploadingsResponse> r) {
+        OnList(key, flight, std::move(r));
+      });
+  bool wanted;
+  {
+    absl::MutexLock lock(&mu_);
+    wanted = lists_.Sent(key, flight, id);
+  }
+  if (!wanted) client_->Cancel(id);
+}
+
+void UpstreamReader::Leave(const GetFlights::Ticket& ticket) {
+  std::optional<MetricaClient::RequestId> cancel;
+  {
+    absl::MutexLock lock(&mu_);
+    cancel = gets_.Leave(ticket);
+  }
+  // Nobody waits for it any more: stop it, Metrica's quota is precious.
+  if (cancel && *cancel != 0) client_->Cancel(*cancel);
+}
+
+void UpstreamReader::Leave(const ListFlights::Ticket& ticket) {
+  std::optional<MetricaClient::RequestId> cancel;
+  {
+    absl::MutexLock lock(&mu_);
+    cancel = lists_.Leave(ticket);
+  }
+  if (cancel && *cancel != 0) client_->Cancel(*cancel);
+}
+
+void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,
+                           absl::StatusOr<v1::GetUploadingResponse> result) {
+  std::vector<GetFlights::Callback> waiters;
+  absl::Time sent;
+  {
+    absl::MutexLock lock(&mu_);
+    waiters = gets_.Complete(key, flight, &sent);
+  }
+  if (waiters.empty()) return;  // left or superseded: dropped
+  const absl::Time now = clock_->Now();
+  Count("get", result.status(), sent, now);
+  if (result.ok() && result->uploading().id() != key.uploading_id) {
+    result = absl::UnavailableError(absl::StrCat(
+        "bad upstream reply: Metrica answered for uploading ",
+        result->uploading().id(), " when asked for ", key.uploading_id));
+  }
+  absl::StatusOr<UploadingState> answer =
+      result.ok() ? absl::StatusOr<UploadingState>(
+                        sink_->Observe(key, result->uploading(), sent, now))
+                  : absl::StatusOr<UploadingState>(result.status());
+  for (auto& w : waiters) std::move(w)(answer, sent);
+}
+
+void UpstreamReader::OnList(const ListKey& key, uint64_t flight,
+                            absl::StatusOr<v1::ListUploadingsResponse> result) {
+  std::vector<ListFlights::Callback> waiters;
+  absl::Time sent;
+  {
+    absl::MutexLock lock(&mu_);
+    waiters = lists_.Complete(key, flight, &sent);
+    if (!waiters.empty() && result.ok()) {
+      list_cache_[key] = ListEntry{*result, clock_->Now()};
+    }
+  }
+  if (waiters.empty()) return;
+  const absl::Time now = clock_->Now();
+  Count("list", result.status(), sent, now);
+  if (result.ok()) {
+    // A list is as good as a Get for every uploading in it.
+    for (const v1::Uploading& u : result->uploadings()) {
+      sink_->Observe(
+          UploadingKey{key.token_fingerprint, key.counter_id, u.id()}, u, sent,
+          now);
+    }
+  }
+  for (auto& w : waiters) std::move(w)(result, sent);
+}
+
+void UpstreamReader::Shutdown(const absl::Status& reason) {
+  std::vector<GetFlights::Abandoned> gets;
+  std::vector<ListFlights::Abandoned> lists;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    // Calls made from now on; those waiting get `reason`.
+    shut_down_ = absl::UnavailableError("server is shutting down");
+    gets = gets_.TakeAll();
+    lists = lists_.TakeAll();
+  }
+  for (auto& a : gets) {
+    if (a.request != 0) client_->Cancel(a.request);
+    for (auto& w : a.waiters) std::move(w)(reason, absl::InfinitePast());
+  }
+  for (auto& a : lists) {
+    if (a.request != 0) client_->Cancel(a.request);
+    for (auto& w : a.waiters) std::move(w)(reason, absl::InfinitePast());
+  }
+}
+
+void UpstreamReader::SweepListCache(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = list_cache_.begin(); it != list_cache_.end();) {
+    if (now - it->second.fetched > options_.list_fresh_for) {
+      list_cache_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t UpstreamReader::flights() const {
+  absl::MutexLock lock(&mu_);
+  return gets_.size() + lists_.size();
+}
+
+}  // namespace uploadwatch

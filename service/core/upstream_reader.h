@@ -1,0 +1,140 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_UPSTREAM_READER_H_
+#define UPLOADWATCH_SERVICE_CORE_UPSTREAM_READER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/common/clock.h"
+#include "service/core/single_flight.h"
+#include "service/core/state_cache.h"
+#include "service/metrica/metrica_client.h"
+#include "service/metrics/metrics.h"
+
+namespace uploadwatch {
+
+// Where every uploading fetched from Metrica (by a Get, a List or a poll)
+// goes: the owner records it and tells its watchers. Called without any of
+// the reader's locks, on the upstream client's thread.
+class ObservationSink {
+ public:
+  virtual ~ObservationSink() = default;
+  // `uploading` of `key`, from a request sent at `sent`, answered at `now`.
+  // Returns what is now known of it (with its version).
+  virtual UploadingState Observe(const UploadingKey& key,
+                                 const v1::Uploading& uploading,
+                                 absl::Time sent, absl::Time now) = 0;
+  // A state that may answer a caller's Get without Metrica (fresh, or kept
+  // current by a poll); nullopt to fetch.
+  virtual std::optional<UploadingState> Servable(const UploadingKey& key,
+                                                 absl::Time now) = 0;
+};
+
+// The parameters of one list, as seen by one token.
+struct ListKey {
+  std::string token_fingerprint;
+  int32_t counter_id = 0, limit = 0, offset = 0, type = 0;
+  friend bool operator==(const ListKey& a, const ListKey& b) {
+    return std::tie(a.token_fingerprint, a.counter_id, a.limit, a.offset,
+                    a.type) == std::tie(b.token_fingerprint, b.counter_id,
+                                        b.limit, b.offset, b.type);
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const ListKey& k) {
+    return H::combine(std::move(h), k.token_fingerprint, k.counter_id, k.limit,
+                      k.offset, k.type);
+  }
+};
+
+// Reads Metrica through the caches and SingleFlight: identical concurrent
+// requests (callers' and polls') share one upstream call; a caller's Get is
+// answered from the sink's servable state, a caller's List from a short-lived
+// list cache. Counts the upstream requests and cache lookups (metrics named
+// as before the split). Thread-safe; callbacks run once, without its locks,
+// on the upstream client's thread (inline only when answered from cache or
+// after Shutdown).
+class UpstreamReader {
+ public:
+  using StateCallback =
+      absl::AnyInvocable<void(absl::StatusOr<UploadingState>) &&>;
+  using ListCallback =
+      absl::AnyInvocable<void(absl::StatusOr<v1::ListUploadingsResponse>) &&>;
+  using GetFlights = SingleFlight<UploadingKey, UploadingState>;
+  using ListFlights = SingleFlight<ListKey, v1::ListUploadingsResponse>;
+
+  struct Options {
+    // Deadline of each upstream request (retries included).
+    absl::Duration upstream_timeout = absl::Seconds(20);
+    // How long a list answers identical Lists.
+    absl::Duration list_fresh_for = absl::Seconds(5);
+    Metrics* metrics = nullptr;  // not owned; none when null
+  };
+
+  // None owned; all outlive the reader.
+  UpstreamReader(MetricaClient* client, const Clock* clock,
+                 ObservationSink* sink, Options options);
+  UpstreamReader(const UpstreamReader&) = delete;
+  UpstreamReader& operator=(const UpstreamReader&) = delete;
+
+  // A caller's Get and List: through the caches.
+  void Get(const std::string& token, const UploadingKey& key,
+           StateCallback done);
+  void List(const std::string& token, const std::string& token_fingerprint,
+            const ListParams& params, ListCallback done);
+
+  // Always from Metrica (joining a call under way); for polls. Leave() with
+  // the ticket stops waiting: `done` is then never called, and the call is
+  // cancelled (or never sent) if nobody else waits.
+  GetFlights::Ticket FetchGet(const std::string& token, const UploadingKey& key,
+                              StateCallback done);
+  ListFlights::Ticket FetchList(const std::string& token, const ListKey& key,
+                                ListCallback done);
+  void Leave(const GetFlights::Ticket& ticket);
+  void Leave(const ListFlights::Ticket& ticket);
+
+  // Fails every waiter with `reason`, cancels every call, and fails calls
+  // made afterwards with UNAVAILABLE.
+  void Shutdown(const absl::Status& reason);
+  void SweepListCache(absl::Time now);
+  size_t flights() const;
+
+ private:
+  struct ListEntry {
+    v1::ListUploadingsResponse response;
+    absl::Time fetched;
+  };
+  // Sends the flight's request unless everyone left meanwhile.
+  void SendGet(const std::string& token, const GetFlights::Ticket& ticket);
+  void SendList(const std::string& token, const ListFlights::Ticket& ticket);
+  void OnGet(const UploadingKey& key, uint64_t flight,
+             absl::StatusOr<v1::GetUploadingResponse> result);
+  void OnList(const ListKey& key, uint64_t flight,
+              absl::StatusOr<v1::ListUploadingsResponse> result);
+  void Count(const char* endpoint, const absl::Status& status,
+             absl::Time sent, absl::Time now);
+
+  MetricaClient* const client_;
+  const Clock* const clock_;
+  ObservationSink* const sink_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::optional<absl::Status> shut_down_ ABSL_GUARDED_BY(mu_);
+  GetFlights gets_ ABSL_GUARDED_BY(mu_);
+  ListFlights lists_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
+
+  Metrics::Counter* upstream_requests_ = nullptr;
+  Metrics::Histogram* upstream_latency_ = nullptr;
+  Metrics::Counter* cache_lookups_ = nullptr;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_UPSTREAM_READER_H_

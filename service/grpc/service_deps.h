@@ -1,0 +1,26 @@
+#ifndef UPLOADWATCH_SERVICE_GRPC_SERVICE_DEPS_H_
+#define UPLOADWATCH_SERVICE_GRPC_SERVICE_DEPS_H_
+
+#include <string>
+
+#include "service/common/clock.h"
+#include "service/core/scheduler.h"
+#include "service/core/uploading_hub.h"
+#include "service/grpc/rpc_log.h"
+#include "service/grpc/watch_limits.h"
+
+namespace uploadwatch {
+
+// What the rpcs need; none owned, all outlive every call.
+struct ServiceDeps {
+  UploadingHub* hub;
+  const RpcLog* log;
+  const Clock* clock;
+  Scheduler* scheduler;  // for the watches' lifetime bound
+  WatchLimits* limits;
+  std::string default_token;  // the server's own token ("" for none)
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_GRPC_SERVICE_DEPS_H_
