@@ -12,6 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
+source scripts/lib/step.sh
 uploadwatch_install_deps || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 
 sanitizers=0 fuzz=0 patterns=()
@@ -74,8 +75,8 @@ bazel_suite "bazel tests"
 
 # The Python, Node and Go clients against a real server.
 if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
-  summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
-  add_counts "$summary" "${PIPESTATUS[0]}"
+  summary=$(uploadwatch_run_step scripts/lib/client_tests.sh)
+  add_counts "$summary" $?
 fi
 
 if ((sanitizers)); then
@@ -87,8 +88,8 @@ if ((sanitizers)); then
 fi
 
 if ((fuzz)) && [[ -x scripts/fuzz.sh ]]; then
-  summary=$(scripts/fuzz.sh --smoke | tee /dev/stderr | tail -n 1)
-  add_counts "$summary" "${PIPESTATUS[0]}"
+  summary=$(uploadwatch_run_step scripts/fuzz.sh --smoke)
+  add_counts "$summary" $?
 fi
 
 echo "$passed passed, $failed failed"
