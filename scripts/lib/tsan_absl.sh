@@ -14,7 +14,9 @@
 # The result is cached under ~/.cache/uploadwatch-tsan-absl/<version>/<key>/lib,
 # <key> a hash of the build function and the compiler, so a second run costs nothing.
 #
-#   scripts/lib/tsan_absl.sh           build if needed; print the lib folder
+#   scripts/lib/tsan_absl.sh           build if needed (and install the
+#                                      protobuf shim, bazel/tsan/); print
+#                                      the lib folder
 #   scripts/lib/tsan_absl.sh --where   print the lib folder it would use
 #                                      (exit 1 if it is not built yet)
 # Sourcing it defines uploadwatch_tsan_absl_dir and uploadwatch_tsan_absl_build.
@@ -125,11 +127,26 @@ uploadwatch_tsan_absl_build() {
   echo "$dir/lib"
 }
 
+# Installs bazel/tsan/google/protobuf/map_field.h (see its comment: protobuf
+# changes a class layout under TSan) where .bazelrc's tsan config looks for
+# it. A folder the compiler treats as a system one, so Bazel accepts the
+# header without declaring it. Idempotent.
+UPLOADWATCH_TSAN_INCLUDE=/usr/local/include/uploadwatch-tsan
+uploadwatch_tsan_install_shims() {
+  local src dst sudo=""
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bazel/tsan/google/protobuf/map_field.h"
+  dst="$UPLOADWATCH_TSAN_INCLUDE/google/protobuf/map_field.h"
+  cmp -s "$src" "$dst" && return 0
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo install -D -m 0644 "$src" "$dst"
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -uo pipefail
   if [[ "${1:-}" == --where ]]; then
     dir=$(uploadwatch_tsan_absl_dir) && [[ -f "$dir/complete" ]] && { echo "$dir/lib"; exit 0; }
     exit 1
   fi
+  uploadwatch_tsan_install_shims || exit 1
   uploadwatch_tsan_absl_build
 fi
