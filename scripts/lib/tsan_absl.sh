@@ -7,16 +7,20 @@
 # package is built from (`apt-get source abseil` at the installed version,
 # with Debian's patches), with Debian's configuration (options.h as patched,
 # C++17, the same SONAME libabsl_*.so.20220623, Debian's compiler flags) plus
-# -fsanitize=thread. At run time LD_LIBRARY_PATH puts these first, so our
+# -fsanitize=thread. /usr/local/lib/uploadwatch-tsan points at the result,
+# and the tsan config links that folder into every binary as DT_RPATH (which,
+# unlike RUNPATH, also serves the dependencies' dependencies), so our
 # binaries AND Debian's libgrpc/libprotobuf (which link libabsl_*.so.20220623)
-# share the one instrumented copy. See bazel/tsan_run.sh.
+# share the one instrumented copy, while uninstrumented programs a test runs
+# (python3 with Debian's grpcio) keep Debian's. See .bazelrc.
 #
 # The result is cached under ~/.cache/uploadwatch-tsan-absl/<version>/<key>/lib,
 # <key> a hash of the build function and the compiler, so a second run costs nothing.
 #
-#   scripts/lib/tsan_absl.sh           build if needed (and install the
-#                                      protobuf shim, bazel/tsan/); print
-#                                      the lib folder
+#   scripts/lib/tsan_absl.sh           build if needed, link it from
+#                                      /usr/local/lib/uploadwatch-tsan,
+#                                      install the protobuf shim (bazel/tsan/);
+#                                      print the lib folder
 #   scripts/lib/tsan_absl.sh --where   print the lib folder it would use
 #                                      (exit 1 if it is not built yet)
 # Sourcing it defines uploadwatch_tsan_absl_dir and uploadwatch_tsan_absl_build.
@@ -141,6 +145,16 @@ uploadwatch_tsan_install_shims() {
   $sudo install -D -m 0644 "$src" "$dst"
 }
 
+# Points /usr/local/lib/uploadwatch-tsan (the run path .bazelrc's tsan
+# config links into every binary) at the built lib folder. Idempotent.
+UPLOADWATCH_TSAN_LIB=/usr/local/lib/uploadwatch-tsan
+uploadwatch_tsan_link_libs() {
+  local lib=$1 sudo=""
+  [[ $(readlink "$UPLOADWATCH_TSAN_LIB") == "$lib" ]] && return 0
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo ln -sfn "$lib" "$UPLOADWATCH_TSAN_LIB"
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -uo pipefail
   if [[ "${1:-}" == --where ]]; then
@@ -148,5 +162,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     exit 1
   fi
   uploadwatch_tsan_install_shims || exit 1
-  uploadwatch_tsan_absl_build
+  lib=$(uploadwatch_tsan_absl_build) || exit 1
+  uploadwatch_tsan_link_libs "$lib" || exit 1
+  echo "$lib"
 fi
