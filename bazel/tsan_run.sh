@@ -31,5 +31,6 @@ if [[ -z "$lib" || $(readlink /usr/local/lib/uploadwatch-tsan) != "$lib" ]]; the
 fi
 
 # The suppressions file must be named by an absolute path.
-export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}suppressions=$(cd "$(dirname "$supp")" && pwd)/$(basename "$supp")"
+supp_abs="$(cd "$(dirname "$supp")" && pwd)/$(basename "$supp")"
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}suppressions=$supp_abs"
 exec "$@"

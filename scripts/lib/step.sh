@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh (and its test, scripts/step_test.sh).
 
 # Runs a command with its stdout shown on our stderr as it comes, and prints

@@ -25,12 +25,8 @@
 #                                      (exit 1 if it is not built yet)
 # Sourcing it defines uploadwatch_tsan_absl_dir and uploadwatch_tsan_absl_build.
 
-# Build tools needed only on the tsan path (the normal build uses none).
-UPLOADWATCH_TSAN_APT_PACKAGES=(
-  cmake
-  ninja-build
-  dpkg-dev
-)
+# The build tools (cmake, ninja, dpkg-dev) are listed in deps.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
 
 # Prints the cache folder for the installed Abseil and this recipe.
 uploadwatch_tsan_absl_dir() {
@@ -75,17 +71,9 @@ uploadwatch_tsan_absl_build() {
     echo "$dir/lib"
     return 0
   fi
-  local sudo="" pkg missing=()
+  local sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  for pkg in "${UPLOADWATCH_TSAN_APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-  done
-  if [[ ${#missing[@]} -gt 0 ]]; then
-    echo "uploadwatch: installing ${missing[*]}" >&2
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null || return 1
-  fi
+  uploadwatch_install_tsan_deps || return 1
   _uploadwatch_tsan_deb_src "$sudo" || return 1
 
   local version start=$SECONDS work
