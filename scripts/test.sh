@@ -6,18 +6,23 @@
 #                                   Python/Node/Go clients against a real server
 #   scripts/test.sh --sanitizers    also the whole Bazel suite under
 #                                   AddressSanitizer + UBSan + LeakSanitizer
+#   scripts/test.sh --tsan          also the whole Bazel suite under
+#                                   ThreadSanitizer (builds an instrumented
+#                                   Abseil once: scripts/lib/tsan_absl.sh)
 #   scripts/test.sh --fuzz          also every fuzzer for a bounded time
 #   scripts/test.sh //service/...   only these Bazel targets
-# CI (.ci/run) runs: scripts/test.sh --sanitizers --fuzz
+# CI (.ci/run) runs: scripts/test.sh --sanitizers --tsan --fuzz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
+source scripts/lib/step.sh
 uploadwatch_install_deps || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 
-sanitizers=0 fuzz=0 patterns=()
+sanitizers=0 tsan=0 fuzz=0 patterns=()
 for arg in "$@"; do
   case "$arg" in
     --sanitizers) sanitizers=1 ;;
+    --tsan) tsan=1 ;;
     --fuzz) fuzz=1 ;;
     -*) echo "unknown option $arg" >&2; exit 2 ;;
     *) patterns+=("$arg") ;;
@@ -74,8 +79,8 @@ bazel_suite "bazel tests"
 
 # The Python, Node and Go clients against a real server.
 if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
-  summary=$(scripts/lib/client_tests.sh | tee /dev/stderr | tail -n 1)
-  add_counts "$summary" "${PIPESTATUS[0]}"
+  summary=$(uploadwatch_run_step scripts/lib/client_tests.sh)
+  add_counts "$summary" $?
 fi
 
 if ((sanitizers)); then
@@ -86,9 +91,20 @@ if ((sanitizers)); then
     --test_env=LSAN_OPTIONS=suppressions="$PWD/bazel/lsan.supp"
 fi
 
+if ((tsan)); then
+  # Same output base as the others; bazel/tsan_run.sh (the config's
+  # --run_under) finds the instrumented Abseil this builds or reuses.
+  if bash scripts/lib/tsan_absl.sh >/dev/null; then
+    bazel_suite "bazel tests (tsan)" --config=tsan
+  else
+    echo "tsan: the ThreadSanitizer build of Abseil failed" >&2
+    add_counts "" 1
+  fi
+fi
+
 if ((fuzz)) && [[ -x scripts/fuzz.sh ]]; then
-  summary=$(scripts/fuzz.sh --smoke | tee /dev/stderr | tail -n 1)
-  add_counts "$summary" "${PIPESTATUS[0]}"
+  summary=$(uploadwatch_run_step scripts/fuzz.sh --smoke)
+  add_counts "$summary" $?
 fi
 
 echo "$passed passed, $failed failed"

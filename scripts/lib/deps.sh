@@ -35,3 +35,24 @@ uploadwatch_install_deps() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Only for scripts/test.sh --tsan: what scripts/lib/tsan_absl.sh needs to
+# build Debian's Abseil source with ThreadSanitizer (apt-get source unpacks
+# with dpkg-source, from dpkg-dev).
+UPLOADWATCH_TSAN_APT_PACKAGES=(
+  cmake
+  ninja-build
+  dpkg-dev
+)
+
+uploadwatch_install_tsan_deps() {
+  local missing=() pkg sudo=""
+  for pkg in "${UPLOADWATCH_TSAN_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  echo "uploadwatch: installing ${missing[*]}" >&2
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
