@@ -1,12 +1,9 @@
 #include "service/redis/lease_manager.h"
 
-#include <unistd.h>
-
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -38,14 +35,6 @@ return 0
 }
 
 }  // namespace
-
-std::string MakeReplicaId() {
-  char host[256] = {0};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = 0;
-  absl::BitGen gen;
-  return absl::StrCat(host[0] ? host : "replica", "-", getpid(), "-",
-                      absl::Uniform<uint32_t>(gen));
-}
 
 struct LeaseManager::State {
   struct Entry {

@@ -23,9 +23,6 @@ struct LeaseOptions {
   std::string owner_id;
 };
 
-// A unique name for this process: host name, pid and a random suffix.
-std::string MakeReplicaId();
-
 // PollOwnership across replicas: one lease per group in Redis, acquired with
 // `SET key owner NX PX ttl`, renewed by compare-and-expire and released by
 // compare-and-delete (Lua), so only the holder can extend or end it.

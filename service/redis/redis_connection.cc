@@ -3,12 +3,14 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -70,6 +72,14 @@ absl::StatusOr<std::string> ReadPasswordFile(const std::string& path) {
         absl::StrCat("the Redis password file ", path, " is empty"));
   }
   return password;
+}
+
+std::string MakeReplicaId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = 0;
+  absl::BitGen gen;
+  return absl::StrCat(host[0] ? host : "replica", "-", getpid(), "-",
+                      absl::Uniform<uint32_t>(gen));
 }
 
 namespace {
@@ -229,10 +239,12 @@ void RedisConnection::OnDisconnect(const redisAsyncContext*, int) {
 void RedisConnection::Handshake() {
   if (context_ == nullptr || closing_) return;
   auto fail = [this](const absl::Status& status, absl::string_view step) {
-    // Never the password: only which step failed and Redis's reason.
-    std::fprintf(stderr, "uploadwatch: redis %s:%d: %s failed: %s\n",
+    // Never the password: only which step failed and Redis's reason; once
+    // until a handshake succeeds, not at every retry.
+    if (!handshake_failure_logged_) std::fprintf(stderr, "uploadwatch: redis %s:%d: %s failed: %s\n",
                  options_.host.c_str(), options_.port,
                  std::string(step).c_str(), status.ToString().c_str());
+    handshake_failure_logged_ = true;
     DropContext();
   };
   if (!options_.password.empty()) {
@@ -255,6 +267,7 @@ void RedisConnection::Handshake() {
          }
          if (context_ == nullptr || closing_) return;
          handshake_done_ = true;
+         handshake_failure_logged_ = false;
          loop_->Cancel(connect_timer_);
          connect_timer_ = 0;
          backoff_ = Backoff(options_.reconnect_backoff, &random_);

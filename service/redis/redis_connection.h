@@ -78,6 +78,10 @@ absl::Status ParseRedisAddress(absl::string_view address, RedisOptions* options)
 // the file, never its content.
 absl::StatusOr<std::string> ReadPasswordFile(const std::string& path);
 
+// A unique name for this process in Redis (lease owner, holder ids): host
+// name, pid and a random suffix.
+std::string MakeReplicaId();
+
 // Counters for metrics and tests.
 struct ConnectionStats {
   int64_t commands = 0;     // sent to Redis
@@ -160,6 +164,7 @@ class RedisConnection {
   bool closing_ = false;
   redisAsyncContext* context_ = nullptr;
   bool handshake_done_ = false;
+  bool handshake_failure_logged_ = false;
   FdWatch watch_;
   Backoff backoff_;
   EventLoop::TimerId connect_timer_ = 0;
