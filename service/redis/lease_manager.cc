@@ -167,6 +167,8 @@ LeaseManager::LeaseManager(RedisConnection* connection, LeaseOptions options,
     : owner_id_(options.owner_id.empty() ? MakeReplicaId() : options.owner_id),
       state_(std::make_shared<State>()) {
   state_->connection = connection;
+  connection->Preload(RenewScript());
+  connection->Preload(ReleaseScript());
   state_->options = std::move(options);
   state_->owner = owner_id_;
   state_->on_change = std::move(on_change);

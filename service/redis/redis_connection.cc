@@ -258,6 +258,10 @@ void RedisConnection::Handshake() {
     Send({"CLIENT", "SETNAME", options_.client_name},
          [](absl::StatusOr<RedisReply>) {}, options_.command_timeout, true);
   }
+  for (const RedisScript* script : preloaded_) {
+    Send({"SCRIPT", "LOAD", script->source()},
+         [](absl::StatusOr<RedisReply>) {}, options_.command_timeout, true);
+  }
   // Replies come in order: the PING's means AUTH went through.
   Send({"PING"},
        [this, fail](absl::StatusOr<RedisReply> r) {
@@ -377,6 +381,19 @@ void RedisConnection::Complete(Pending* pending,
   loop_->Post([done = std::move(pending->done),
                result = std::move(result)]() mutable {
     done(std::move(result));
+  });
+}
+
+void RedisConnection::Preload(const RedisScript& script) {
+  loop_->Post([this, script = &script] {
+    for (const RedisScript* s : preloaded_) {
+      if (s->sha1() == script->sha1()) return;
+    }
+    preloaded_.push_back(script);
+    if (state_.load() == ConnectionState::kConnected) {
+      Send({"SCRIPT", "LOAD", script->source()},
+           [](absl::StatusOr<RedisReply>) {}, options_.command_timeout, false);
+    }
   });
 }
 

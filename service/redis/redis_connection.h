@@ -120,6 +120,11 @@ class RedisConnection {
   void Eval(const RedisScript& script, std::vector<std::string> keys,
             std::vector<std::string> args, ReplyCallback done);
 
+  // Loads `script` into Redis now (when connected) and after every
+  // reconnect, before the connection counts as connected, so that EVALSHA
+  // finds it even on a restarted Redis. `script` must outlive this object.
+  void Preload(const RedisScript& script);
+
   // `name` with the key prefix.
   std::string Key(absl::string_view name) const;
   ConnectionState state() const { return state_.load(); }
@@ -169,7 +174,7 @@ class RedisConnection {
   Backoff backoff_;
   EventLoop::TimerId connect_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
-  std::vector<Pending*> in_flight_;
+  std::vector<const RedisScript*> preloaded_;
 };
 
 }  // namespace uploadwatch::redis

@@ -140,6 +140,28 @@ TEST(RedisConnectionTest, ScriptsRunAsEvalshaAndFallBackToEvalOnNoscript) {
   EXPECT_EQ(c.stats().noscript, 2);
 }
 
+TEST(RedisConnectionTest, PreloadedScriptsAreLoadedAgainAfterARestart) {
+  RedisServer server;
+  ASSERT_TRUE(server.Start().ok());
+  EventLoop loop;
+  RedisConnection c(OptionsFor(server), &loop);
+  RedisScript script("return 7");
+  c.Preload(script);
+  ASSERT_TRUE(WaitFor([&] { return Connected(c); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return *server.Run({"SCRIPT", "EXISTS", script.sha1()}) == "1"; }));
+  server.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !Connected(c); }));
+  ASSERT_TRUE(server.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return Connected(c); }));
+  // Loaded during the handshake, before the state said kConnected.
+  EXPECT_EQ(*server.Run({"SCRIPT", "EXISTS", script.sha1()}), "1");
+  auto r = CallEval(c, script, {}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->integer, 7);
+  EXPECT_EQ(c.stats().noscript, 0);
+}
+
 TEST(RedisConnectionTest, WithoutRedisCommandsFailAtOnceAndStateIsDegraded) {
   RedisServer server;
   ASSERT_TRUE(server.Start().ok());

@@ -86,6 +86,7 @@ SharedDailyBudget::SharedDailyBudget(RedisConnection* connection,
                                      SharedBudgetOptions options)
     : state_(std::make_shared<State>()) {
   state_->connection = connection;
+  connection->Preload(ChargeScript());
   state_->options = std::move(options);
 }
 

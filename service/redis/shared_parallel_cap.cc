@@ -250,6 +250,8 @@ SharedParallelCap::SharedParallelCap(RedisConnection* connection,
                                      ParallelCapOptions options)
     : state_(std::make_shared<ParallelSlot::CapState>()) {
   state_->connection = connection;
+  connection->Preload(AcquireScript());
+  connection->Preload(AdoptScript());
   state_->owner = options.owner_id.empty() ? MakeReplicaId() : options.owner_id;
   state_->options = std::move(options);
   std::weak_ptr<ParallelSlot::CapState> weak = state_;

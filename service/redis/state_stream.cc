@@ -218,6 +218,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
                          StateStreamOptions options)
     : state_(std::make_shared<State>()) {
   state_->commands = commands;
+  commands->Preload(PublishScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
