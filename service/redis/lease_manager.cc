@@ -130,6 +130,9 @@ struct LeaseManager::State {
                                {self->owner}, [](absl::StatusOr<RedisReply>) {});
       }
       self->Report();
+      // Renewal found no lease of ours: when the key is simply gone (an
+      // emptied or restarted Redis) take it again now, not a round later.
+      if (r.ok() && held && !holds_now) self->Attempt(group, weak);
     };
     if (held) {
       connection->Eval(RenewScript(), {Key(group)}, {owner, ttl_ms},
