@@ -172,13 +172,18 @@ void RedisConnection::RemoveStateListener(int id) {
 }
 
 void RedisConnection::SetState(ConnectionState state) {
+  // The state changes at once (callbacks of failed commands already see it);
+  // listeners hear of it from the loop, never from inside hiredis.
   if (state_.exchange(state) == state) return;
-  std::vector<std::shared_ptr<StateListener>> listeners;
-  {
-    absl::MutexLock lock(&listeners_mu_);
-    for (auto& [id, l] : listeners_) listeners.push_back(l);
-  }
-  for (auto& l : listeners) (*l)(state);
+  loop_->Post([this, state] {
+    if (closing_) return;
+    std::vector<std::shared_ptr<StateListener>> listeners;
+    {
+      absl::MutexLock lock(&listeners_mu_);
+      for (auto& [id, l] : listeners_) listeners.push_back(l);
+    }
+    for (auto& l : listeners) (*l)(state);
+  });
 }
 
 void RedisConnection::Connect() {
@@ -297,12 +302,8 @@ void RedisConnection::ContextGone() {
   loop_->Cancel(connect_timer_);
   connect_timer_ = 0;
   if (closing_) return;
-  // Not from inside hiredis: listeners may send commands (which now fail).
-  loop_->Post([this] {
-    if (closing_) return;
-    SetState(ConnectionState::kDegraded);
-    ScheduleReconnect();
-  });
+  SetState(ConnectionState::kDegraded);
+  ScheduleReconnect();
 }
 
 void RedisConnection::ScheduleReconnect() {

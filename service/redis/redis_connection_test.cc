@@ -17,40 +17,20 @@ using testing::WaitFor;
 absl::StatusOr<RedisReply> Call(RedisConnection& c,
                                 std::vector<std::string> argv,
                                 absl::Duration timeout = absl::ZeroDuration()) {
-  absl::Notification done;
-  absl::StatusOr<RedisReply> out;
-  c.Command(
-      std::move(argv),
-      [&](absl::StatusOr<RedisReply> r) {
-        out = std::move(r);
-        done.Notify();
-      },
-      timeout);
-  done.WaitForNotification();
-  return out;
+  return testing::Await<absl::StatusOr<RedisReply>>(
+      [&](auto done) { c.Command(std::move(argv), std::move(done), timeout); });
 }
 
 absl::StatusOr<RedisReply> CallEval(RedisConnection& c, const RedisScript& s,
                                     std::vector<std::string> keys,
                                     std::vector<std::string> args) {
-  absl::Notification done;
-  absl::StatusOr<RedisReply> out;
-  c.Eval(s, std::move(keys), std::move(args),
-         [&](absl::StatusOr<RedisReply> r) {
-           out = std::move(r);
-           done.Notify();
-         });
-  done.WaitForNotification();
-  return out;
+  return testing::Await<absl::StatusOr<RedisReply>>([&](auto done) {
+    c.Eval(s, std::move(keys), std::move(args), std::move(done));
+  });
 }
 
 RedisOptions OptionsFor(const RedisServer& server) {
-  RedisOptions o;
-  o.port = server.port();
-  o.key_prefix = "test:";
-  o.reconnect_backoff.initial = absl::Milliseconds(20);
-  o.reconnect_backoff.max = absl::Milliseconds(200);
-  return o;
+  return testing::ClientOptions(server);
 }
 
 bool Connected(const RedisConnection& c) {
@@ -66,7 +46,7 @@ TEST(RedisConnectionTest, ConnectsAndRunsCommandsUnderItsKeyPrefix) {
   auto set = Call(c, {"SET", c.Key("k"), "v"});
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->str, "OK");
-  EXPECT_EQ(*server.Run({"GET", "test:k"}), "v");
+  EXPECT_EQ(*server.Run({"GET", "t:k"}), "v");
   auto get = Call(c, {"GET", c.Key("k")});
   ASSERT_TRUE(get.ok());
   EXPECT_EQ(get->type, RedisReply::Type::kString);

@@ -19,11 +19,7 @@ constexpr char kToken[] = "00112233aabbccdd";  // a fingerprint
 
 struct Replica {
   Replica(const RedisServer& server, SharedBudgetOptions options) {
-    RedisOptions o;
-    o.port = server.port();
-    o.key_prefix = "t:";
-    o.reconnect_backoff.initial = absl::Milliseconds(20);
-    o.reconnect_backoff.max = absl::Milliseconds(200);
+    RedisOptions o = testing::ClientOptions(server);
     connection = std::make_unique<RedisConnection>(o, &loop);
     budget = std::make_unique<SharedDailyBudget>(connection.get(), options);
   }
@@ -32,14 +28,8 @@ struct Replica {
     connection.reset();
   }
   BudgetCharge Charge() {
-    absl::Notification done;
-    BudgetCharge out;
-    budget->TryCharge(kToken, [&](BudgetCharge c) {
-      out = c;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return out;
+    return testing::Await<BudgetCharge>(
+        [&](auto done) { budget->TryCharge(kToken, std::move(done)); });
   }
   bool Connected() const {
     return connection->state() == ConnectionState::kConnected;

@@ -20,11 +20,7 @@ constexpr char kToken[] = "fedcba9876543210";  // a fingerprint
 
 struct Replica {
   Replica(const RedisServer& server, ParallelCapOptions options) {
-    RedisOptions o;
-    o.port = server.port();
-    o.key_prefix = "t:";
-    o.reconnect_backoff.initial = absl::Milliseconds(20);
-    o.reconnect_backoff.max = absl::Milliseconds(200);
+    RedisOptions o = testing::ClientOptions(server);
     connection = std::make_unique<RedisConnection>(o, &loop);
     cap = std::make_unique<SharedParallelCap>(connection.get(), options);
   }
@@ -33,15 +29,9 @@ struct Replica {
     connection.reset();
   }
   absl::StatusOr<ParallelSlot> Acquire(absl::Duration wait) {
-    absl::Notification done;
-    absl::StatusOr<ParallelSlot> out;
-    cap->Acquire(kToken, absl::Now() + wait,
-                 [&](absl::StatusOr<ParallelSlot> s) {
-                   out = std::move(s);
-                   done.Notify();
-                 });
-    done.WaitForNotification();
-    return out;
+    return testing::Await<absl::StatusOr<ParallelSlot>>([&](auto done) {
+      cap->Acquire(kToken, absl::Now() + wait, std::move(done));
+    });
   }
   bool Connected() const {
     return connection->state() == ConnectionState::kConnected;
@@ -134,8 +124,13 @@ TEST_F(SharedParallelCapTest, ADeadReplicasSlotsComeBackAfterTheHolderTtl) {
   ASSERT_TRUE(later.ok()) << later.status();
   EXPECT_TRUE(later->shared());
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
-  // Expired holders were dropped by the script; only the new one is left.
-  EXPECT_EQ(Holders(), 1);
+  // All three dead slots come back, and the cap still holds.
+  auto second = alive->Acquire(absl::Seconds(5));
+  auto third = alive->Acquire(absl::Seconds(5));
+  ASSERT_TRUE(second.ok() && third.ok());
+  EXPECT_EQ(Holders(), 3);
+  EXPECT_EQ(alive->Acquire(absl::Milliseconds(100)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(SharedParallelCapTest, WithoutRedisALocalCapOfFallbackParallelAnswersAtOnce) {

@@ -58,10 +58,15 @@ std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
 }  // namespace
 
 struct StateStream::State {
+  // A read's stream key -> (group, subscription generation).
+  using ReadTargets =
+      absl::flat_hash_map<std::string, std::pair<std::string, uint64_t>>;
+
   struct Subscription {
     std::string key;
     std::string last_id;  // empty: to be resolved to the stream's newest id
     std::shared_ptr<EntryCallback> on_entry;
+    uint64_t generation = 0;  // tells a re-subscription from the old one
   };
 
   RedisConnection* commands;
@@ -72,6 +77,7 @@ struct StateStream::State {
   mutable absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
   absl::flat_hash_map<std::string, Subscription> subs ABSL_GUARDED_BY(mu);
+  uint64_t next_generation ABSL_GUARDED_BY(mu) = 1;
 
   // Loop thread only.
   bool reading = false;
@@ -150,13 +156,13 @@ struct StateStream::State {
         "XREAD", "COUNT", absl::StrCat(options.read_count), "BLOCK",
         absl::StrCat(absl::ToInt64Milliseconds(options.block)), "STREAMS"};
     std::vector<std::string> ids;
-    absl::flat_hash_map<std::string, std::string> group_of_key;
+    ReadTargets group_of_key;
     {
       absl::MutexLock lock(&mu);
       for (auto& [group, s] : subs) {
         argv.push_back(s.key);
         ids.push_back(s.last_id);
-        group_of_key[s.key] = group;
+        group_of_key[s.key] = {group, s.generation};
       }
     }
     argv.insert(argv.end(), ids.begin(), ids.end());
@@ -186,8 +192,7 @@ struct StateStream::State {
   }
 
   // Loop thread. nil reply: the block ran out (or CLIENT UNBLOCK).
-  void Deliver(const RedisReply& r,
-               const absl::flat_hash_map<std::string, std::string>& group_of_key) {
+  void Deliver(const RedisReply& r, const ReadTargets& group_of_key) {
     if (r.type != RedisReply::Type::kArray) return;
     for (const RedisReply& stream : r.elements) {
       if (stream.type != RedisReply::Type::kArray || stream.elements.size() != 2) {
@@ -195,7 +200,8 @@ struct StateStream::State {
       }
       auto g = group_of_key.find(stream.elements[0].str);
       if (g == group_of_key.end()) continue;
-      const std::string& group = g->second;
+      const std::string& group = g->second.first;
+      const uint64_t generation = g->second.second;
       for (const RedisReply& raw : stream.elements[1].elements) {
         std::optional<StreamEntry> e = ParseEntry(raw);
         if (!e.has_value()) continue;
@@ -203,8 +209,12 @@ struct StateStream::State {
         {
           absl::MutexLock lock(&mu);
           auto it = subs.find(group);
-          // Unsubscribed (or re-subscribed elsewhere) meanwhile: drop.
-          if (stopped || it == subs.end() || it->second.key != g->first) break;
+          // Unsubscribed (or subscribed anew, from another id) meanwhile:
+          // not for this subscription.
+          if (stopped || it == subs.end() ||
+              it->second.generation != generation) {
+            break;
+          }
           it->second.last_id = e->id;
           cb = it->second.on_entry;
         }
@@ -301,7 +311,8 @@ absl::Status StateStream::Subscribe(const std::string& group,
     }
     state_->subs[group] = {
         Key(group), std::move(after_id),
-        std::make_shared<EntryCallback>(std::move(on_entry))};
+        std::make_shared<EntryCallback>(std::move(on_entry)),
+        state_->next_generation++};
   }
   std::weak_ptr<State> weak = state_;
   state_->reader->loop()->Post([weak] {

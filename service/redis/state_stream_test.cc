@@ -23,11 +23,7 @@ constexpr char kGroup[] = "0123456789abcdef:2215573";
 struct Replica {
   Replica(const RedisServer& server, std::string name,
           StateStreamOptions options = {}) {
-    RedisOptions o;
-    o.port = server.port();
-    o.key_prefix = "t:";
-    o.reconnect_backoff.initial = absl::Milliseconds(20);
-    o.reconnect_backoff.max = absl::Milliseconds(200);
+    RedisOptions o = testing::ClientOptions(server);
     commands = std::make_unique<RedisConnection>(o, &loop);
     o.client_name = name + "-reader";
     reader = std::make_unique<RedisConnection>(o, &loop);
@@ -45,15 +41,10 @@ struct Replica {
   }
   absl::StatusOr<std::string> Publish(int64_t version,
                                       std::optional<PublishFence> fence = {}) {
-    absl::Notification done;
-    absl::StatusOr<std::string> out;
-    stream->Publish(kGroup, version, "state-" + std::to_string(version), fence,
-                    [&](absl::StatusOr<std::string> id) {
-                      out = std::move(id);
-                      done.Notify();
-                    });
-    done.WaitForNotification();
-    return out;
+    return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      stream->Publish(kGroup, version, "state-" + std::to_string(version),
+                      fence, std::move(done));
+    });
   }
   void Subscribe(std::string after) {
     ASSERT_TRUE(stream
@@ -193,13 +184,8 @@ TEST_F(StateStreamTest, OnlyTheLeaseHolderPublishesAndVersionsOnlyGoUp) {
   auto stale = poller->Publish(7, fence);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(poller->Publish(6, fence).status().code(), absl::StatusCode::kAborted);
-  absl::Notification done;
-  absl::StatusOr<std::optional<StreamEntry>> last;
-  poller->stream->Last(kGroup, [&](absl::StatusOr<std::optional<StreamEntry>> e) {
-    last = std::move(e);
-    done.Notify();
-  });
-  done.WaitForNotification();
+  auto last = testing::Await<absl::StatusOr<std::optional<StreamEntry>>>(
+      [&](auto done) { poller->stream->Last(kGroup, std::move(done)); });
   ASSERT_TRUE(last.ok());
   ASSERT_TRUE(last->has_value());
   EXPECT_EQ((*last)->version, 7);

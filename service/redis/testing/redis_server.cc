@@ -52,6 +52,15 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration limit) {
   }
 }
 
+RedisOptions ClientOptions(const RedisServer& server) {
+  RedisOptions o;
+  o.port = server.port();
+  o.key_prefix = "t:";
+  o.reconnect_backoff.initial = absl::Milliseconds(20);
+  o.reconnect_backoff.max = absl::Milliseconds(200);
+  return o;
+}
+
 RedisServer::RedisServer(std::string password) : password_(std::move(password)) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string pattern = absl::StrCat(tmp ? tmp : "/tmp", "/redis-XXXXXX");

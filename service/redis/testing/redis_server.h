@@ -4,12 +4,17 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "service/redis/redis_connection.h"
 
 namespace uploadwatch::redis::testing {
 
@@ -54,6 +59,24 @@ class RedisServer {
 // thread, without fixed sleeps. True when it held.
 bool WaitFor(const std::function<bool()>& condition,
              absl::Duration limit = absl::Seconds(10));
+
+// Options for a client of `server`: key prefix "t:", reconnects within
+// 200 ms so that tests of a restart do not wait long.
+RedisOptions ClientOptions(const RedisServer& server);
+
+// Starts an asynchronous operation with a completion callback and waits for
+// its value: `Await<BudgetCharge>([&](auto done) { b.TryCharge(fp, done); })`.
+template <typename T>
+T Await(absl::FunctionRef<void(absl::AnyInvocable<void(T)>)> start) {
+  absl::Notification done;
+  std::optional<T> out;
+  start([&](T value) {
+    out.emplace(std::move(value));
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return std::move(*out);
+}
 
 }  // namespace uploadwatch::redis::testing
 
