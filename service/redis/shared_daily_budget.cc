@@ -103,7 +103,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
   state_->connection->loop()->Post([weak, fingerprint = token_fingerprint,
                                     done = std::move(done)]() mutable {
     auto self = weak.lock();
-    if (self == nullptr) return;
+    if (self == nullptr) return done(BudgetCharge{});  // shutting down
     absl::Time now = absl::Now();
     std::string key = self->Key(fingerprint, now);
     absl::Time resets_at = self->NextReset(now);
@@ -128,7 +128,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
         [weak, key, resets_at, unsynced,
          done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
           auto self = weak.lock();
-          if (self == nullptr) return;
+          if (self == nullptr) return done(BudgetCharge{});  // shutting down
           if (!r.ok() || r->type != RedisReply::Type::kArray ||
               r->elements.size() != 2) {
             {

@@ -51,6 +51,7 @@ class SharedDailyBudget {
   ~SharedDailyBudget();
 
   // Counts one upstream request for `token_fingerprint` if the budget allows.
+  // `done` runs exactly once; once destruction began it answers not granted.
   void TryCharge(const std::string& token_fingerprint, ChargeCallback done);
 
   // The key of today's counter (for tests and operators).
