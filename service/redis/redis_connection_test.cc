@@ -195,6 +195,22 @@ TEST(RedisConnectionTest, AStalledRedisTimesOutAndIsReconnectedWhenItAnswers) {
   EXPECT_TRUE(Call(c, {"PING"}).ok());
 }
 
+TEST(RedisConnectionTest, AConnectThatNeverCompletesTimesOutAndIsRetried) {
+  RedisServer server;
+  ASSERT_TRUE(server.Start().ok());
+  // A stopped Redis: the kernel accepts the connection, nobody answers PING.
+  server.Pause();
+  EventLoop loop;
+  RedisOptions o = OptionsFor(server);
+  o.connect_timeout = absl::Milliseconds(200);
+  RedisConnection c(o, &loop);
+  ASSERT_TRUE(WaitFor([&] { return c.state() == ConnectionState::kDegraded; }));
+  EXPECT_EQ(c.stats().connects, 0);
+  server.Resume();
+  ASSERT_TRUE(WaitFor([&] { return Connected(c); }));
+  EXPECT_EQ(c.stats().connects, 1);
+}
+
 TEST(RedisConnectionTest, DestroyingItFailsPendingCommands) {
   RedisServer server;
   ASSERT_TRUE(server.Start().ok());
