@@ -101,6 +101,10 @@ struct ConnectionStats {
 // Statuses: UNAVAILABLE (not connected, or the connection was lost before
 // the answer), DEADLINE_EXCEEDED (no answer within the timeout),
 // FAILED_PRECONDITION with Redis's own message (an error reply).
+//
+// A host name is resolved by hiredis at each connect attempt, synchronously,
+// on the loop thread: Redis work waits for the resolver then, callers never
+// do. Give an IP address (or a local resolver) where that matters.
 class RedisConnection {
  public:
   using ReplyCallback = absl::AnyInvocable<void(absl::StatusOr<RedisReply>)>;
