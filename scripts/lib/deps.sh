@@ -3,12 +3,12 @@
 UPLOADWATCH_APT_PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ pkg-config
-  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
-  libabsl-dev libcurl4-openssl-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev
   libhiredis-dev
   redis-server
   haproxy
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  libabsl-dev libcurl4-openssl-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev
   python3 python3-grpcio python3-protobuf
   nodejs npm
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
