@@ -32,7 +32,8 @@ PY
 }
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait 2>/dev/null; }
+# Teardown needs no graceful drain: SIGKILL, then reap.
+cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT
 
 # Two replicas on one simulator (the stack helper starts one server and the
