@@ -265,6 +265,16 @@ void LeaseManager::ReleaseAll(absl::AnyInvocable<void()> done) {
   }
 }
 
+int LeaseManager::HeldCount() const {
+  absl::MutexLock lock(&state_->mu);
+  absl::Time now = absl::Now();
+  int n = 0;
+  for (const auto& [group, e] : state_->groups) {
+    if (e.held && now < e.held_until) ++n;
+  }
+  return n;
+}
+
 std::string LeaseManager::LeaseKey(const std::string& group) const {
   return state_->Key(group);
 }

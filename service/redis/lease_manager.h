@@ -60,6 +60,9 @@ class LeaseManager : public PollOwnership {
   // next round.
   void ReleaseAll(absl::AnyInvocable<void()> done);
 
+  // Groups whose lease this replica holds now (for metrics).
+  int HeldCount() const;
+
   const std::string& owner_id() const { return owner_id_; }
   // The Redis key of `group`'s lease, for fencing writes (StateStream).
   std::string LeaseKey(const std::string& group) const;

@@ -60,6 +60,7 @@ class RedisCoordinator {
   ConnectionState state() const;
   const std::string& replica_id() const { return replica_id_; }
   RedisConnection& commands() { return *commands_; }
+  RedisConnection& reader() { return *reader_; }
 
  private:
   std::string replica_id_;
