@@ -36,6 +36,18 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   return *script;
 }
 
+// "<ms>-<seq>" -> (ms, seq); (0, 0) when malformed.
+std::pair<uint64_t, uint64_t> ParseId(absl::string_view id) {
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  size_t dash = id.find('-');
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
+      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
+    return {0, 0};
+  }
+  return out;
+}
+
 // [id, [field, value, ...]] -> entry; nullopt when malformed.
 std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
   if (r.type != RedisReply::Type::kArray || r.elements.size() != 2 ||
@@ -67,6 +79,10 @@ struct StateStream::State {
     std::string last_id;  // empty: to be resolved to the stream's newest id
     std::shared_ptr<EntryCallback> on_entry;
     uint64_t generation = 0;  // tells a re-subscription from the old one
+    // The position must be compared with the oldest entry kept before the
+    // next read (set at Subscribe with an id, and after every reconnect).
+    bool check_trimmed = false;
+    bool gap_pending = false;  // the next entry delivered has after_gap
   };
 
   RedisConnection* commands;
@@ -100,11 +116,16 @@ struct StateStream::State {
   void Kick(const std::weak_ptr<State>& weak) {
     if (reading || reader->state() != ConnectionState::kConnected) return;
     std::vector<std::pair<std::string, std::string>> unresolved;  // group, key
+    std::vector<std::pair<std::string, std::string>> to_check;    // group, key
     {
       absl::MutexLock lock(&mu);
       if (stopped || subs.empty()) return;
       for (auto& [group, s] : subs) {
-        if (s.last_id.empty()) unresolved.emplace_back(group, s.key);
+        if (s.last_id.empty()) {
+          unresolved.emplace_back(group, s.key);
+        } else if (s.check_trimmed) {
+          to_check.emplace_back(group, s.key);
+        }
       }
     }
     reading = true;
@@ -142,6 +163,38 @@ struct StateStream::State {
                 auto it = self->subs.find(group);
                 if (it != self->subs.end() && it->second.last_id.empty()) {
                   it->second.last_id = id;
+                }
+              }
+              if (--*left > 0) return;
+              self->reading = false;
+              if (!r.ok()) return failed(r.status());
+              self->Kick(weak);
+            });
+      }
+      return;
+    }
+    if (!to_check.empty()) {
+      auto left = std::make_shared<size_t>(to_check.size());
+      for (auto& [group, key] : to_check) {
+        reader->Command(
+            {"XRANGE", key, "-", "+", "COUNT", "1"},
+            [weak, group = group, left, failed](absl::StatusOr<RedisReply> r) {
+              auto self = weak.lock();
+              if (self == nullptr) return;
+              if (r.ok()) {
+                absl::MutexLock lock(&self->mu);
+                auto it = self->subs.find(group);
+                if (it != self->subs.end()) {
+                  it->second.check_trimmed = false;
+                  if (r->type == RedisReply::Type::kArray && !r->elements.empty()) {
+                    std::optional<StreamEntry> first = ParseEntry(r->elements[0]);
+                    // The position itself is gone: what followed it may be too.
+                    if (first.has_value() &&
+                        ParseId(first->id) > ParseId(it->second.last_id) &&
+                        it->second.last_id != "0-0") {
+                      it->second.gap_pending = true;
+                    }
+                  }
                 }
               }
               if (--*left > 0) return;
@@ -216,6 +269,8 @@ struct StateStream::State {
             break;
           }
           it->second.last_id = e->id;
+          e->after_gap = it->second.gap_pending;
+          it->second.gap_pending = false;
           cb = it->second.on_entry;
         }
         (*cb)(group, *e);
@@ -237,6 +292,11 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
     if (self == nullptr) return;
     // A new connection has a new client id; a read on the old one failed.
     self->reader_client_id = 0;
+    if (s == ConnectionState::kConnected) {
+      // Trimming may have passed a position while the reader was away.
+      absl::MutexLock lock(&self->mu);
+      for (auto& [group, sub] : self->subs) sub.check_trimmed = true;
+    }
     if (s == ConnectionState::kConnected) self->Kick(weak);
   });
   reader->loop()->Post([weak] {
@@ -309,10 +369,11 @@ absl::Status StateStream::Subscribe(const std::string& group,
       return absl::AlreadyExistsError(
           absl::StrCat("the history of ", group, " is already subscribed"));
     }
+    bool explicit_position = !after_id.empty() && after_id != "0-0";
     state_->subs[group] = {
         Key(group), std::move(after_id),
         std::make_shared<EntryCallback>(std::move(on_entry)),
-        state_->next_generation++};
+        state_->next_generation++, explicit_position};
   }
   std::weak_ptr<State> weak = state_;
   state_->reader->loop()->Post([weak] {

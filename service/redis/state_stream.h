@@ -21,6 +21,13 @@ struct StreamEntry {
   std::string id;
   int64_t version = 0;  // the state's version, increasing per group
   std::string payload;  // opaque to this class (the core's serialized state)
+  // The subscription's position was older than the oldest entry kept (the
+  // history was trimmed past it, e.g. a resume token from long ago or a
+  // reader away for more than max_len entries): states between may be
+  // missing. Set on the first entry delivered after such a position; the
+  // consumer treats it like client-go's "too old": this entry is the full
+  // current state, the transitions before it are not all known.
+  bool after_gap = false;
 };
 
 struct StateStreamOptions {

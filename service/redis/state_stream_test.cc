@@ -192,6 +192,30 @@ TEST_F(StateStreamTest, OnlyTheLeaseHolderPublishesAndVersionsOnlyGoUp) {
   EXPECT_EQ((*last)->payload, "state-7");
 }
 
+TEST_F(StateStreamTest, APositionOlderThanTheKeptHistoryIsReportedAsAGap) {
+  StateStreamOptions o;
+  o.max_len = 10;
+  auto poller = NewReplica("a", o);
+  std::string old_id = *poller->Publish(1);
+  // Exact trimming (MAXLEN without ~ trims to the entry), from outside.
+  for (int v = 2; v <= 30; ++v) ASSERT_TRUE(poller->Publish(v).ok());
+  const std::string key = "t:history:" + std::string(kGroup);
+  ASSERT_TRUE(server_.Run({"XTRIM", key, "MAXLEN", "5"}).ok());
+  auto b = NewReplica("b");
+  b->Subscribe(old_id);
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 5; }));
+  auto seen = b->Seen();
+  EXPECT_EQ(seen.front().version, 26);
+  EXPECT_TRUE(seen.front().after_gap);
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_FALSE(seen[i].after_gap);
+  // A position still kept is no gap.
+  auto c = NewReplica("c");
+  c->Subscribe(seen[1].id);
+  ASSERT_TRUE(WaitFor([&] { return c->Versions().size() >= 3; }));
+  EXPECT_FALSE(c->Seen().front().after_gap);
+  EXPECT_EQ(c->Seen().front().version, 28);
+}
+
 TEST_F(StateStreamTest, TheHistoryIsTrimmed) {
   StateStreamOptions o;
   o.max_len = 10;
