@@ -31,6 +31,7 @@ class PollOwnership {
 
   virtual ~PollOwnership() = default;
   // This replica has a watcher of `group`: compete to poll it. Idempotent.
+  // Not reported as a change: read ShouldPoll after it.
   virtual void Want(const std::string& group) = 0;
   // Its last watcher left: stop competing and hand the group over.
   virtual void Unwant(const std::string& group) = 0;
