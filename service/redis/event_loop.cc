@@ -134,7 +134,10 @@ void EventLoop::Run() {
       if (!timers_.empty()) wait = timers_.begin()->first.first - now;
     }
     for (auto& task : ready) task();
-    if (!ready.empty()) continue;  // they may have posted more or armed timers
+    // Sockets are polled after every batch, even when more tasks keep coming:
+    // a stream of commands must not keep their replies from being read.
+    // (Tasks posted meanwhile wrote the eventfd: poll returns at once.)
+    if (!ready.empty()) wait = absl::ZeroDuration();
 
     // 2. Sockets.
     fds.clear();
@@ -147,7 +150,9 @@ void EventLoop::Run() {
       polled.push_back(w);
     }
     int timeout_ms = -1;
-    if (wait != absl::InfiniteDuration()) {
+    if (wait == absl::ZeroDuration()) {
+      timeout_ms = 0;
+    } else if (wait != absl::InfiniteDuration()) {
       timeout_ms = static_cast<int>(
           std::min<int64_t>(absl::ToInt64Milliseconds(wait) + 1, 60000));
     }

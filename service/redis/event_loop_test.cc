@@ -1,10 +1,14 @@
 #include "service/redis/event_loop.h"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <functional>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace uploadwatch::redis {
@@ -53,6 +57,31 @@ TEST(EventLoopTest, TimersRunByDueTimeAndCancelledOnesNever) {
   done.WaitForNotification();
   absl::MutexLock lock(&mu);
   EXPECT_EQ(order, (std::vector<int>{1, 30}));
+}
+
+TEST(EventLoopTest, SocketsAreServedWhileTasksKeepComing) {
+  EventLoop loop;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::atomic<bool> readable{false}, stop{false};
+  FdWatch watch;
+  watch.fd = fds[0];
+  watch.want_read = true;
+  watch.on_readable = [&] { readable = true; };
+  loop.RunSync([&] { loop.Watch(&watch); });
+  // A task that always posts the next one: the loop is never idle.
+  std::function<void()> again = [&] {
+    if (!stop) loop.Post([&] { again(); });
+  };
+  loop.Post([&] { again(); });
+  ASSERT_EQ(write(fds[1], "x", 1), 1);
+  absl::Time until = absl::Now() + absl::Seconds(10);
+  while (!readable && absl::Now() < until) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_TRUE(readable.load());
+  stop = true;
+  loop.RunSync([&] { loop.Unwatch(&watch); });
+  close(fds[0]);
+  close(fds[1]);
 }
 
 TEST(EventLoopTest, RunSyncWaitsForTheTask) {
