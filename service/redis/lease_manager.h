@@ -56,8 +56,9 @@ class LeaseManager : public PollOwnership {
   // fallback).
   bool Holds(const std::string& group) const;
   // Releases every held lease; `done` runs on the loop thread once Redis
-  // answered (or failed) for each. Groups stay wanted but unheld until the
-  // next round.
+  // answered (or failed) for each. For shutdown: call it, wait for `done`,
+  // then destroy this object; groups stay wanted, so a later round (TTL/3)
+  // would take leases again.
   void ReleaseAll(absl::AnyInvocable<void()> done);
 
   // Groups whose lease this replica holds now (for metrics).
