@@ -12,6 +12,11 @@ bool IsPermanent(const absl::Status& status) {
   return ClassifyUpstream(status) == UpstreamOutcome::kPermanent;
 }
 
+std::string OwnershipName(const GroupKey& group, int64_t uploading_id) {
+  return PollUploadingKey(group.token_fingerprint, group.counter_id,
+                          uploading_id);
+}
+
 }  // namespace
 
 GroupPoller::GroupPoller(UpstreamReader* reader, const WatchRegistry* registry,
@@ -50,12 +55,21 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
     Group& group = groups_[key];
     group.token = token;
     const absl::Time now = clock_->Now();
-    if (!needs_first_state) {
+    // Counter watches are polled by every replica that has them (their
+    // uploadings are not known in advance); uploadings by their owner.
+    bool owned = true;
+    if (!target.is_counter()) {
+      const std::string name = OwnershipName(key, target.uploading_id);
+      ownership_->Want(name);
+      owned = ownership_->ShouldPoll(name);
+    }
+    if (!needs_first_state || !owned) {
+      // Not owned: the owner's states come through the shared history.
       if (!group.polling && group.timer == 0) {
         EndRoundLocked(key, absl::OkStatus(), now, after);
       }
     } else {
-      const WatchRegistry::PollSet set = registry_->PollSetOf(key);
+      const WatchRegistry::PollSet set = PollSetLocked(key);
       const bool batched =
           !set.counter_types.empty() ||
           set.uploading_ids.size() >=
@@ -79,6 +93,9 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
 }
 
 void GroupPoller::Unwatch(const WatchTarget& target) {
+  if (!target.is_counter()) {
+    ownership_->Unwant(OwnershipName(target.group, target.uploading_id));
+  }
   Actions after;
   {
     absl::MutexLock lock(&mu_);
@@ -115,6 +132,39 @@ void GroupPoller::Shutdown() {
     while (!groups_.empty()) EraseLocked(groups_.begin(), after);
   }
   Run(after);
+}
+
+void GroupPoller::OwnershipChanged(const std::string& name, bool should_poll) {
+  GroupKey key;
+  int64_t counter_id = 0, uploading_id = 0;
+  if (!should_poll ||
+      !ParsePollUploadingKey(name, &key.token_fingerprint, &counter_id,
+                             &uploading_id)) {
+    return;  // a lost one is left out of the next round
+  }
+  key.counter_id = static_cast<int32_t>(counter_id);
+  Actions after;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(key);
+    if (shut_down_ || it == groups_.end()) return;
+    Group& group = it->second;
+    if (group.polling) {
+      group.rerun = true;
+    } else if (clock_->Now() >= pacer_->PausedUntil(key.token_fingerprint)) {
+      // Gained (the holder died or left): poll now, it may be overdue.
+      StartRoundLocked(key, group, after);
+    }
+  }
+  Run(after);
+}
+
+WatchRegistry::PollSet GroupPoller::PollSetLocked(const GroupKey& key) const {
+  WatchRegistry::PollSet set = registry_->PollSetOf(key);
+  absl::erase_if(set.uploading_ids, [&](int64_t id) {
+    return !ownership_->ShouldPoll(OwnershipName(key, id));
+  });
+  return set;
 }
 
 size_t GroupPoller::groups() const {
@@ -156,7 +206,7 @@ void GroupPoller::OnTimer(const GroupKey& key) {
       const absl::Time paused = pacer_->PausedUntil(key.token_fingerprint);
       if (now < paused) {
         group.timer = scheduler_->RunAt(paused, [this, key] { OnTimer(key); });
-      } else if (!ownership_->ShouldPoll(key)) {
+      } else if (PollSetLocked(key).empty()) {  // another replica polls
         group.timer = scheduler_->RunAt(now + options_.poll_interval,
                                         [this, key] { OnTimer(key); });
       } else {
@@ -172,7 +222,7 @@ void GroupPoller::StartRoundLocked(const GroupKey& key, Group& group,
   if (group.timer != 0) scheduler_->Cancel(group.timer);
   group.timer = 0;
   group.polling = true;
-  const WatchRegistry::PollSet set = registry_->PollSetOf(key);
+  const WatchRegistry::PollSet set = PollSetLocked(key);
   group.round = BeginRound(key.counter_id, set.uploading_ids,
                            set.counter_types, options_.planner);
   ContinueLocked(key, group, clock_->Now(), after);
@@ -180,7 +230,7 @@ void GroupPoller::StartRoundLocked(const GroupKey& key, Group& group,
 
 void GroupPoller::ContinueLocked(const GroupKey& key, Group& group,
                                  absl::Time now, Actions& after) {
-  const WatchRegistry::PollSet set = registry_->PollSetOf(key);
+  const WatchRegistry::PollSet set = PollSetLocked(key);
   PollStep step = NextStep(group.round, set.uploading_ids, options_.planner);
   const uint64_t n = ++group.step;
   group.round_get.reset();

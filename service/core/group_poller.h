@@ -20,8 +20,9 @@
 
 namespace uploadwatch {
 
-// Polls every watched (token, counter) group on one timer: asks the
-// PollOwnership, runs the round the planner plans through the reader, and
+// Polls every watched (token, counter) group on one timer: tells the
+// PollOwnership which uploadings are wanted, polls only those it owns (and
+// every counter watch), runs the round the planner plans through the reader, and
 // sets the next time from the Pacer. Keeps the token a group polls with (the
 // only place a token is kept). What a group polls is read from the registry
 // each round. It sees results only as a waiter of its requests: observations
@@ -39,7 +40,8 @@ class GroupPoller {
   };
   struct Options {
     PlannerOptions planner;
-    // How soon to ask the PollOwnership again when another replica polls.
+    // How soon to ask the PollOwnership again when another replica polls
+    // (the change callback usually says so sooner).
     absl::Duration poll_interval = absl::Seconds(30);
   };
 
@@ -59,6 +61,10 @@ class GroupPoller {
   // (so that nobody waiting, they are cancelled or never sent); the group
   // ends with its last target.
   void Unwatch(const WatchTarget& target);
+  // What the PollOwnership's change callback must be given: a gained
+  // uploading is polled at once (a round now, or right after the one under
+  // way); a lost one is left out from the next round on.
+  void OwnershipChanged(const std::string& name, bool should_poll);
   // Stops every timer and request; Watch() does nothing afterwards.
   void Shutdown();
   size_t groups() const;
@@ -105,6 +111,9 @@ class GroupPoller {
                    const absl::StatusOr<v1::ListUploadingsResponse>& result);
   void OnSideGet(const GroupKey& key, int64_t id, uint64_t n,
                  const absl::Status& status);
+  // The registry's poll set without the uploadings another replica polls.
+  WatchRegistry::PollSet PollSetLocked(const GroupKey& key) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Actions& actions);
 
   UpstreamReader* const reader_;

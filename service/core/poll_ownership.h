@@ -1,24 +1,66 @@
 #ifndef UPLOADWATCH_SERVICE_CORE_POLL_OWNERSHIP_H_
 #define UPLOADWATCH_SERVICE_CORE_POLL_OWNERSHIP_H_
 
-#include "service/core/watch_target.h"
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace uploadwatch {
 
-// Whether this process is the one that polls a group now. The seam for
-// several replicas sharing the work (issue 12: a lease in Redis); one process
-// alone always polls. Must answer at once (no I/O on the caller's thread).
-// Thread-safe.
+// The name of a poll group, (token fingerprint, counter). Fingerprints only,
+// never tokens.
+std::string PollGroupKey(absl::string_view token_fingerprint, int64_t counter_id);
+// The name of one watched uploading, "<fingerprint>:<counter>:<uploading>":
+// what a lease, a history stream and a poll are per across replicas (versions
+// are per uploading, so its history must be too).
+std::string PollUploadingKey(absl::string_view token_fingerprint,
+                             int64_t counter_id, int64_t uploading_id);
+// The parts of a PollUploadingKey; false for anything else.
+bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
+                           int64_t* counter_id, int64_t* uploading_id);
+
+// The poll-ownership seam: which replica polls a watched uploading. The core's
+// group poller says Want while this replica has watchers of it (and so holds
+// the token it is polled with) and Unwant when the last one left, asks
+// ShouldPoll before every round, and starts polling when the change callback
+// says it gained one (and leaves it out of the next round when lost).
+//
+// Thread-safe. ShouldPoll answers at once from local state and never does
+// I/O. The change callback (given to the implementation's constructor)
+// reports every change of ShouldPoll(name) for a wanted name, on a thread of
+// the implementation's choosing; it must not block, is not called while the
+// implementation holds a lock of its own, is not called after the object's
+// destructor began, nor for Unwant.
 class PollOwnership {
  public:
+  using ChangeCallback =
+      absl::AnyInvocable<void(const std::string& name, bool should_poll)>;
+
   virtual ~PollOwnership() = default;
-  virtual bool ShouldPoll(const GroupKey& group) = 0;
+  // Compete to poll `name`. Idempotent. Not reported as a change: read
+  // ShouldPoll after it.
+  virtual void Want(const std::string& name) = 0;
+  // Stop competing and hand it over.
+  virtual void Unwant(const std::string& name) = 0;
+  virtual bool ShouldPoll(const std::string& name) const = 0;
 };
 
-// One process: it polls everything it watches.
+// One replica alone: it polls everything it wants. What the core uses when
+// --redis is not given.
 class LocalPollOwnership : public PollOwnership {
  public:
-  bool ShouldPoll(const GroupKey&) override { return true; }
+  void Want(const std::string& name) override;
+  void Unwant(const std::string& name) override;
+  bool ShouldPoll(const std::string& name) const override;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_set<std::string> wanted_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace uploadwatch

@@ -35,6 +35,28 @@ const UploadingState& StateCache::Record(const UploadingKey& key,
   return e.state;
 }
 
+const UploadingState& StateCache::RecordShared(const UploadingKey& key,
+                                               const v1::Uploading& uploading,
+                                               int64_t version, absl::Time now,
+                                               bool* changed) {
+  auto [it, inserted] = entries_.try_emplace(key);
+  Entry& e = it->second;
+  e.last_use = now;
+  if (!inserted && (version <= e.state.version ||
+                    (IsTerminal(e.state.uploading) && !IsTerminal(uploading)))) {
+    *changed = false;
+    return e.state;
+  }
+  *changed = true;
+  // A local fetch sent before this arrived is older news.
+  e.sent = now;
+  e.state.uploading = uploading;
+  e.state.version = version;
+  e.state.observe_time = now;
+  e.state.check_time = now;
+  return e.state;
+}
+
 std::optional<UploadingState> StateCache::GetFresh(const UploadingKey& key,
                                                    absl::Time now) {
   auto it = entries_.find(key);

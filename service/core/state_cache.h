@@ -68,6 +68,14 @@ class StateCache {
                                const v1::Uploading& uploading, absl::Time now,
                                absl::Time sent, bool* changed);
 
+  // Records a state another replica observed with `version` (its history
+  // across replicas): a change when `version` is above the stored one, older
+  // news otherwise; a terminal state still never turns back.
+  const UploadingState& RecordShared(const UploadingKey& key,
+                                     const v1::Uploading& uploading,
+                                     int64_t version, absl::Time now,
+                                     bool* changed);
+
   // The state, if it was confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
                                          absl::Time now);

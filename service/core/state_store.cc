@@ -11,6 +11,15 @@ StateStore::Recorded StateStore::Record(const UploadingKey& key,
   return out;
 }
 
+StateStore::Recorded StateStore::RecordShared(const UploadingKey& key,
+                                              const v1::Uploading& uploading,
+                                              int64_t version, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  Recorded out;
+  out.state = cache_.RecordShared(key, uploading, version, now, &out.changed);
+  return out;
+}
+
 std::optional<UploadingState> StateStore::GetFresh(const UploadingKey& key,
                                                    absl::Time now) {
   absl::MutexLock lock(&mu_);

@@ -27,6 +27,9 @@ class StateStore {
   // An uploading fetched at `now` by a request sent at `sent`.
   Recorded Record(const UploadingKey& key, const v1::Uploading& uploading,
                   absl::Time now, absl::Time sent);
+  // A state another replica observed, with its version (StateCache).
+  Recorded RecordShared(const UploadingKey& key, const v1::Uploading& uploading,
+                        int64_t version, absl::Time now);
   // The state if confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
                                          absl::Time now);

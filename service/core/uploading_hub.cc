@@ -21,6 +21,7 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
     : client_(client),
       scheduler_(scheduler),
       clock_(clock),
+      publisher_(options.publisher),
       store_(StateCache::Options{.fresh_for = FreshFor(options),
                                  .terminal_fresh_for = options.terminal_ttl,
                                  .retention = options.retention}),
@@ -191,6 +192,9 @@ UploadingState UploadingHub::Observe(const UploadingKey& key,
                                      const v1::Uploading& uploading,
                                      absl::Time sent, absl::Time now) {
   StateStore::Recorded recorded = store_.Record(key, uploading, now, sent);
+  if (recorded.changed && publisher_ != nullptr) {
+    publisher_->Publish(key, recorded.state);
+  }
   WatchRegistry::Match match =
       registry_.Observed(key, recorded.state, recorded.changed);
   if (!match.to.empty()) {
@@ -198,6 +202,25 @@ UploadingState UploadingHub::Observe(const UploadingKey& key,
   }
   if (match.ended) poller_.Unwatch(*match.ended);
   return std::move(recorded.state);
+}
+
+void UploadingHub::ObserveShared(const UploadingKey& key,
+                                 const v1::Uploading& uploading,
+                                 int64_t version) {
+  StateStore::Recorded recorded =
+      store_.RecordShared(key, uploading, version, clock_->Now());
+  WatchRegistry::Match match =
+      registry_.Observed(key, recorded.state, recorded.changed);
+  if (!match.to.empty()) {
+    fan_out_.Post(match.to,
+                  std::make_shared<const UploadingState>(recorded.state));
+  }
+  if (match.ended) poller_.Unwatch(*match.ended);
+}
+
+void UploadingHub::PollOwnershipChanged(const std::string& name,
+                                        bool should_poll) {
+  poller_.OwnershipChanged(name, should_poll);
 }
 
 std::optional<UploadingState> UploadingHub::Servable(const UploadingKey& key,

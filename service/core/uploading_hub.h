@@ -18,6 +18,7 @@
 #include "service/core/pacer.h"
 #include "service/core/poll_ownership.h"
 #include "service/core/scheduler.h"
+#include "service/core/state_publisher.h"
 #include "service/core/state_store.h"
 #include "service/core/subscriber.h"
 #include "service/core/upstream_reader.h"
@@ -69,6 +70,8 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     RandomSource* random = nullptr;
     // Who polls what; default: this process polls everything. Not owned.
     PollOwnership* ownership = nullptr;
+    // Where observed changes go for other replicas; none when null. Not owned.
+    StatePublisher* publisher = nullptr;
   };
 
   using StateCallback = UpstreamReader::StateCallback;
@@ -119,6 +122,14 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
 
   Stats stats() const;
 
+  // A state another replica observed (its shared history, with the version
+  // it gave it): recorded and delivered to this replica's watchers as if
+  // observed here, not published again. For the stream bridge.
+  void ObserveShared(const UploadingKey& key, const v1::Uploading& uploading,
+                     int64_t version);
+  // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
+  void PollOwnershipChanged(const std::string& name, bool should_poll);
+
   // ObservationSink
   UploadingState Observe(const UploadingKey& key,
                          const v1::Uploading& uploading, absl::Time sent,
@@ -141,6 +152,7 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   MetricaClient* const client_;
   Scheduler* const scheduler_;
   const Clock* const clock_;
+  StatePublisher* const publisher_;
   LocalPollOwnership local_ownership_;
   StateStore store_;
   WatchRegistry registry_;

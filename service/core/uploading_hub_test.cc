@@ -536,17 +536,104 @@ TEST_F(UploadingHubTest, ShutdownEndsWatchesFailsCallsAndCancelsRequests) {
 TEST_F(UploadingHubTest, AnotherReplicaOwningTheGroupMeansNoPolls) {
   class Nobody : public PollOwnership {
    public:
-    bool ShouldPoll(const GroupKey&) override { return false; }
+    void Want(const std::string& name) override { wanted.push_back(name); }
+    void Unwant(const std::string&) override {}
+    bool ShouldPoll(const std::string&) const override { return false; }
+    std::vector<std::string> wanted;
   } nobody;
   options_.ownership = &nobody;
   Put(1, v1::Uploading::MATCHED);
   Start();
   Watcher w;
   Subscribe(w, 1);
-  time_.Advance(absl::Milliseconds(20));  // the first state is still fetched
-  client_.ClearLog();
+  // Not even the first state: it comes from the owner's shared history.
   time_.Advance(absl::Minutes(10));
   EXPECT_EQ(client_.count("get"), 0);
+  EXPECT_EQ(nobody.wanted,
+            std::vector<std::string>{PollUploadingKey(
+                credentials_.fingerprint(), kCounter, 1)});
+}
+
+TEST_F(UploadingHubTest, GainedOwnershipPollsAtOnceAndLostStopsPolling) {
+  class Switch : public PollOwnership {
+   public:
+    void Want(const std::string&) override {}
+    void Unwant(const std::string&) override {}
+    bool ShouldPoll(const std::string&) const override { return owned; }
+    bool owned = false;
+  } ownership;
+  options_.ownership = &ownership;
+  Put(1, v1::Uploading::MATCHED);
+  Start();
+  Watcher w;
+  Subscribe(w, 1);
+  time_.Advance(absl::Minutes(2));
+  EXPECT_EQ(client_.count("get"), 0);
+  ownership.owned = true;
+  hub_->PollOwnershipChanged(
+      PollUploadingKey(credentials_.fingerprint(), kCounter, 1), true);
+  time_.Advance(absl::Milliseconds(20));
+  EXPECT_EQ(client_.count("get"), 1);
+  ASSERT_EQ(w.states().size(), 1u);
+  time_.Advance(absl::Seconds(31));
+  EXPECT_EQ(client_.count("get"), 2);
+  ownership.owned = false;
+  hub_->PollOwnershipChanged(
+      PollUploadingKey(credentials_.fingerprint(), kCounter, 1), false);
+  time_.Advance(absl::Minutes(5));
+  EXPECT_EQ(client_.count("get"), 2);
+}
+
+TEST_F(UploadingHubTest, SharedStatesReachWatchersWithTheirVersions) {
+  class Nobody : public PollOwnership {
+   public:
+    void Want(const std::string&) override {}
+    void Unwant(const std::string&) override {}
+    bool ShouldPoll(const std::string&) const override { return false; }
+  } nobody;
+  class Recorder : public StatePublisher {
+   public:
+    void Publish(const UploadingKey&, const UploadingState& s) override {
+      versions.push_back(s.version);
+    }
+    std::vector<int64_t> versions;
+  } publisher;
+  options_.ownership = &nobody;
+  options_.publisher = &publisher;
+  Start();
+  Watcher w;
+  Subscribe(w, 1);
+  const UploadingKey key{credentials_.fingerprint(), kCounter, 1};
+  hub_->ObserveShared(key, Make(1, v1::Uploading::MATCHED), 7);
+  hub_->ObserveShared(key, Make(1, v1::Uploading::MATCHED), 7);  // a repeat
+  hub_->ObserveShared(key, Make(1, v1::Uploading::UPLOADED), 5);  // older
+  hub_->ObserveShared(key, Make(1, v1::Uploading::PROCESSED), 8);
+  time_.RunPending();
+  ASSERT_EQ(w.states().size(), 2u);
+  EXPECT_EQ(w.states()[0].version, 7);
+  EXPECT_EQ(w.states()[1].version, 8);
+  EXPECT_EQ(w.statuses().back(), v1::Uploading::PROCESSED);
+  EXPECT_TRUE(publisher.versions.empty());  // others' states are not re-published
+  EXPECT_EQ(client_.count("get"), 0);
+}
+
+TEST_F(UploadingHubTest, ObservedChangesArePublished) {
+  class Recorder : public StatePublisher {
+   public:
+    void Publish(const UploadingKey&, const UploadingState& s) override {
+      versions.push_back(s.version);
+    }
+    std::vector<int64_t> versions;
+  } publisher;
+  options_.publisher = &publisher;
+  Put(1, v1::Uploading::MATCHED);
+  Start();
+  Watcher w;
+  Subscribe(w, 1);
+  time_.Advance(absl::Seconds(31));  // a poll, no change: not published
+  Put(1, v1::Uploading::PROCESSED);
+  time_.Advance(absl::Seconds(31));
+  EXPECT_EQ(publisher.versions, (std::vector<int64_t>{1, 2}));
 }
 
 TEST_F(UploadingHubTest, UpstreamParallelismStaysAtOneFlightPerKey) {

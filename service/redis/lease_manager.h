@@ -6,7 +6,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
-#include "service/redis/poll_ownership.h"
+#include "service/core/poll_ownership.h"
 #include "service/redis/redis_connection.h"
 
 namespace uploadwatch::redis {
