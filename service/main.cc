@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "service/auth/token.h"
 #include "service/metrica/curl_metrica_client.h"
+#include "service/redis/redis_coordinator.h"
 #include "service/server/uploading_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address host:port");
@@ -94,6 +95,18 @@ ABSL_FLAG(std::string, oauth_token_file, "",
           "file holding the server's Metrica OAuth token (else the "
           "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
           "a flag value: it would show in ps");
+
+ABSL_FLAG(std::string, redis, "",
+          "HOST:PORT of a Redis shared by several replicas (multi-replica "
+          "mode: one poller per watched uploading, shared state history); "
+          "empty: this replica alone");
+ABSL_FLAG(std::string, redis_password_file, "",
+          "file holding the Redis password (AUTH); never a flag value");
+ABSL_FLAG(std::string, redis_key_prefix, "uploadwatch:",
+          "prefix of every Redis key (several deployments on one Redis)");
+ABSL_FLAG(int, redis_fallback_parallel, 1,
+          "per-token parallel requests of one replica while Redis is "
+          "unreachable (N replicas never exceed N times it)");
 
 namespace {
 
@@ -224,6 +237,23 @@ int main(int argc, char** argv) {
       return 2;
     }
     *out = *std::move(pem);
+  }
+  if (!absl::GetFlag(FLAGS_redis).empty()) {
+    uploadwatch::redis::MultiReplicaFlags flags;
+    flags.redis = absl::GetFlag(FLAGS_redis);
+    flags.redis_password_file = absl::GetFlag(FLAGS_redis_password_file);
+    flags.redis_key_prefix = absl::GetFlag(FLAGS_redis_key_prefix);
+    flags.redis_fallback_parallel = absl::GetFlag(FLAGS_redis_fallback_parallel);
+    flags.max_in_flight_per_token = absl::GetFlag(FLAGS_max_in_flight_per_token);
+    flags.daily_budget = absl::GetFlag(FLAGS_daily_budget);
+    absl::StatusOr<uploadwatch::redis::CoordinatorOptions> redis =
+        uploadwatch::redis::OptionsFromFlags(flags);
+    if (!redis.ok()) {
+      std::fprintf(stderr, "uploading_server: %s\n",
+                   std::string(redis.status().message()).c_str());
+      return 2;
+    }
+    config.redis = *std::move(redis);
   }
   if (config.hub.poll_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "uploading_server: --poll_interval must be > 0\n");

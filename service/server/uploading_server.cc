@@ -4,6 +4,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "service/grpc/decode_error_interceptor.h"
+#include "service/redis/redis_metrics.h"
 
 namespace uploadwatch {
 
@@ -16,10 +17,17 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->scheduler_ = std::make_unique<ThreadScheduler>(config.clock);
   s->executor_ = std::make_unique<ThreadPoolExecutor>(config.fan_out_threads);
   s->upstream_ = std::move(upstream);
+  if (config.redis) {
+    s->bridge_ = std::make_unique<redis::StreamBridge>(*config.redis);
+    config.hub.ownership = s->bridge_.get();
+    config.hub.publisher = s->bridge_.get();
+    redis::RegisterRedisMetrics(&s->bridge_->coordinator(), s->metrics_.get());
+  }
   s->hub_ = std::make_unique<UploadingHub>(s->upstream_.get(),
                                            s->scheduler_.get(),
                                            s->executor_.get(), config.clock,
                                            config.hub);
+  if (s->bridge_ != nullptr) s->bridge_->Attach(s->hub_.get());
   s->limits_ = std::make_unique<WatchLimits>(config.watch_limits);
   s->service_ = std::make_unique<UploadingServiceImpl>(ServiceDeps{
       s->hub_.get(), s->log_.get(), config.clock, s->scheduler_.get(),
@@ -76,6 +84,21 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
         "certificate/key?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (s->bridge_ != nullptr) {
+    redis::RedisCoordinator* coordinator = &s->bridge_->coordinator();
+    grpc::HealthCheckServiceInterface* health =
+        s->server_->GetHealthCheckService();
+    auto report = [coordinator, health](redis::ConnectionState) {
+      health->SetServingStatus(
+          kRedisHealthService,
+          coordinator->state() == redis::ConnectionState::kConnected);
+    };
+    report(coordinator->state());
+    for (redis::RedisConnection* c :
+         {&coordinator->commands(), &coordinator->reader()}) {
+      s->redis_listeners_.emplace_back(c, c->AddStateListener(report));
+    }
+  }
   if (!config.metrics_listen.empty()) {
     auto http = MetricsHttpServer::Start(config.metrics_listen, s->metrics_.get());
     if (!http.ok()) {
@@ -103,6 +126,15 @@ void UploadingServer::Shutdown(absl::Duration grace) {
     hub_->Shutdown(absl::UnavailableError(
         "uploadwatch server is shutting down; re-watch to reconnect (the "
         "first message repeats the current state)"));
+  }
+  for (auto& [connection, id] : redis_listeners_) {
+    connection->RemoveStateListener(id);
+  }
+  redis_listeners_.clear();
+  if (bridge_ != nullptr) {
+    // The next replica takes over at once instead of after the lease time.
+    bridge_->Detach();
+    bridge_->ReleaseLeases(absl::Seconds(1));
   }
   if (server_ != nullptr) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

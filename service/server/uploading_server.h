@@ -2,6 +2,7 @@
 #define UPLOADWATCH_SERVICE_SERVER_UPLOADING_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -17,6 +18,8 @@
 #include "service/metrica/metrica_client.h"
 #include "service/metrics/metrics.h"
 #include "service/metrics/metrics_http_server.h"
+#include "service/redis/redis_coordinator.h"
+#include "service/redis/stream_bridge.h"
 #include "service/server/transport_limits.h"
 
 namespace uploadwatch {
@@ -51,7 +54,17 @@ struct ServerConfig {
   std::string tls_key_pem;
   std::string tls_client_ca_pem;
   Clock* clock = Clock::Real();
+  // Multi-replica mode (--redis): leases per watched uploading, the shared
+  // state history, health service "uploadwatch.redis" and the Redis gauges.
+  // Unset: one replica alone, nothing changes.
+  std::optional<redis::CoordinatorOptions> redis;
 };
+
+// The health service name that is NOT_SERVING while Redis is unreachable
+// (the replica then polls on its own). The overall status ("") stays
+// SERVING: a degraded replica still answers every call, and taking all
+// replicas out of the load balancer when Redis fails would be an outage.
+inline constexpr char kRedisHealthService[] = "uploadwatch.redis";
 
 // The whole service wired together: upstream client, scheduler, hub, the
 // gRPC UploadingService plus health and reflection, on one listening port.
@@ -80,6 +93,8 @@ class UploadingServer {
   void Shutdown(absl::Duration grace);
 
   UploadingHub::Stats stats() { return hub_->stats(); }
+  // Multi-replica mode's link to the others; null without --redis.
+  redis::StreamBridge* bridge() { return bridge_.get(); }
 
  private:
   UploadingServer() = default;
@@ -88,6 +103,9 @@ class UploadingServer {
   // executor (see UploadingHub), the service outlives the gRPC server.
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<RpcLog> log_;
+  // Outlives the hub, which polls and publishes through it.
+  std::unique_ptr<redis::StreamBridge> bridge_;
+  std::vector<std::pair<redis::RedisConnection*, int>> redis_listeners_;
   std::unique_ptr<UploadingHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Executor> executor_;

@@ -1,0 +1,145 @@
+#include "service/redis/stream_bridge.h"
+
+#include <utility>
+
+#include "absl/synchronization/notification.h"
+
+namespace uploadwatch::redis {
+
+StreamBridge::StreamBridge(CoordinatorOptions options) {
+  coordinator_ = std::make_unique<RedisCoordinator>(
+      std::move(options), [this](const std::string& name, bool should_poll) {
+        OnChange(name, should_poll);
+      });
+}
+
+StreamBridge::~StreamBridge() {
+  Detach();
+  coordinator_.reset();
+}
+
+void StreamBridge::Attach(UploadingHub* hub) {
+  absl::MutexLock lock(&hub_mu_);
+  hub_ = hub;
+}
+
+void StreamBridge::Detach() {
+  absl::MutexLock lock(&hub_mu_);
+  hub_ = nullptr;
+}
+
+void StreamBridge::ReleaseLeases(absl::Duration limit) {
+  auto done = std::make_shared<absl::Notification>();
+  coordinator_->leases().ReleaseAll([done] { done->Notify(); });
+  done->WaitForNotificationWithTimeout(limit);
+}
+
+void StreamBridge::OnChange(const std::string& name, bool should_poll) {
+  absl::ReaderMutexLock lock(&hub_mu_);
+  if (hub_ != nullptr) hub_->PollOwnershipChanged(name, should_poll);
+}
+
+void StreamBridge::Want(const std::string& name) {
+  coordinator_->leases().Want(name);
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, inserted] = followed_.try_emplace(name, 0);
+    if (!inserted) return;
+    generation = it->second = next_generation_++;
+  }
+  Follow(name, generation);
+}
+
+void StreamBridge::Follow(const std::string& name, uint64_t generation) {
+  // The newest entry first (a newcomer's current state, whatever the history
+  // before it), then every entry after it.
+  coordinator_->history().Last(
+      name, [this, name, generation](
+                absl::StatusOr<std::optional<StreamEntry>> last) {
+        {
+          absl::MutexLock lock(&mu_);
+          auto it = followed_.find(name);
+          if (it == followed_.end() || it->second != generation) return;
+        }
+        std::string after = "0-0";  // unknown: all that is kept
+        if (last.ok()) {
+          if (last->has_value()) {
+            Deliver(name, **last);
+            after = (*last)->id;
+          }
+        }
+        absl::Status s = coordinator_->history().Subscribe(
+            name, after, [this](const std::string& group,
+                                const StreamEntry& entry) {
+              Deliver(group, entry);
+            });
+        (void)s;  // ALREADY_EXISTS: a quick Unwant + Want; still followed
+      });
+}
+
+void StreamBridge::Unwant(const std::string& name) {
+  {
+    absl::MutexLock lock(&mu_);
+    followed_.erase(name);
+  }
+  coordinator_->history().Unsubscribe(name);
+  coordinator_->leases().Unwant(name);
+}
+
+bool StreamBridge::ShouldPoll(const std::string& name) const {
+  return coordinator_->leases().ShouldPoll(name);
+}
+
+void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
+  UploadingKey key;
+  int64_t counter_id = 0;
+  if (!ParsePollUploadingKey(name, &key.token_fingerprint, &counter_id,
+                             &key.uploading_id)) {
+    return;
+  }
+  key.counter_id = static_cast<int32_t>(counter_id);
+  v1::Uploading uploading;
+  if (!uploading.ParseFromString(entry.payload) ||
+      uploading.id() != key.uploading_id) {
+    return;  // not ours (another version's format): never shown
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    ++delivered_;
+  }
+  absl::ReaderMutexLock lock(&hub_mu_);
+  if (hub_ != nullptr) hub_->ObserveShared(key, uploading, entry.version);
+}
+
+void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state) {
+  const std::string name =
+      PollUploadingKey(key.token_fingerprint, key.counter_id, key.uploading_id);
+  LeaseManager& leases = coordinator_->leases();
+  // Only the holder writes (the fence checks it again in Redis); a Get of a
+  // caller or a fallback poll is this replica's own news.
+  if (!leases.Holds(name)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    ++published_;
+  }
+  coordinator_->history().Publish(
+      name, state.version, state.uploading.SerializeAsString(),
+      PublishFence{leases.LeaseKey(name), leases.owner_id()},
+      [](absl::StatusOr<std::string>) {
+        // NOTOWNER (the lease just moved), STALE (another holder published
+        // this version) or UNAVAILABLE: the holder of the moment publishes.
+      });
+}
+
+int64_t StreamBridge::delivered() const {
+  absl::MutexLock lock(&mu_);
+  return delivered_;
+}
+
+int64_t StreamBridge::published() const {
+  absl::MutexLock lock(&mu_);
+  return published_;
+}
+
+}  // namespace uploadwatch::redis
