@@ -104,6 +104,9 @@ ABSL_FLAG(std::string, redis_password_file, "",
           "file holding the Redis password (AUTH); never a flag value");
 ABSL_FLAG(std::string, redis_key_prefix, "uploadwatch:",
           "prefix of every Redis key (several deployments on one Redis)");
+ABSL_FLAG(absl::Duration, redis_lease_ttl, absl::Seconds(10),
+          "how long a replica's poll lease outlives it: a crashed replica's "
+          "polls move to another within this time");
 ABSL_FLAG(int, redis_fallback_parallel, 1,
           "per-token parallel requests of one replica while Redis is "
           "unreachable (N replicas never exceed N times it)");
@@ -246,6 +249,7 @@ int main(int argc, char** argv) {
     flags.redis_fallback_parallel = absl::GetFlag(FLAGS_redis_fallback_parallel);
     flags.max_in_flight_per_token = absl::GetFlag(FLAGS_max_in_flight_per_token);
     flags.daily_budget = absl::GetFlag(FLAGS_daily_budget);
+    flags.lease_ttl = absl::GetFlag(FLAGS_redis_lease_ttl);
     absl::StatusOr<uploadwatch::redis::CoordinatorOptions> redis =
         uploadwatch::redis::OptionsFromFlags(flags);
     if (!redis.ok()) {

@@ -30,6 +30,11 @@ absl::StatusOr<CoordinatorOptions> OptionsFromFlags(
     return absl::InvalidArgumentError(
         "--max_in_flight_per_token must be at least 1");
   }
+  if (flags.lease_ttl < absl::Milliseconds(300)) {
+    return absl::InvalidArgumentError(
+        "--redis_lease_ttl must be at least 300ms (it is renewed every third)");
+  }
+  o.lease.ttl = flags.lease_ttl;
   o.parallel_cap.cap = flags.max_in_flight_per_token;
   o.parallel_cap.fallback_parallel =
       std::min(flags.redis_fallback_parallel, flags.max_in_flight_per_token);

@@ -1,0 +1,459 @@
+// Several real uploading_server processes on one real redis-server, against
+// the Metrica simulator (a real HTTP server in this process, so that its
+// request log can be read): issue 14's multi-replica mode end to end.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
+#include "service/auth/token.h"
+#include "service/server/uploading_server.h"
+#include "service/redis/testing/redis_server.h"
+#include "service/simulator/fake_metrica.h"
+
+extern char** environ;
+
+namespace uploadwatch {
+namespace {
+
+namespace v1 = ::metrika::offline_conversions::v1;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+
+constexpr char kToken[] = "AQAAAAA-multi-replica-secret";
+constexpr int32_t kCounter = 2215573;
+constexpr char kPrefix[] = "mrtest:";
+
+std::string ServerBinary() {
+  const char* dir = std::getenv("TEST_SRCDIR");
+  return absl::StrCat(dir ? dir : "..", "/uploadwatch/service/uploading_server");
+}
+
+// One uploading_server process. Its stderr goes to a file, read for the port.
+class Replica {
+ public:
+  Replica(const std::string& upstream, const std::string& redis, int n)
+      : log_(absl::StrCat(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR"), "/replica", n, "-",
+                          absl::ToUnixNanos(absl::Now()), ".log")) {
+    std::vector<std::string> args = {
+        ServerBinary(),
+        "--listen=127.0.0.1:0",
+        absl::StrCat("--upstream_url=", upstream),
+        "--poll_interval=200ms",
+        "--cache_ttl=100ms",
+        "--upstream_timeout=5s",
+        "--drain_period=0s",
+        "--shutdown_grace=1s",
+        "--redis_lease_ttl=1500ms",
+        // Budget pacing would stretch 200 ms polls to ~20 s.
+        "--daily_budget=100000000",
+    };
+    if (!redis.empty()) {
+      args.push_back(absl::StrCat("--redis=", redis));
+      args.push_back(absl::StrCat("--redis_key_prefix=", kPrefix));
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string token_env = absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken);
+    std::vector<char*> envp = {token_env.data(), nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(),
+                               envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) pid_ = -1;
+  }
+  ~Replica() { Kill(); }
+
+  // Waits (bounded) for "serving on port N"; false if it never came.
+  bool WaitServing() {
+    const absl::Time limit = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < limit && pid_ > 0) {
+      std::ifstream in(log_);
+      std::stringstream text;
+      text << in.rdbuf();
+      const std::string s = text.str();
+      const size_t at = s.find("serving on port ");
+      if (at != std::string::npos) {
+        size_t end = s.find(' ', at + 16);
+        if (absl::SimpleAtoi(s.substr(at + 16, end - at - 16), &port_)) {
+          channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                                         grpc::InsecureChannelCredentials());
+          return true;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  pid_t pid() const { return pid_; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+
+  // The status of one health service name ("" is the whole server).
+  HealthCheckResponse::ServingStatus Health(const std::string& service) {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    if (!stub->Check(&ctx, request, &response).ok()) {
+      return HealthCheckResponse::UNKNOWN;
+    }
+    return response.status();
+  }
+
+  grpc::Status Get(int64_t id, v1::Uploading* out) {
+    auto stub = v1::UploadingService::NewStub(channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::GetUploadingRequest request;
+    request.set_counter_id(kCounter);
+    request.set_uploading_id(id);
+    v1::GetUploadingResponse response;
+    grpc::Status s = stub->GetUploading(&ctx, request, &response);
+    if (out != nullptr) *out = response.uploading();
+    return s;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// One WatchUploading stream on a thread of its own, recording what it got.
+class Watch {
+ public:
+  Watch(std::shared_ptr<grpc::Channel> channel, int64_t id)
+      : stub_(v1::UploadingService::NewStub(std::move(channel))) {
+    thread_ = std::thread([this, id] {
+      v1::WatchUploadingRequest request;
+      request.set_counter_id(kCounter);
+      request.set_uploading_id(id);
+      auto reader = stub_->WatchUploading(&ctx_, request);
+      v1::WatchUploadingResponse response;
+      while (reader->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        messages_.push_back(response);
+        times_.push_back(absl::Now());
+      }
+      grpc::Status s = reader->Finish();
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      status_ = s;
+    });
+  }
+  ~Watch() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+
+  // Waits until a message has `status`; the time it arrived.
+  std::optional<absl::Time> WaitFor(v1::Uploading::Status status,
+                                    absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    auto seen = [&] {
+      for (const auto& m : messages_) {
+        if (m.uploading().status() == status) return true;
+      }
+      return done_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&seen), limit);
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      if (messages_[i].uploading().status() == status) return times_[i];
+    }
+    return std::nullopt;
+  }
+  std::vector<int64_t> versions() {
+    absl::MutexLock lock(&mu_);
+    std::vector<int64_t> out;
+    for (const auto& m : messages_) out.push_back(m.version());
+    return out;
+  }
+  size_t count() {
+    absl::MutexLock lock(&mu_);
+    return messages_.size();
+  }
+
+ private:
+  std::unique_ptr<v1::UploadingService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  absl::Mutex mu_;
+  std::vector<v1::WatchUploadingResponse> messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> times_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+v1::Uploading MakeUploading(int64_t id, v1::Uploading::Status status) {
+  v1::Uploading u;
+  u.set_id(id);
+  u.set_status(status);
+  u.set_source_quantity(10);
+  u.set_line_quantity(10);
+  return u;
+}
+
+bool Eventually(const std::function<bool()>& condition, absl::Duration limit) {
+  const absl::Time end = absl::Now() + limit;
+  while (absl::Now() < end) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return condition();
+}
+
+class MultiReplicaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FakeMetrica::Options options;
+    options.port = 0;
+    metrica_ = std::make_unique<FakeMetrica>(options);
+    ASSERT_TRUE(metrica_->Start().ok());
+    metrica_->GrantAccess(kToken, kCounter);
+    ASSERT_TRUE(redis_.Start().ok());
+  }
+
+  // Starts `n` replicas on the test's Redis (or alone when `shared` is
+  // false) and waits until each serves.
+  void StartReplicas(int n, bool shared = true) {
+    for (int i = 0; i < n; ++i) {
+      replicas_.push_back(std::make_unique<Replica>(
+          metrica_->base_url(), shared ? redis_.address() : "",
+          static_cast<int>(replicas_.size())));
+      ASSERT_TRUE(replicas_.back()->WaitServing()) << "replica " << i;
+    }
+  }
+
+  // Upstream GETs of `id` in the simulator's log.
+  int Gets(int64_t id) const {
+    int n = 0;
+    const std::string suffix = absl::StrCat("/uploading/", id);
+    for (const auto& r : metrica_->requests()) {
+      if (r.path.size() >= suffix.size() &&
+          r.path.compare(r.path.size() - suffix.size(), suffix.size(),
+                         suffix) == 0) {
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  std::string LeaseKey(int64_t id) const {
+    return absl::StrCat(kPrefix, "lease:", Credentials(kToken).fingerprint(),
+                        ":", kCounter, ":", id);
+  }
+  // The replica holding `id`'s lease (by pid in the owner id), or -1.
+  int Holder(int64_t id) {
+    absl::StatusOr<std::string> owner = redis_.Run({"GET", LeaseKey(id)});
+    if (!owner.ok() || owner->empty()) return -1;
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+      if (replicas_[i]->pid() > 0 &&
+          owner->find(absl::StrCat("-", replicas_[i]->pid(), "-")) !=
+              std::string::npos) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  // Upstream requests per second for `id` over `window`, with `watchers`
+  // watches spread round-robin over the replicas.
+  double GetsPerSecond(int64_t id, int watchers, absl::Duration window) {
+    std::vector<std::unique_ptr<Watch>> watches;
+    for (int i = 0; i < watchers; ++i) {
+      watches.push_back(std::make_unique<Watch>(
+          replicas_[i % replicas_.size()]->channel(), id));
+    }
+    for (auto& w : watches) {
+      EXPECT_TRUE(Eventually([&] { return w->count() > 0; }, absl::Seconds(10)));
+    }
+    absl::SleepFor(absl::Seconds(1));  // past the start-up Gets
+    const int before = Gets(id);
+    absl::SleepFor(window);
+    const int gets = Gets(id) - before;
+    return gets / absl::ToDoubleSeconds(window);
+  }
+
+  std::unique_ptr<FakeMetrica> metrica_;
+  redis::testing::RedisServer redis_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+};
+
+TEST_F(MultiReplicaTest, ThreeReplicasPollLikeOne) {
+  metrica_->AddUploading(kCounter, MakeUploading(1, v1::Uploading::MATCHED));
+  metrica_->AddUploading(kCounter, MakeUploading(2, v1::Uploading::MATCHED));
+  StartReplicas(1, /*shared=*/false);
+  const double one = GetsPerSecond(1, 6, absl::Seconds(4));
+  replicas_.clear();
+  StartReplicas(3);
+  const double three = GetsPerSecond(2, 6, absl::Seconds(4));
+  replicas_.clear();
+  StartReplicas(3, /*shared=*/false);
+  const double alone = GetsPerSecond(1, 6, absl::Seconds(4));
+  std::printf("FIGURE upstream Gets/s for 6 watchers: 1 replica %.2f, "
+              "3 replicas on Redis %.2f, 3 replicas without Redis %.2f\n",
+              one, three, alone);
+  EXPECT_GT(alone, one * 2);  // what the sharing saves (the test can fail)
+  EXPECT_GT(one, 1.0);  // it polls (every 200 ms)
+  EXPECT_GT(three, 1.0);
+  // One poller across the three: what one server alone causes, not three
+  // times it (a lease moving mid-window may add a poll or two).
+  EXPECT_LE(three, one * 1.3 + 0.5);
+  // And exactly one of them holds the lease.
+  EXPECT_GE(Holder(2), 0);
+}
+
+TEST_F(MultiReplicaTest, WatchersOnOtherReplicasSeeTheHoldersStates) {
+  metrica_->AddUploading(kCounter, MakeUploading(3, v1::Uploading::MATCHED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 3));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(3)) >= 0; },
+                         absl::Seconds(5)));
+  metrica_->SetUploading(kCounter, MakeUploading(3, v1::Uploading::PROCESSED));
+  std::optional<absl::Time> polled =
+      watches[holder]->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10));
+  ASSERT_TRUE(polled.has_value());
+  for (size_t i = 0; i < watches.size(); ++i) {
+    std::optional<absl::Time> at =
+        watches[i]->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10));
+    ASSERT_TRUE(at.has_value()) << "replica " << i;
+    if (static_cast<int>(i) != holder) {
+      // Redis in between: publish, XREAD, deliver.
+      std::printf("FIGURE a non-polling replica's watcher got the change %s "
+                  "after the polling replica's\n",
+                  absl::FormatDuration(*at - *polled).c_str());
+      EXPECT_LT(*at - *polled, absl::Seconds(1));
+    }
+    // The same versions on every replica: the holder's.
+    EXPECT_EQ(watches[i]->versions(), watches[holder]->versions())
+        << "replica " << i;
+  }
+}
+
+TEST_F(MultiReplicaTest, KillingThePollerMovesThePollWithinTheLeaseTime) {
+  metrica_->AddUploading(kCounter, MakeUploading(4, v1::Uploading::MATCHED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 4));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(4)) >= 0; },
+                         absl::Seconds(5)));
+  metrica_->SetUploading(kCounter, MakeUploading(4, v1::Uploading::UPLOADED));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  const int64_t version_before = watches[(holder + 1) % 3]->versions().back();
+  replicas_[holder]->Kill();
+  const absl::Time killed = absl::Now();
+  metrica_->SetUploading(kCounter, MakeUploading(4, v1::Uploading::PROCESSED));
+  for (int i = 0; i < 3; ++i) {
+    if (i == holder) continue;
+    std::optional<absl::Time> at =
+        watches[i]->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10));
+    ASSERT_TRUE(at.has_value()) << "replica " << i;
+    // The lease (1.5 s) expires, a survivor takes it and polls (200 ms).
+    EXPECT_LT(*at - killed, absl::Seconds(4)) << "replica " << i;
+    std::printf("FIGURE terminal state on a survivor %s after the SIGKILL\n",
+                absl::FormatDuration(*at - killed).c_str());
+    // Versions went on from the dead holder's.
+    EXPECT_GT(watches[i]->versions().back(), version_before);
+  }
+  const int new_holder = Holder(4);
+  EXPECT_NE(new_holder, holder);
+}
+
+TEST_F(MultiReplicaTest, RedisDownMeansLocalPollingThenSharedAgain) {
+  metrica_->AddUploading(kCounter, MakeUploading(5, v1::Uploading::MATCHED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 5));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  for (auto& r : replicas_) {
+    EXPECT_TRUE(Eventually(
+        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
+        absl::Seconds(5)));
+  }
+  redis_.Kill();
+  for (auto& r : replicas_) {
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
+        },
+        absl::Seconds(5)));
+    // Degraded, not down: the load balancer keeps sending calls.
+    EXPECT_EQ(r->Health(""), HealthCheckResponse::SERVING);
+    v1::Uploading u;
+    EXPECT_TRUE(r->Get(5, &u).ok());
+    EXPECT_EQ(u.status(), v1::Uploading::MATCHED);
+  }
+  // Each replica polls on its own now: every watcher still sees changes.
+  metrica_->SetUploading(kCounter, MakeUploading(5, v1::Uploading::UPLOADED));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  ASSERT_TRUE(redis_.Start().ok());  // same port, empty
+  for (auto& r : replicas_) {
+    EXPECT_TRUE(Eventually(
+        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
+        absl::Seconds(15)));
+  }
+  // Shared again: one lease, one poller.
+  EXPECT_TRUE(Eventually([&] { return Holder(5) >= 0; }, absl::Seconds(10)));
+  absl::SleepFor(absl::Seconds(2));
+  const int before = Gets(5);
+  absl::SleepFor(absl::Seconds(3));
+  const double shared_rate = (Gets(5) - before) / 3.0;
+  std::printf("FIGURE Gets/s after Redis came back: %.2f\n", shared_rate);
+  EXPECT_LE(shared_rate, 5.0 * 1.3 + 0.5);  // one poller every 200 ms, not 3
+  metrica_->SetUploading(kCounter, MakeUploading(5, v1::Uploading::PROCESSED));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+}
+
+}  // namespace
+}  // namespace uploadwatch
