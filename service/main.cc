@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -21,6 +22,8 @@
 #include "service/auth/token.h"
 #include "service/metrica/curl_metrica_client.h"
 #include "service/redis/redis_coordinator.h"
+#include "service/redis/shared_upstream_permits.h"
+#include "service/redis/stream_bridge.h"
 #include "service/server/uploading_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address host:port");
@@ -172,7 +175,33 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Multi-replica mode first: the fetcher's quota is shared through it.
+  std::unique_ptr<uploadwatch::redis::StreamBridge> replicas;
+  std::unique_ptr<uploadwatch::redis::SharedUpstreamPermits> shared_quota;
+  if (!absl::GetFlag(FLAGS_redis).empty()) {
+    uploadwatch::redis::MultiReplicaFlags flags;
+    flags.redis = absl::GetFlag(FLAGS_redis);
+    flags.redis_password_file = absl::GetFlag(FLAGS_redis_password_file);
+    flags.redis_key_prefix = absl::GetFlag(FLAGS_redis_key_prefix);
+    flags.redis_fallback_parallel = absl::GetFlag(FLAGS_redis_fallback_parallel);
+    flags.max_in_flight_per_token = absl::GetFlag(FLAGS_max_in_flight_per_token);
+    flags.daily_budget = absl::GetFlag(FLAGS_daily_budget);
+    flags.lease_ttl = absl::GetFlag(FLAGS_redis_lease_ttl);
+    absl::StatusOr<uploadwatch::redis::CoordinatorOptions> redis =
+        uploadwatch::redis::OptionsFromFlags(flags);
+    if (!redis.ok()) {
+      std::fprintf(stderr, "uploading_server: %s\n",
+                   std::string(redis.status().message()).c_str());
+      return 2;
+    }
+    replicas = std::make_unique<uploadwatch::redis::StreamBridge>(*std::move(redis));
+    shared_quota = std::make_unique<uploadwatch::redis::SharedUpstreamPermits>(
+        &replicas->coordinator().parallel_cap(),
+        &replicas->coordinator().daily_budget());
+  }
+
   uploadwatch::CurlMetricaClient::Options upstream_options;
+  upstream_options.permits = shared_quota.get();
   upstream_options.base_url = absl::GetFlag(FLAGS_upstream_url);
   upstream_options.quota.max_in_flight_per_token =
       absl::GetFlag(FLAGS_max_in_flight_per_token);
@@ -241,24 +270,7 @@ int main(int argc, char** argv) {
     }
     *out = *std::move(pem);
   }
-  if (!absl::GetFlag(FLAGS_redis).empty()) {
-    uploadwatch::redis::MultiReplicaFlags flags;
-    flags.redis = absl::GetFlag(FLAGS_redis);
-    flags.redis_password_file = absl::GetFlag(FLAGS_redis_password_file);
-    flags.redis_key_prefix = absl::GetFlag(FLAGS_redis_key_prefix);
-    flags.redis_fallback_parallel = absl::GetFlag(FLAGS_redis_fallback_parallel);
-    flags.max_in_flight_per_token = absl::GetFlag(FLAGS_max_in_flight_per_token);
-    flags.daily_budget = absl::GetFlag(FLAGS_daily_budget);
-    flags.lease_ttl = absl::GetFlag(FLAGS_redis_lease_ttl);
-    absl::StatusOr<uploadwatch::redis::CoordinatorOptions> redis =
-        uploadwatch::redis::OptionsFromFlags(flags);
-    if (!redis.ok()) {
-      std::fprintf(stderr, "uploading_server: %s\n",
-                   std::string(redis.status().message()).c_str());
-      return 2;
-    }
-    config.redis = *std::move(redis);
-  }
+  config.replicas = replicas.get();
   if (config.hub.poll_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "uploading_server: --poll_interval must be > 0\n");
     return 2;

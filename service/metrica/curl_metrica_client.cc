@@ -89,12 +89,17 @@ class TypedSink final : public ReplySink {
 
 // One call, from submission to its callback. Owned by the loop.
 struct Request {
-  enum class Phase { kQueued, kInFlight, kBackingOff };
+  // kAcquiring: holds its QuotaGuard slot, waits for Options::permits.
+  enum class Phase { kQueued, kAcquiring, kInFlight, kBackingOff };
 
   Request(Backoff backoff, size_t body_limit, const Clock* clock)
       : backoff(std::move(backoff)), body_limit(body_limit), clock(clock) {}
 
   MetricaClient::RequestId id = 0;
+  // The shared permit of the attempt at Metrica (Options::permits), and
+  // which Acquire an answer belongs to.
+  std::unique_ptr<UpstreamPermits::Permit> permit;
+  uint64_t acquire_seq = 0;
   std::string token;
   std::string token_fingerprint;  // the daily budget's key
   std::string url;
@@ -306,7 +311,18 @@ class CurlMetricaClient::Impl {
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Request>> submitted_ ABSL_GUARDED_BY(mu_);
   std::vector<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
+  // Answers of Options::permits, run on the loop.
+  std::vector<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Lets a permit's answer that comes after the client is gone find nothing.
+  struct Mailbox {
+    absl::Mutex mu;
+    Impl* impl ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
+  void Post(absl::AnyInvocable<void()> task);
+  void OnPermit(RequestId id, uint64_t seq,
+                absl::StatusOr<std::unique_ptr<UpstreamPermits::Permit>> permit);
 
   // Loop-thread state.
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
@@ -333,9 +349,16 @@ CurlMetricaClient::Impl::Impl(Options options, std::string base_url,
       multi_(multi),
       quota_(options_.quota, clock_),
       budget_(options_.daily_budget, clock_),
-      thread_([this] { Run(); }) {}
+      thread_([this] { Run(); }) {
+  absl::MutexLock lock(&mailbox_->mu);
+  mailbox_->impl = this;
+}
 
 CurlMetricaClient::Impl::~Impl() {
+  {
+    absl::MutexLock lock(&mailbox_->mu);
+    mailbox_->impl = nullptr;
+  }
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -366,6 +389,40 @@ MetricaClient::RequestId CurlMetricaClient::Impl::Submit(
   return id;
 }
 
+void CurlMetricaClient::Impl::Post(absl::AnyInvocable<void()> task) {
+  {
+    absl::MutexLock lock(&mu_);
+    posted_.push_back(std::move(task));
+  }
+  curl_multi_wakeup(multi_);
+}
+
+void CurlMetricaClient::Impl::OnPermit(
+    RequestId id, uint64_t seq,
+    absl::StatusOr<std::unique_ptr<UpstreamPermits::Permit>> permit) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;  // finished meanwhile: the permit goes back
+  Request* request = it->second.get();
+  if (request->phase != Phase::kAcquiring || request->acquire_seq != seq) return;
+  if (!permit.ok()) {
+    quota_.Release(request->id);
+    request->phase = Phase::kBackingOff;  // neither queued nor in flight
+    absl::Status status = permit.status();
+    if (status.code() == absl::StatusCode::kResourceExhausted) {
+      status = absl::ResourceExhaustedError(absl::StrCat(
+          "the daily budget of this token shared by the replicas is spent (",
+          request->what, ")"));
+      SetErrorInfo(status, kBudgetSpentReason, "uploadwatch");
+    } else {
+      status = DeadlineExceededStatus(request->last_error, Context(*request));
+    }
+    Finish(request, std::move(status));
+    return;
+  }
+  request->permit = *std::move(permit);
+  StartAttempt(request);
+}
+
 void CurlMetricaClient::Impl::Cancel(RequestId id) {
   {
     absl::MutexLock lock(&mu_);
@@ -390,13 +447,16 @@ void CurlMetricaClient::Impl::Run() {
 bool CurlMetricaClient::Impl::TakeSubmissions() {
   std::vector<std::unique_ptr<Request>> submitted;
   std::vector<RequestId> cancelled;
+  std::vector<absl::AnyInvocable<void()>> posted;
   bool stopping;
   {
     absl::MutexLock lock(&mu_);
     submitted.swap(submitted_);
     cancelled.swap(cancelled_);
+    posted.swap(posted_);
     stopping = stopping_;
   }
+  for (auto& task : posted) task();
   for (std::unique_ptr<Request>& owned : submitted) {
     Request* request = owned.get();
     requests_[request->id] = std::move(owned);
@@ -592,6 +652,25 @@ void CurlMetricaClient::Impl::StartAttempt(Request* request) {
     Finish(request, DeadlineExceededStatus(request->last_error, Context(*request)));
     return;
   }
+  if (options_.permits != nullptr && request->permit == nullptr) {
+    // The shared quota first; the attempt starts when its permit comes.
+    request->phase = Phase::kAcquiring;
+    const uint64_t seq = ++request->acquire_seq;
+    options_.permits->Acquire(
+        request->token_fingerprint, request->deadline,
+        [mailbox = mailbox_, id = request->id, seq](
+            absl::StatusOr<std::unique_ptr<UpstreamPermits::Permit>> permit) {
+          absl::MutexLock lock(&mailbox->mu);
+          if (mailbox->impl == nullptr) return;
+          mailbox->impl->Post(
+              [impl = mailbox->impl, id, seq,
+               permit = std::make_shared<decltype(permit)>(
+                   std::move(permit))]() mutable {
+                impl->OnPermit(id, seq, std::move(*permit));
+              });
+        });
+    return;
+  }
   if (!budget_.TryCharge(request->token_fingerprint)) {
     // Spent for today: failing now keeps Metrica's own daily limit (and so
     // every other tool of this user) safe.
@@ -697,6 +776,7 @@ void CurlMetricaClient::Impl::EndAttempt(Request* request) {
   curl_slist_free_all(request->headers);
   request->easy = nullptr;
   request->headers = nullptr;
+  request->permit.reset();
   quota_.Release(request->id);
 }
 
@@ -721,6 +801,9 @@ void CurlMetricaClient::Impl::Finish(Request* request, absl::Status status) {
   switch (request->phase) {
     case Phase::kQueued:
       quota_.Remove(request->id);  // nobody waits: never sent
+      break;
+    case Phase::kAcquiring:
+      quota_.Release(request->id);  // never sent; a late permit goes back
       break;
     case Phase::kInFlight:
       // Once sent, Metrica works on it whatever we do: its slot stays taken

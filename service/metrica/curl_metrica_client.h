@@ -14,6 +14,7 @@
 #include "service/metrica/daily_budget.h"
 #include "service/metrica/metrica_client.h"
 #include "service/metrica/quota_guard.h"
+#include "service/metrica/upstream_permits.h"
 
 namespace uploadwatch {
 
@@ -27,7 +28,10 @@ namespace uploadwatch {
 // jitter, Retry-After as a lower bound, never past the caller's deadline (the
 // last error is returned at once instead). Errors are mapped as in
 // error_mapping.h. A caller who gives up (Cancel, deadline) gets its callback
-// at once, while the request keeps its QuotaGuard slot (see Options::quota). Callbacks run on the loop thread: they must not block, and
+// at once, while the request keeps its QuotaGuard slot (see Options::quota).
+// With Options::permits, each attempt also waits (asynchronously, never
+// blocking the loop) for a permit of quota shared with other replicas.
+// Callbacks run on the loop thread: they must not block, and
 // must not destroy the client. Thread-safe.
 class CurlMetricaClient : public MetricaClient {
  public:
@@ -50,6 +54,10 @@ class CurlMetricaClient : public MetricaClient {
     // RetryInfo until the reset, without sending them. Metrica's own
     // quota_requests_by_uid error marks the token's day spent the same way.
     DailyBudget::Options daily_budget;
+    // Quota shared with other replicas, asked before every attempt after the
+    // local QuotaGuard slot; null: the local quota alone. Not owned; must
+    // outlive the client.
+    UpstreamPermits* permits = nullptr;
     BackoffOptions backoff;
     // Attempts per call, the first included.
     int max_attempts = 4;

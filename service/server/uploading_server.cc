@@ -17,10 +17,10 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->scheduler_ = std::make_unique<ThreadScheduler>(config.clock);
   s->executor_ = std::make_unique<ThreadPoolExecutor>(config.fan_out_threads);
   s->upstream_ = std::move(upstream);
-  if (config.redis) {
-    s->bridge_ = std::make_unique<redis::StreamBridge>(*config.redis);
-    config.hub.ownership = s->bridge_.get();
-    config.hub.publisher = s->bridge_.get();
+  if (config.replicas != nullptr) {
+    s->bridge_ = config.replicas;
+    config.hub.ownership = s->bridge_;
+    config.hub.publisher = s->bridge_;
     redis::RegisterRedisMetrics(&s->bridge_->coordinator(), s->metrics_.get());
   }
   s->hub_ = std::make_unique<UploadingHub>(s->upstream_.get(),

@@ -56,8 +56,9 @@ struct ServerConfig {
   Clock* clock = Clock::Real();
   // Multi-replica mode (--redis): leases per watched uploading, the shared
   // state history, health service "uploadwatch.redis" and the Redis gauges.
-  // Unset: one replica alone, nothing changes.
-  std::optional<redis::CoordinatorOptions> redis;
+  // Null: one replica alone, nothing changes. Not owned; outlives the server
+  // (main makes it first: the fetcher's shared quota uses its coordinator).
+  redis::StreamBridge* replicas = nullptr;
 };
 
 // The health service name that is NOT_SERVING while Redis is unreachable
@@ -93,8 +94,7 @@ class UploadingServer {
   void Shutdown(absl::Duration grace);
 
   UploadingHub::Stats stats() { return hub_->stats(); }
-  // Multi-replica mode's link to the others; null without --redis.
-  redis::StreamBridge* bridge() { return bridge_.get(); }
+
 
  private:
   UploadingServer() = default;
@@ -103,8 +103,8 @@ class UploadingServer {
   // executor (see UploadingHub), the service outlives the gRPC server.
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<RpcLog> log_;
-  // Outlives the hub, which polls and publishes through it.
-  std::unique_ptr<redis::StreamBridge> bridge_;
+  // Outlives the hub, which polls and publishes through it. Not owned.
+  redis::StreamBridge* bridge_ = nullptr;
   std::vector<std::pair<redis::RedisConnection*, int>> redis_listeners_;
   std::unique_ptr<UploadingHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
