@@ -397,8 +397,16 @@ TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasStayWithinTheTokensCap) {
 TEST_F(MultiReplicaTest, WatchersOnOtherReplicasSeeTheHoldersStates) {
   metrica_->AddUploading(kCounter, MakeUploading(3, v1::Uploading::MATCHED));
   StartReplicas(3);
+  // Replica 0 knows the state from a Get (nothing published: nobody
+  // watched), and its watcher gets it from that cache: when it polls as the
+  // holder, unchanged, the others' watchers must still get a first state.
+  ASSERT_TRUE(replicas_[0]->Get(3, nullptr).ok());
   std::vector<std::unique_ptr<Watch>> watches;
-  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 3));
+  watches.push_back(std::make_unique<Watch>(replicas_[0]->channel(), 3));
+  ASSERT_TRUE(watches[0]->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  for (size_t i = 1; i < replicas_.size(); ++i) {
+    watches.push_back(std::make_unique<Watch>(replicas_[i]->channel(), 3));
+  }
   for (auto& w : watches) {
     ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
   }

@@ -93,12 +93,14 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
 }
 
 void GroupPoller::Unwatch(const WatchTarget& target) {
-  if (!target.is_counter()) {
-    ownership_->Unwant(OwnershipName(target.group, target.uploading_id));
-  }
   Actions after;
   {
     absl::MutexLock lock(&mu_);
+    // Under the lock, as Watch's Want: a watcher that came back meanwhile
+    // (a new target for the same uploading) keeps it wanted.
+    if (!target.is_counter() && !registry_->Watched(target.uploading_key())) {
+      ownership_->Unwant(OwnershipName(target.group, target.uploading_id));
+    }
     auto it = groups_.find(target.group);
     if (it == groups_.end()) return;
     Group& group = it->second;

@@ -192,7 +192,7 @@ UploadingState UploadingHub::Observe(const UploadingKey& key,
                                      const v1::Uploading& uploading,
                                      absl::Time sent, absl::Time now) {
   StateStore::Recorded recorded = store_.Record(key, uploading, now, sent);
-  if (recorded.changed && publisher_ != nullptr) {
+  if (publisher_ != nullptr) {
     publisher_->Publish(key, recorded.state);
   }
   WatchRegistry::Match match =

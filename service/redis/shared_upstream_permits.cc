@@ -20,14 +20,14 @@ void SharedUpstreamPermits::Acquire(const std::string& token_fingerprint,
                                     absl::Time deadline, Done done) {
   cap_->Acquire(
       token_fingerprint, deadline,
-      [this, token_fingerprint, done = std::move(done)](
+      [budget = budget_, token_fingerprint, done = std::move(done)](
           absl::StatusOr<ParallelSlot> slot) mutable {
         if (!slot.ok()) {
           done(slot.status());
           return;
         }
         auto held = std::make_shared<ParallelSlot>(*std::move(slot));
-        budget_->TryCharge(token_fingerprint, [held, done = std::move(done)](
+        budget->TryCharge(token_fingerprint, [held, done = std::move(done)](
                                                   BudgetCharge charge) mutable {
           if (!charge.granted) {
             held->Release();

@@ -1,5 +1,6 @@
 #include "service/redis/stream_bridge.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/synchronization/notification.h"
@@ -78,10 +79,17 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
       });
 }
 
+void StreamBridge::NoteInHistory(const std::string& name, int64_t version) {
+  if (!followed_.contains(name)) return;
+  int64_t& known = in_history_[name];
+  known = std::max(known, version);
+}
+
 void StreamBridge::Unwant(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     followed_.erase(name);
+    in_history_.erase(name);
   }
   coordinator_->history().Unsubscribe(name);
   coordinator_->leases().Unwant(name);
@@ -107,6 +115,7 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
   {
     absl::MutexLock lock(&mu_);
     ++delivered_;
+    NoteInHistory(name, entry.version);
   }
   absl::ReaderMutexLock lock(&hub_mu_);
   if (hub_ != nullptr) hub_->ObserveShared(key, uploading, entry.version);
@@ -121,14 +130,20 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
   if (!leases.Holds(name)) return;
   {
     absl::MutexLock lock(&mu_);
+    auto known = in_history_.find(name);
+    if (known != in_history_.end() && known->second >= state.version) return;
     ++published_;
   }
   coordinator_->history().Publish(
       name, state.version, state.uploading.SerializeAsString(),
       PublishFence{leases.LeaseKey(name), leases.owner_id()},
-      [](absl::StatusOr<std::string>) {
+      [this, name, version = state.version](absl::StatusOr<std::string> id) {
         // NOTOWNER (the lease just moved), STALE (another holder published
-        // this version) or UNAVAILABLE: the holder of the moment publishes.
+        // this version) or UNAVAILABLE: the holder of the moment publishes,
+        // at its next poll.
+        if (!id.ok()) return;
+        absl::MutexLock lock(&mu_);
+        NoteInHistory(name, version);
       });
 }
 

@@ -21,6 +21,8 @@ namespace uploadwatch::redis {
 // from the newest entry on, and every entry goes to the hub's
 // ObserveShared: this replica's watchers get the holder's states with the
 // holder's versions, and a replica that takes the lease over continues them.
+// The holder publishes each version once (the hub offers every observation:
+// a new holder fills an empty history with its current state).
 //
 // Degraded (Redis unreachable): LeaseManager's fallback (everyone polls what
 // it watches); publishing fails at once and is dropped; following resumes
@@ -69,6 +71,11 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   // Followed names and the generation of their Want (a late Last answer
   // for an earlier one is dropped).
   absl::flat_hash_map<std::string, uint64_t> followed_ ABSL_GUARDED_BY(mu_);
+  // The newest version known to be in each followed history (delivered, or
+  // published by this replica): older ones are not published again.
+  absl::flat_hash_map<std::string, int64_t> in_history_ ABSL_GUARDED_BY(mu_);
+  void NoteInHistory(const std::string& name, int64_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t published_ ABSL_GUARDED_BY(mu_) = 0;
 };
