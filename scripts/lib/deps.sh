@@ -6,6 +6,7 @@ UPLOADWATCH_APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libcurl4-openssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
+  libboost-dev
   python3 python3-grpcio python3-protobuf
   nodejs npm
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev

@@ -2,10 +2,12 @@
 
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/watch_reactor.h"
+#include "service/web/web_peer.h"
 
 namespace uploadwatch {
 namespace {
@@ -56,6 +58,17 @@ std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return "";
   return std::string(it->second.data(), it->second.size());
+}
+
+std::string ConnectionOf(const grpc::CallbackServerContext& context) {
+  std::string peer = context.peer();
+  // Only the in-process channel may speak for another connection.
+  if (!absl::StartsWith(peer, "inproc")) return peer;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(web::kWebPeerMetadata);
+  if (it == metadata.end()) return peer;
+  return absl::StrCat("web:", absl::string_view(it->second.data(),
+                                                it->second.size()));
 }
 
 UploadingServiceImpl::UploadingServiceImpl(WatchReactor::Deps deps)

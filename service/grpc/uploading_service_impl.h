@@ -50,6 +50,11 @@ absl::Status ValidateList(
 // The `authorization` metadata of a call ("" when absent).
 std::string AuthorizationOf(const grpc::CallbackServerContext& context);
 
+// The client connection a call came on, for per-connection limits: gRPC's
+// peer, except for calls from the gRPC-Web gateway (in-process channel),
+// which name the browser's connection (see service/web/web_peer.h).
+std::string ConnectionOf(const grpc::CallbackServerContext& context);
+
 }  // namespace uploadwatch
 
 #endif  // UPLOADWATCH_SERVICE_GRPC_UPLOADING_SERVICE_IMPL_H_

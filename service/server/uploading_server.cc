@@ -71,6 +71,18 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     }
     s->metrics_http_ = *std::move(http);
   }
+  if (!config.web.listen.empty()) {
+    config.web.tls_cert_pem = config.tls_cert_pem;
+    config.web.tls_key_pem = config.tls_key_pem;
+    config.web.tls_client_ca_pem = config.tls_client_ca_pem;
+    auto web = web::GrpcWebGateway::Start(
+        config.web, s->server_->InProcessChannel(grpc::ChannelArguments()));
+    if (!web.ok()) {
+      s->Shutdown(absl::ZeroDuration());
+      return web.status();
+    }
+    s->web_ = *std::move(web);
+  }
   return s;
 }
 
@@ -89,6 +101,8 @@ void UploadingServer::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
   }
+  // After the server: open gRPC-Web watches got its UNAVAILABLE first.
+  if (web_ != nullptr) web_->Shutdown();
   // Late upstream callbacks now find an empty hub (see WatchHub). The
   // metrics endpoint reads the hub and the client: it goes first.
   metrics_http_.reset();
