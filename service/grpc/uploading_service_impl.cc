@@ -62,8 +62,10 @@ std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
 
 std::string ConnectionOf(const grpc::CallbackServerContext& context) {
   std::string peer = context.peer();
-  // Only the in-process channel may speak for another connection.
-  if (!absl::StartsWith(peer, "inproc")) return peer;
+  // Only the in-process channel may speak for another connection; gRPC 1.51
+  // names its peer "unknown" (later versions "inproc"), never a network
+  // address like every real connection ("ipv4:", "ipv6:", "unix:").
+  if (peer != "unknown" && !absl::StartsWith(peer, "inproc")) return peer;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(web::kWebPeerMetadata);
   if (it == metadata.end()) return peer;
