@@ -320,8 +320,10 @@ class Session final : public Impl::SessionBase,
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
         message.empty()) {
-      message = absl::StrCat("no rpc ", method_,
-                             " on this server (see the service's .proto)");
+      // gRPC sends no message for an unknown method, nor for one the
+      // service declares but does not implement.
+      message = absl::StrCat("this server does not implement ", method_,
+                             " (no such method, or not served yet)");
     }
     TrailerMap trailers =
         StatusTrailers(status.error_code(), message, status.error_details());
