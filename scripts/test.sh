@@ -78,6 +78,8 @@ if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
   add_counts "$summary" "${PIPESTATUS[0]}"
 fi
 
+((whole)) && [[ -x scripts/lib/web_tests.sh ]] && { summary=$(scripts/lib/web_tests.sh | tee /dev/stderr | tail -n 1); add_counts "$summary" $?; }  # gRPC-Web: Connect-ES in Node, the dashboard in Chromium
+
 if ((sanitizers)); then
   # Same output base (a second one would trip over the first one's
   # convenience symlinks when expanding //...); the disk cache keeps both

@@ -7,6 +7,7 @@ UPLOADWATCH_APT_PACKAGES=(
   libabsl-dev libcurl4-openssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   libboost-dev
+  chromium
   python3 python3-grpcio python3-protobuf
   nodejs npm
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
