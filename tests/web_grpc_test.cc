@@ -153,10 +153,9 @@ TEST_F(WebTest, WatchFramesArriveAsChangesHappenNotAtTheEnd) {
 
   // Each change is made only after the previous frame was read: frames
   // cannot have been held back to the end.
-  for (auto [next, terminal] :
-       {std::pair{v1::Uploading::UPLOADED, false},
-        std::pair{v1::Uploading::MATCHED, false},
-        std::pair{v1::Uploading::PROCESSED, true}}) {
+  for (v1::Uploading::Status next :
+       {v1::Uploading::UPLOADED, v1::Uploading::MATCHED,
+        v1::Uploading::PROCESSED}) {
     std::optional<WebClient::Frame> frame = web.NextFrame(&r);
     ASSERT_TRUE(frame.has_value()) << r.error;
     ASSERT_EQ(frame->flags, 0);
@@ -164,7 +163,6 @@ TEST_F(WebTest, WatchFramesArriveAsChangesHappenNotAtTheEnd) {
     ASSERT_TRUE(m.ParseFromString(frame->payload));
     EXPECT_FALSE(m.terminal());
     metrica_.SetUploading(kCounter, MakeUploading(30, next));
-    (void)terminal;
   }
   std::optional<WebClient::Frame> last = web.NextFrame(&r);
   ASSERT_TRUE(last.has_value()) << r.error;
@@ -388,6 +386,14 @@ TEST_F(WebTest, BadInputGetsAClearErrorAndCostsNothingElse) {
         {{"content-type", "application/grpc-web-text"}}, true);
     EXPECT_EQ(r.status, 413);
     EXPECT_TRUE(web.ServerClosed());
+  }
+  {
+    WebClient web(web_port());
+    WebClient::Response r = web.CallRaw(
+        get, framed,
+        {{"content-type", "application/grpc-web"},
+         {"x-padding", std::string(20 * 1024, 'p')}});
+    EXPECT_EQ(r.status, 431);
   }
   {
     WebClient web(web_port());

@@ -1,13 +1,14 @@
 #include "service/web/grpc_web_codec.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-
-#include <vector>
 
 namespace uploadwatch::web {
 

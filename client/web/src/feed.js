@@ -12,10 +12,12 @@ export class CounterFeed {
   // with state connecting | live | reconnecting | polling | error,
   // `on.error(err | null)`, `on.checked(Date)`.
   // Entry: { uploading, history: [{status, at: Date}] }.
-  constructor(client, counterId, on) {
+  // `options.sleep(ms, signal)` replaces the timer between attempts (tests).
+  constructor(client, counterId, on, options = {}) {
     this.client = client;
     this.counterId = counterId;
     this.on = on;
+    this.sleep = options.sleep ?? sleep;
     this.entries = new Map();
     this.abort = new AbortController();
     this.resumeToken = "";
@@ -105,12 +107,14 @@ export class CounterFeed {
     entry.uploading = uploading;
   }
 
-  #sleep(ms) {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.abort.signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
-    });
-  }
+  #sleep(ms) { return this.sleep(ms, this.abort.signal); }
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+  });
 }
 
 const replacer = (_, v) => (typeof v === "bigint" ? v.toString() : v);
