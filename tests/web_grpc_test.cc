@@ -410,6 +410,24 @@ TEST_F(WebTest, BadInputGetsAClearErrorAndCostsNothingElse) {
   ExpectServerStillServes();
 }
 
+TEST_F(WebTest, ExpectContinueGetsItsInterimAnswer) {
+  StartServer();
+  WebClient web(web_port());
+  ASSERT_TRUE(web.Send(absl::StrCat(kService, "GetUploading"),
+                       WebClient::FrameOf(GetRequest(12)),
+                       {{"content-type", "application/grpc-web+proto"},
+                        {"expect", "100-continue"}}));
+  WebClient::Response interim;
+  ASSERT_TRUE(web.ReadHeader(&interim)) << interim.error;
+  EXPECT_EQ(interim.status, 100);
+  web.ExpectAnswer();
+  WebClient::Response r;
+  ASSERT_TRUE(web.ReadHeader(&r)) << r.error;
+  web.ReadToEnd(&r, /*text=*/false);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.frames.size(), 1u);
+}
+
 TEST_F(WebTest, ClientGoneMidStreamCancelsTheCall) {
   metrica_.AddUploading(kCounter, MakeUploading(33, v1::Uploading::PREPARED));
   StartServer();
@@ -425,10 +443,14 @@ TEST_F(WebTest, ClientGoneMidStreamCancelsTheCall) {
     web.Close();
   }
   EXPECT_TRUE(NoWatchersWithin(absl::Seconds(5)));
+  // The service's own log line for the call, written as it ends.
   bool cancelled = false;
-  for (const std::string& line : LogLines()) {
-    cancelled |= absl::StrContains(line, "rpc=WatchUploading") &&
-                 absl::StrContains(line, "code=CANCELLED");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(5);
+       !cancelled && absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(10))) {
+    for (const std::string& line : LogLines()) {
+      cancelled |= absl::StrContains(line, "rpc=WatchUploading") &&
+                   absl::StrContains(line, "code=CANCELLED");
+    }
   }
   EXPECT_TRUE(cancelled);
   ExpectServerStillServes();

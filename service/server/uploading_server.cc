@@ -97,11 +97,14 @@ void UploadingServer::Shutdown(absl::Duration grace) {
         "uploadwatch server is shutting down; re-watch to reconnect (the "
         "first message repeats the current state)"));
   }
+  const absl::Time deadline = absl::Now() + grace;
+  // Before the server: gRPC-Web calls deliver their final status (the
+  // watches' UNAVAILABLE above) before the in-process transport goes.
+  if (web_ != nullptr) web_->Drain(deadline);
   if (server_ != nullptr) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
-  // After the server: open gRPC-Web watches got its UNAVAILABLE first.
   if (web_ != nullptr) web_->Shutdown();
   // Late upstream callbacks now find an empty hub (see WatchHub). The
   // metrics endpoint reads the hub and the client: it goes first.

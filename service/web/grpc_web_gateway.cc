@@ -98,6 +98,7 @@ class GrpcWebGateway::Impl {
   ~Impl() { Shutdown(); }
 
   absl::Status Listen();
+  void Drain(absl::Time deadline);
   void Run() {
     thread_ = std::thread([this] { ioc_.run(); });
   }
@@ -142,22 +143,29 @@ class GrpcWebGateway::Impl {
   template <typename Stream>
   void StartSession(Stream stream, tcp::endpoint peer);
 
+  // Declared before the event loop: whatever its handlers still hold when
+  // it is destroyed (sessions, TLS streams) may use these.
   const Options options_;
   grpc::GenericStub stub_;
   const CorsPolicy cors_;
-  net::io_context ioc_;
+  mutable absl::Mutex mu_;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<SessionBase*> sessions_;  // event loop only
+  std::atomic<int> connections_{0};
   std::optional<ssl::context> tls_;
+
+  net::io_context ioc_;
+  // The loop must not return while a call can still report to it: in
+  // shutdown, a session may be kept only by its call (no socket operation
+  // pending) until the call posts its end.
+  net::executor_work_guard<net::io_context::executor_type> work_ =
+      net::make_work_guard(ioc_);
   tcp::acceptor acceptor_;
   std::optional<net::steady_timer> accept_retry_;
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> shutting_down_{false};
-  std::atomic<int> connections_{0};
   bool shut_down_ = false;  // Shutdown() caller only
-
-  mutable absl::Mutex mu_;
-  int calls_ ABSL_GUARDED_BY(mu_) = 0;
-  std::set<SessionBase*> sessions_;  // event loop only
 };
 
 // The session's side of a connection that Shutdown can close.
@@ -369,6 +377,19 @@ class Session final : public Impl::SessionBase,
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     Lowest().expires_after(ToChrono(gateway_->options().request_timeout));
+    // curl and others wait for this before sending a body over 1 KiB.
+    if (absl::EqualsIgnoreCase(
+            std::string(parser_->get()[http::field::expect]), "100-continue")) {
+      return Write("HTTP/1.1 100 Continue\r\n\r\n", [this](bool ok) {
+        if (!ok || closed_) return Close();
+        Lowest().expires_after(ToChrono(gateway_->options().request_timeout));
+        ReadBody();
+      });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) {
@@ -765,6 +786,21 @@ void Impl::StartSession(Stream stream, tcp::endpoint peer) {
   std::make_shared<Session<Stream>>(this, std::move(stream), peer)->Begin();
 }
 
+void Impl::Drain(absl::Time deadline) {
+  if (!thread_.joinable() || shut_down_) return;
+  shutting_down_ = true;
+  net::post(ioc_, [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    const std::vector<SessionBase*> open(sessions_.begin(), sessions_.end());
+    for (SessionBase* s : open) s->CloseIfIdle();
+  });
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithDeadline(
+      absl::Condition(+[](int* calls) { return *calls == 0; }, &calls_),
+      deadline);
+}
+
 void Impl::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
@@ -803,7 +839,12 @@ void Impl::Shutdown() {
   if (!drained(absl::Seconds(2))) {
     close_all(/*only_idle=*/false);
     // Calls report their end through the loop: it runs until the last one.
-    drained(absl::InfiniteDuration());
+    while (!drained(absl::Seconds(5))) {
+      std::fprintf(stderr,
+                   "gRPC-Web gateway: shutting down, still %d call(s) and %d "
+                   "connection(s) open\n",
+                   open_calls(), open_connections());
+    }
   }
   ioc_.stop();
   thread_.join();
@@ -826,6 +867,7 @@ absl::StatusOr<std::unique_ptr<GrpcWebGateway>> GrpcWebGateway::Start(
 }
 
 int GrpcWebGateway::port() const { return impl_->port(); }
+void GrpcWebGateway::Drain(absl::Time deadline) { impl_->Drain(deadline); }
 void GrpcWebGateway::Shutdown() { impl_->Shutdown(); }
 int GrpcWebGateway::open_connections() const {
   return impl_->open_connections();

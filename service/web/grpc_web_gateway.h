@@ -65,10 +65,15 @@ class GrpcWebGateway {
 
   int port() const;
 
+  // Stops taking connections and requests and waits until the calls in
+  // flight have ended or `deadline` passed. Call it before the gRPC server's
+  // own shutdown (after ending its watches), so every call's final status
+  // reaches its browser: the in-process transport drops what it has not
+  // delivered when the server stops.
+  void Drain(absl::Time deadline);
+
   // Stops accepting, cancels the calls still open, closes every connection,
-  // and returns once no call or connection is left. Call it after the gRPC
-  // server's own shutdown, so open watches first end with the server's
-  // UNAVAILABLE ("re-watch") and unary calls get their grace. Idempotent.
+  // and returns once no call or connection is left. Idempotent.
   void Shutdown();
 
   // For tests and figures: connections open, calls in flight.
