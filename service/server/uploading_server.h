@@ -21,6 +21,7 @@
 #include "service/redis/redis_coordinator.h"
 #include "service/redis/stream_bridge.h"
 #include "service/server/transport_limits.h"
+#include "service/web/grpc_web_gateway.h"
 
 namespace uploadwatch {
 
@@ -59,6 +60,9 @@ struct ServerConfig {
   // Null: one replica alone, nothing changes. Not owned; outlives the server
   // (main makes it first: the fetcher's shared quota uses its coordinator).
   redis::StreamBridge* replicas = nullptr;
+  // gRPC-Web for browsers on a second listener when web.listen is set; its
+  // TLS comes from the tls_* fields above.
+  web::GrpcWebGateway::Options web;
 };
 
 // The health service name that is NOT_SERVING while Redis is unreachable
@@ -82,6 +86,8 @@ class UploadingServer {
   // The metrics port, or 0 without --metrics_listen.
   int metrics_port() const;
   const Metrics& metrics() const { return *metrics_; }
+  // The gRPC-Web port, or 0 without web.listen.
+  int web_port() const { return web_ == nullptr ? 0 : web_->port(); }
 
   // Starts draining: health turns NOT_SERVING so load balancers and
   // Kubernetes readiness stop sending new calls, while everything keeps
@@ -114,6 +120,7 @@ class UploadingServer {
   std::unique_ptr<UploadingServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<web::GrpcWebGateway> web_;
   int port_ = 0;
   bool shut_down_ = false;
 };
