@@ -917,3 +917,76 @@ TEST_F(CurlMetricaClientTest, ABurstOfImpatientCallersNeverPutsMoreThanThreeAtMe
 
 }  // namespace
 }  // namespace uploadwatch
+
+namespace uploadwatch {
+namespace {
+
+// Options::permits: a fake shared quota that answers when the test says so.
+class HeldPermits : public UpstreamPermits {
+ public:
+  class Slot : public Permit {
+   public:
+    explicit Slot(std::atomic<int>* held) : held_(held) { ++*held_; }
+    ~Slot() override { --*held_; }
+
+   private:
+    std::atomic<int>* held_;
+  };
+  void Acquire(const std::string& fingerprint, absl::Time, Done done) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(fingerprint.size(), 16u);  // a fingerprint, never the token
+    waiting_.push_back(std::move(done));
+  }
+  size_t waiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_.size();
+  }
+  // Answers the oldest waiting Acquire (off the fetcher's thread, as Redis).
+  void Answer(bool grant) {
+    Done done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = std::move(waiting_.front());
+      waiting_.erase(waiting_.begin());
+    }
+    if (grant) {
+      done(std::unique_ptr<Permit>(std::make_unique<Slot>(&held)));
+    } else {
+      done(absl::ResourceExhaustedError("spent"));
+    }
+  }
+  std::atomic<int> held{0};
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Done> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(CurlMetricaClientTest, SharedPermitsGateEveryAttemptWithoutBlocking) {
+  HeldPermits permits;
+  CurlMetricaClient::Options options = TestOptions();
+  options.permits = &permits;
+  client_ = MakeClient(options);
+  fake_.ClearRequests();
+  std::future<GetResult> first = StartGet(kToken, kUploadingId);
+  std::future<GetResult> second = StartGet(kToken, 13);
+  for (int i = 0; i < 500 && permits.waiting() < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(permits.waiting(), 2u);
+  // Nothing reaches Metrica before its permit; the loop is not blocked (the
+  // second call was taken while the first waited).
+  EXPECT_TRUE(fake_.requests().empty());
+  permits.Answer(true);
+  GetResult r = Remember(first.get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(fake_.requests().size(), 1u);
+  EXPECT_EQ(permits.held.load(), 0);  // given back when the attempt ended
+  permits.Answer(false);  // the shared budget is spent
+  GetResult denied = Remember(second.get());
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(fake_.requests().size(), 1u);  // never sent
+}
+
+}  // namespace
+}  // namespace uploadwatch
