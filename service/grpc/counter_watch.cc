@@ -117,7 +117,7 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     }
     subscribed_ = true;
   }
-  if (snapshot) RequestPage(0);
+  if (snapshot) RequestPage(hub_, alive_, 0);
   absl::MutexLock lock(&mu_);
   bookmark_timer_ =
       After(options_.bookmark_interval, &CounterWatch::OnBookmarkTimer);
@@ -125,30 +125,39 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
   return absl::OkStatus();
 }
 
-void CounterWatch::RequestPage(int32_t offset) {
+std::optional<std::pair<ListParams, Credentials>> CounterWatch::PageRequest(
+    int32_t offset) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || live_ || !credentials_) return std::nullopt;
   ListParams params;
-  std::optional<Credentials> credentials;
-  {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    params.counter_id = target_.group.counter_id;
-    params.type = ListTypeOf(target_.type);
-    credentials = credentials_;
-  }
+  params.counter_id = target_.group.counter_id;
+  params.type = ListTypeOf(target_.type);
   params.limit = kMetricaMaxListLimit;
   params.offset = offset;
-  hub_->List(*credentials, params,
-             [this, alive = alive_, offset](
-                 absl::StatusOr<v1::ListUploadingsResponse> page) {
-               std::optional<int32_t> next;
-               {
-                 absl::MutexLock lock(&alive->mu);
-                 if (alive->watch == nullptr) return;
-                 next = OnPage(offset, page);
-               }
-               // Outside every lock: the next answer may come inline.
-               if (next) RequestPage(*next);
-             });
+  return std::make_pair(params, *credentials_);
+}
+
+void CounterWatch::RequestPage(UploadingHub* hub, std::shared_ptr<Alive> alive,
+                               int32_t offset) {
+  std::optional<std::pair<ListParams, Credentials>> request;
+  {
+    absl::MutexLock lock(&alive->mu);
+    if (alive->watch == nullptr) return;
+    request = alive->watch->PageRequest(offset);
+  }
+  if (!request) return;
+  hub->List(request->second, request->first,
+            [hub, alive, offset](
+                absl::StatusOr<v1::ListUploadingsResponse> page) {
+              std::optional<int32_t> next;
+              {
+                absl::MutexLock lock(&alive->mu);
+                if (alive->watch == nullptr) return;
+                next = alive->watch->OnPage(offset, page);
+              }
+              // Outside every lock: the next answer may come inline.
+              if (next) RequestPage(hub, alive, *next);
+            });
 }
 
 std::optional<int32_t> CounterWatch::OnPage(
@@ -190,13 +199,8 @@ void CounterWatch::OnRetryTimer() {
   }
   // Runs under alive_->mu: hand the request to a fresh task (a cached
   // answer comes inline and would take alive_->mu again).
-  scheduler_->RunAt(clock_->Now(), [this, alive = alive_, offset] {
-    {
-      absl::MutexLock lock(&alive->mu);
-      if (alive->watch == nullptr) return;
-    }
-    // Stop() may run now; RequestPage only reaches the watch through alive.
-    RequestPage(offset);
+  scheduler_->RunAt(clock_->Now(), [hub = hub_, alive = alive_, offset] {
+    RequestPage(hub, alive, offset);
   });
 }
 

@@ -106,8 +106,12 @@ class CounterWatch : public Subscriber {
     bool added = false;
   };
 
-  // Asks for the snapshot page at `offset`; call without mu_.
-  void RequestPage(int32_t offset);
+  // Asks for the snapshot page at `offset` if the watch is still alive;
+  // call without its locks. Static: it may run after Stop().
+  static void RequestPage(UploadingHub* hub, std::shared_ptr<Alive> alive,
+                          int32_t offset);
+  // The page's parameters and the caller's credentials; nullopt once over.
+  std::optional<std::pair<ListParams, Credentials>> PageRequest(int32_t offset);
   // A page arrived; returns the next offset to ask for, if any.
   std::optional<int32_t> OnPage(
       int32_t offset,
