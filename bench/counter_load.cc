@@ -34,6 +34,8 @@ class CounterFleet::Stream
   v1::WatchUploadingsResponse message_;
 };
 
+CounterFleet::CounterFleet() = default;
+
 CounterFleet::~CounterFleet() {
   if (!CancelAll()) {
     std::fprintf(stderr, "CounterFleet: streams did not end after cancel\n");

@@ -28,7 +28,7 @@ class CounterFleet {
   // (uploading id, marker = linked_quantity) -> delivery.
   using Deliveries = absl::flat_hash_map<std::pair<int64_t, int32_t>, Delivery>;
 
-  CounterFleet() = default;
+  CounterFleet();
   ~CounterFleet();  // cancels what is still open and waits for it
   CounterFleet(const CounterFleet&) = delete;
   CounterFleet& operator=(const CounterFleet&) = delete;
