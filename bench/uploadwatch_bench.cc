@@ -70,6 +70,9 @@ ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
           "comma-separated: unary, watch, counter");
+ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
+          "extra flags for the uploadwatch server, e.g. --max_watches=100000 "
+          "for a watch phase beyond the default cap");
 ABSL_FLAG(int, counter_watches, 1000,
           "counter phase: concurrent WatchUploadings streams of one counter");
 ABSL_FLAG(int, counter_uploadings, 100,
@@ -244,13 +247,17 @@ class Harness {
       absl::string_view name) {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
     env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
-    return ChildProcess::Start(
-        {absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
-         absl::StrCat("--upstream_url=", metrica_->base_url()),
-         absl::StrCat("--poll_interval=",
-                      absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
-         "--daily_budget=0"},
-        env, absl::StrCat(work_dir_, "/", name, ".log"));
+    std::vector<std::string> args = {
+        absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
+        absl::StrCat("--upstream_url=", metrica_->base_url()),
+        absl::StrCat("--poll_interval=",
+                     absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
+        "--daily_budget=0"};
+    for (const std::string& flag : absl::GetFlag(FLAGS_uploadwatch_flags)) {
+      args.push_back(flag);
+    }
+    return ChildProcess::Start(args, env,
+                               absl::StrCat(work_dir_, "/", name, ".log"));
   }
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartBare(
       absl::string_view name) {

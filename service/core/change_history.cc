@@ -30,6 +30,7 @@ uint64_t LocalChangeHistory::Record(const WatchTarget& target,
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   Target& t = targets_[target];
+  t.touched = now;
   auto [it, created] = t.entries.try_emplace(state.uploading.id());
   Entry& e = it->second;
   if (!created && state.version <= e.state.version) return e.last;
@@ -45,6 +46,13 @@ std::optional<ChangeHistory::CatchUp> LocalChangeHistory::Since(
     const WatchTarget& target, uint64_t sequence) {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
+  for (auto it = targets_.begin(); it != targets_.end();) {
+    if (now - it->second.touched > options_.max_idle) {
+      targets_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
   auto found = targets_.find(target);
   if (found == targets_.end()) {
     // Nothing recorded: only "nothing yet" (0) can be honoured.

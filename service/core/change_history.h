@@ -51,12 +51,17 @@ class ChangeHistory {
 // In memory, per target: the latest state of every uploading seen, and a
 // bounded record of when each sequence was made so that a token older than
 // `max_changes` changes or `max_age` is refused (it then gets a reset, as
-// Kubernetes' "410 Gone" after compaction). Thread-safe.
+// Kubernetes' "410 Gone" after compaction); targets idle for `max_idle` are
+// dropped. Thread-safe.
 class LocalChangeHistory : public ChangeHistory {
  public:
   struct Options {
     size_t max_changes = 10000;  // per target
     absl::Duration max_age = absl::Minutes(15);
+    // A target nobody recorded anything for (no watcher saw a poll) this
+    // long is forgotten: its tokens then get a reset. Below the StateStore's
+    // retention (1 h), after which versions would start again at 1.
+    absl::Duration max_idle = absl::Minutes(30);
   };
   // `instance`: 0 picks a random one.
   LocalChangeHistory(const Clock* clock, Options options,
@@ -80,6 +85,7 @@ class LocalChangeHistory : public ChangeHistory {
     uint64_t floor = 0;  // sequences below it are forgotten
     absl::flat_hash_map<int64_t, Entry> entries;
     std::deque<std::pair<uint64_t, absl::Time>> made;  // sequence, when
+    absl::Time touched;  // the last Record, change or not
   };
   void TrimLocked(Target& t, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

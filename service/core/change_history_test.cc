@@ -73,5 +73,20 @@ TEST(LocalChangeHistoryTest, TokensBeyondTheHistoryOrOfOtherTargetsAreRefused) {
   EXPECT_FALSE(h.Since(kTarget, 4).has_value());
 }
 
+TEST(LocalChangeHistoryTest, AnIdleTargetIsForgotten) {
+  SimulatedTime time;
+  LocalChangeHistory h(&time, {.max_idle = absl::Minutes(30)}, 7);
+  h.Record(kTarget, State(1, 1, v1::Uploading::UPLOADED));
+  time.Advance(absl::Minutes(20));
+  // Watchers' unchanged observations keep it.
+  h.Record(kTarget, State(1, 1, v1::Uploading::UPLOADED));
+  time.Advance(absl::Minutes(20));
+  EXPECT_TRUE(h.Since(kTarget, 1).has_value());
+  EXPECT_EQ(h.targets(), 1u);
+  time.Advance(absl::Minutes(31));
+  EXPECT_FALSE(h.Since(kTarget, 1).has_value());
+  EXPECT_EQ(h.targets(), 0u);
+}
+
 }  // namespace
 }  // namespace uploadwatch
