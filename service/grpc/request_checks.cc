@@ -1,8 +1,10 @@
 #include "service/grpc/request_checks.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/core/resume_token.h"
 #include "service/metrica/metrica_limits.h"
+#include "service/web/web_peer.h"
 
 namespace uploadwatch {
 
@@ -65,6 +67,19 @@ std::optional<std::string> AuthorizationOf(
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return std::nullopt;
   return std::string(it->second.data(), it->second.size());
+}
+
+std::string ConnectionOf(const grpc::CallbackServerContext& context) {
+  std::string peer = context.peer();
+  // Only the in-process channel may speak for another connection; gRPC 1.51
+  // names its peer "unknown" (later versions "inproc"), never a network
+  // address like every real connection ("ipv4:", "ipv6:", "unix:").
+  if (peer != "unknown" && !absl::StartsWith(peer, "inproc")) return peer;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(web::kWebPeerMetadata);
+  if (it == metadata.end()) return peer;
+  return absl::StrCat("web:", absl::string_view(it->second.data(),
+                                                it->second.size()));
 }
 
 absl::StatusOr<Credentials> CallerCredentials(

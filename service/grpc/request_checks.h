@@ -30,6 +30,11 @@ absl::Status ValidateWatchUploadings(
 std::optional<std::string> AuthorizationOf(
     const grpc::CallbackServerContext& context);
 
+// The client connection a call came on, for per-connection limits: gRPC's
+// peer, except for calls from the gRPC-Web gateway (in-process channel),
+// which name the browser's connection (see service/web/web_peer.h).
+std::string ConnectionOf(const grpc::CallbackServerContext& context);
+
 // The token a call uses: its own `authorization`, else the server's
 // `default_token` (see auth/token.h); UNAUTHENTICATED when neither works.
 absl::StatusOr<Credentials> CallerCredentials(
