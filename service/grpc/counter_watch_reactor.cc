@@ -16,7 +16,7 @@ CounterWatchReactor::CounterWatchReactor(
                         std::chrono::system_clock::time_point::max()
                     ? absl::InfiniteFuture()
                     : absl::FromChrono(context->deadline())),
-      connection_(context->peer()),
+      connection_(ConnectionOf(*context)),
       counter_id_(request.counter_id()),
       watch_(deps.hub, history, deps.scheduler, deps.clock, this,
              CounterWatch::Options{
