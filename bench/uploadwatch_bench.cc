@@ -23,6 +23,12 @@
 //          rounds where all change in the same poll, alternating between the
 //          servers; cached GetUploading latency meanwhile; uploadwatch's
 //          upstream requests per poll interval against naive polling.
+//   counter --counter_watches WatchUploadings (counter) streams of one
+//          counter of --counter_uploadings uploadings (issue 11): upstream
+//          requests per poll interval, memory and threads with the streams
+//          open, and the change-to-last-watcher latency in rounds where
+//          every uploading changes in the same poll. The same dashboards
+//          done with one WatchUploading per uploading are the watch phase.
 #include <signal.h>
 #include <stdlib.h>
 
@@ -46,6 +52,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/child_process.h"
+#include "bench/counter_load.h"
 #include "bench/load.h"
 #include "bench/workload.h"
 #include "grpcpp/grpcpp.h"
@@ -61,7 +68,19 @@ ABSL_FLAG(std::vector<std::string>, server_env, {},
           "experiments, e.g. GRPC_* settings)");
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
-ABSL_FLAG(std::string, phases, "unary,watch", "comma-separated: unary, watch");
+ABSL_FLAG(std::string, phases, "unary,watch",
+          "comma-separated: unary, watch, counter");
+ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
+          "extra flags for the uploadwatch server, e.g. --max_watches=100000 "
+          "for a watch phase beyond the default cap");
+ABSL_FLAG(int, counter_watches, 1000,
+          "counter phase: concurrent WatchUploadings streams of one counter");
+ABSL_FLAG(int, counter_uploadings, 100,
+          "counter phase: uploadings of the watched counter");
+ABSL_FLAG(int, counter_channels, 10,
+          "counter phase: client channels (one connection each)");
+ABSL_FLAG(int, counter_rounds, 5,
+          "counter phase: rounds in which every uploading changes");
 
 ABSL_FLAG(int, unary_channels, 2, "client channels (one connection each)");
 ABSL_FLAG(int, unary_outstanding, 16, "calls in flight per channel");
@@ -217,6 +236,7 @@ class Harness {
 
   absl::Status RunUnary();
   absl::Status RunWatch();
+  absl::Status RunCounter();
 
  private:
   // The real server against the in-process simulator, with its production
@@ -227,13 +247,17 @@ class Harness {
       absl::string_view name) {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
     env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
-    return ChildProcess::Start(
-        {absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
-         absl::StrCat("--upstream_url=", metrica_->base_url()),
-         absl::StrCat("--poll_interval=",
-                      absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
-         "--daily_budget=0"},
-        env, absl::StrCat(work_dir_, "/", name, ".log"));
+    std::vector<std::string> args = {
+        absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
+        absl::StrCat("--upstream_url=", metrica_->base_url()),
+        absl::StrCat("--poll_interval=",
+                     absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
+        "--daily_budget=0"};
+    for (const std::string& flag : absl::GetFlag(FLAGS_uploadwatch_flags)) {
+      args.push_back(flag);
+    }
+    return ChildProcess::Start(args, env,
+                               absl::StrCat(work_dir_, "/", name, ".log"));
   }
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartBare(
       absl::string_view name) {
@@ -556,6 +580,100 @@ absl::Status Harness::RunWatch() {
   return absl::OkStatus();
 }
 
+absl::Status Harness::RunCounter() {
+  // A counter of its own: the other phases' uploadings are not on its list.
+  constexpr int32_t kDashboardCounter = kCounter + 1;
+  const int watches = absl::GetFlag(FLAGS_counter_watches);
+  const int uploadings = absl::GetFlag(FLAGS_counter_uploadings);
+  const absl::Duration poll = absl::GetFlag(FLAGS_poll_interval);
+  metrica_->GrantAccess(kToken, kDashboardCounter);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < uploadings; ++i) {
+    ids.push_back(kFirstWatchedId + 100000 + i);
+    metrica_->AddUploading(kDashboardCounter,
+                           MakeUploading(ids.back(), v1::Uploading::MATCHED));
+  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> server =
+      StartUploadwatch("counter_uploadwatch");
+  if (!server.ok()) return server.status();
+  auto sampler = std::make_unique<PeakSampler>((*server)->pid());
+  Progress(absl::StrCat("counter: opening ", watches, " counter watches"));
+  const absl::Time start = absl::Now();
+  CounterFleet fleet;
+  fleet.Open(MakeChannels(Target(**server), absl::GetFlag(FLAGS_counter_channels)),
+             kDashboardCounter, watches);
+  if (!fleet.AwaitSynced(absl::Seconds(120))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("not every counter watch synced (", fleet.ended(),
+                     " ended)"));
+  }
+  const absl::Duration open_time = absl::Now() - start;
+  absl::SleepFor(absl::Seconds(1));  // let allocations settle
+  const ProcessUsage open_usage = sampler->Peak();
+
+  metrica_->ClearRequests();
+  const absl::Time window_start = absl::Now();
+  absl::SleepFor(poll * absl::GetFlag(FLAGS_quiet_intervals));
+  const double intervals = (absl::Now() - window_start) / poll;
+  const int quiet_requests = static_cast<int>(metrica_->requests().size());
+
+  Progress("counter: rounds in which every uploading changes");
+  int late_rounds = 0;
+  double server_cpu = 0;
+  const int rounds = absl::GetFlag(FLAGS_counter_rounds);
+  for (int32_t marker = 1; marker <= rounds; ++marker) {
+    const double cpu_before = sampler->Peak().cpu_seconds;
+    for (int64_t id : ids) {
+      metrica_->SetUploading(kDashboardCounter,
+                             MakeUploading(id, v1::Uploading::MATCHED, marker));
+    }
+    if (!fleet.AwaitMarker(marker, uploadings * watches, poll * 5)) {
+      ++late_rounds;
+    }
+    server_cpu += sampler->Peak().cpu_seconds - cpu_before;
+  }
+  std::vector<double> latencies;
+  int incomplete = 0;
+  for (const auto& [key, d] : fleet.deliveries()) {
+    if (key.second < 1 || key.second > rounds) continue;
+    if (d.receivers < watches) {
+      ++incomplete;
+      continue;
+    }
+    latencies.push_back(
+        absl::ToDoubleMilliseconds(d.last_receipt - d.observe_time));
+  }
+  std::sort(latencies.begin(), latencies.end());
+  const ProcessUsage peak = sampler->Peak();
+  const int ended = fleet.ended();
+  if (!fleet.CancelAll()) {
+    return absl::InternalError("counter watches did not end");
+  }
+  sampler.reset();
+  (*server)->Stop();
+
+  Print("counter_streams", watches);
+  Print("counter_uploadings", uploadings);
+  Print("counter_channels", absl::GetFlag(FLAGS_counter_channels));
+  Print("counter_open_seconds", absl::ToDoubleSeconds(open_time), 2);
+  Print("counter_rss_open_mb", Megabytes(open_usage.hwm_kb), 1);
+  Print("counter_rss_peak_mb", Megabytes(peak.hwm_kb), 1);
+  Print("counter_threads_open", open_usage.threads);
+  Print("counter_threads_peak", peak.threads);
+  Print("counter_streams_ended", ended);
+  Print("counter_poll_intervals", intervals, 1);
+  Print("counter_upstream_requests_per_interval", quiet_requests / intervals,
+        2);
+  Print("counter_change_all_rounds", rounds);
+  Print("counter_change_all_late_rounds", late_rounds);
+  Print("counter_change_all_samples", latencies.size());
+  Print("counter_change_all_incomplete", incomplete);
+  Print("counter_change_all_server_cpu_ms_per_round",
+        1000 * server_cpu / std::max(rounds, 1), 1);
+  PrintLatencies("counter_change_all_latency", latencies);
+  return absl::OkStatus();
+}
+
 int Main() {
   // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would also
   // update a process-wide deadlock graph: the load generator is the same for
@@ -592,6 +710,8 @@ int Main() {
       status = harness.RunUnary();
     } else if (phase == "watch") {
       status = harness.RunWatch();
+    } else if (phase == "counter") {
+      status = harness.RunCounter();
     } else {
       status =
           absl::InvalidArgumentError(absl::StrCat("unknown phase ", phase));

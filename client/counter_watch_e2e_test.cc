@@ -1,10 +1,6 @@
 // END-TO-END cases of the counter watch (UploadingClient::WatchCounter, the
 // `uploadwatch watch COUNTER` CLI) against the REAL server on the Metrica
-// simulator. NOT YET RUNNABLE: the server side of WatchUploadings is being
-// built on another branch; until it lands the server answers UNIMPLEMENTED.
-// Tagged "manual" so //... skips it; switch it on by removing the tag in
-// client/BUILD.bazel, or run it by name:
-//   bazel test //client:counter_watch_e2e_test
+// simulator (part of //...).
 #include <atomic>
 #include <string>
 #include <vector>

@@ -73,6 +73,9 @@ ABSL_FLAG(int, max_watches_per_connection, 1000,
 ABSL_FLAG(absl::Duration, max_watch_lifetime, absl::Minutes(30),
           "upper bound of a watch's lifetime (each gets 90-100% of it), after "
           "which the client is told to re-watch; 'inf' for none");
+ABSL_FLAG(absl::Duration, bookmark_interval, absl::Seconds(60),
+          "an idle WatchUploadings stream gets an empty message with a fresh "
+          "resume_token at least this often");
 ABSL_FLAG(int, max_streams_per_connection, -1,
           "HTTP/2 MAX_CONCURRENT_STREAMS advertised to clients; a client "
           "opening more loses its connection; -1: "
@@ -249,6 +252,8 @@ int main(int argc, char** argv) {
   config.watch_limits.max_per_connection =
       absl::GetFlag(FLAGS_max_watches_per_connection);
   config.watch_limits.max_lifetime = absl::GetFlag(FLAGS_max_watch_lifetime);
+  config.watch_limits.bookmark_interval =
+      absl::GetFlag(FLAGS_bookmark_interval);
   config.transport.max_streams_per_connection =
       absl::GetFlag(FLAGS_max_streams_per_connection);
   if (config.transport.max_streams_per_connection < 0) {

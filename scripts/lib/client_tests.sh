@@ -21,9 +21,9 @@ source scripts/lib/stack.sh
 
 PY=${UPLOADWATCH_PYTHON:-/usr/bin/python3}   # Debian's, with python3-grpcio
 SUITE_TIMEOUT=${UPLOADWATCH_CLIENT_TEST_TIMEOUT:-240}   # seconds per language
-# 1: also the counter watch's end-to-end cases (they need the server's
-# WatchUploadings, which is not on main yet).
-E2E_COUNTER_WATCH=${UPLOADWATCH_E2E_COUNTER_WATCH:-0}
+# 1 (default): also the counter watch's end-to-end cases (the server's
+# WatchUploadings); 0 skips them.
+E2E_COUNTER_WATCH=${UPLOADWATCH_E2E_COUNTER_WATCH:-1}
 export UPLOADWATCH_E2E_COUNTER_WATCH=$E2E_COUNTER_WATCH
 go_tags=()
 [[ $E2E_COUNTER_WATCH == 1 ]] && go_tags=(-tags counterwatch_e2e)

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "service/core/resume_token.h"
 #include "service/metrica/metrica_limits.h"
 #include "service/web/web_peer.h"
 
@@ -39,6 +40,23 @@ absl::Status ValidateList(const v1::ListUploadingsRequest& request) {
   if (!v1::Uploading::Type_IsValid(request.type())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "type must be BASIC, CALLS or CHATS, got ", request.type()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWatchUploadings(
+    const v1::WatchUploadingsRequest& request) {
+  if (request.counter_id() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("counter_id must be a positive Metrica counter id, got ",
+                     request.counter_id()));
+  }
+  if (!v1::Uploading::Type_IsValid(request.type())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "type must be BASIC, CALLS or CHATS, got ", request.type()));
+  }
+  if (!request.resume_token().empty()) {
+    return DecodeResumeToken(request.resume_token()).status();
   }
   return absl::OkStatus();
 }

@@ -20,6 +20,10 @@ namespace uploadwatch {
 absl::Status ValidateIds(int32_t counter_id, int64_t uploading_id);
 absl::Status ValidateList(
     const metrika::offline_conversions::v1::ListUploadingsRequest& request);
+// counter_id > 0, a known type, and a resume_token that is empty or
+// well-formed (whether it can be honoured is the watch's to say).
+absl::Status ValidateWatchUploadings(
+    const metrika::offline_conversions::v1::WatchUploadingsRequest& request);
 
 // The `authorization` metadata of a call (nullopt when absent; an empty
 // header is not absent, see ResolveCredentials).

@@ -4,13 +4,16 @@
 
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
+#include "service/grpc/counter_watch_reactor.h"
 #include "service/grpc/watch_reactor.h"
 
 namespace uploadwatch {
 namespace v1 = ::metrika::offline_conversions::v1;
 
 UploadingServiceImpl::UploadingServiceImpl(ServiceDeps deps)
-    : deps_(std::move(deps)), hub_(deps_.hub) {}
+    : deps_(std::move(deps)),
+      hub_(deps_.hub),
+      history_(deps_.clock, LocalChangeHistory::Options{}) {}
 
 namespace {
 
@@ -94,6 +97,13 @@ grpc::ServerWriteReactor<v1::WatchUploadingResponse>*
 UploadingServiceImpl::WatchUploading(grpc::CallbackServerContext* context,
                                      const v1::WatchUploadingRequest* request) {
   return new WatchReactor(deps_, context, *request);
+}
+
+grpc::ServerWriteReactor<v1::WatchUploadingsResponse>*
+UploadingServiceImpl::WatchUploadings(
+    grpc::CallbackServerContext* context,
+    const v1::WatchUploadingsRequest* request) {
+  return new CounterWatchReactor(deps_, &history_, context, *request);
 }
 
 }  // namespace uploadwatch

@@ -5,6 +5,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
+#include "service/core/change_history.h"
 #include "service/core/uploading_hub.h"
 #include "service/grpc/request_checks.h"
 #include "service/grpc/service_deps.h"
@@ -13,7 +14,7 @@ namespace uploadwatch {
 
 // The gRPC adapter: validates requests and picks the caller's token (both in
 // request_checks.h), hands the work to the UploadingHub and converts its
-// answers. All three rpcs run on gRPC's
+// answers. All four rpcs run on gRPC's
 // callback API; nothing here blocks.
 class UploadingServiceImpl final
     : public metrika::offline_conversions::v1::UploadingService::CallbackService {
@@ -36,9 +37,18 @@ class UploadingServiceImpl final
                  const metrika::offline_conversions::v1::WatchUploadingRequest*
                      request) override;
 
+  grpc::ServerWriteReactor<
+      metrika::offline_conversions::v1::WatchUploadingsResponse>*
+  WatchUploadings(grpc::CallbackServerContext* context,
+                  const metrika::offline_conversions::v1::WatchUploadingsRequest*
+                      request) override;
+
  private:
   const ServiceDeps deps_;
   UploadingHub* const hub_;
+  // What WatchUploadings resume tokens point into; a new instance per
+  // process (a restart's tokens get a reset).
+  LocalChangeHistory history_;
 };
 
 }  // namespace uploadwatch

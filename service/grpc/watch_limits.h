@@ -23,6 +23,9 @@ class WatchLimits {
     // watches opened together do not all reconnect together.
     // InfiniteDuration: no bound.
     absl::Duration max_lifetime = absl::Minutes(30);
+    // A WatchUploadings stream without a message for this long gets an
+    // empty one with a fresh resume token (a bookmark).
+    absl::Duration bookmark_interval = absl::Seconds(60);
   };
 
   explicit WatchLimits(Options options) : options_(options) {}
@@ -35,6 +38,9 @@ class WatchLimits {
 
   // A lifetime for a new watch, jittered (InfiniteDuration if unbounded).
   absl::Duration PickLifetime() const;
+  absl::Duration bookmark_interval() const {
+    return options_.bookmark_interval;
+  }
 
  private:
   const Options options_;

@@ -1,0 +1,101 @@
+#ifndef UPLOADWATCH_SERVICE_CORE_CHANGE_HISTORY_H_
+#define UPLOADWATCH_SERVICE_CORE_CHANGE_HISTORY_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/common/clock.h"
+#include "service/core/state_cache.h"
+#include "service/core/watch_target.h"
+
+namespace uploadwatch {
+
+// The recent changes of each counter target (token, counter, type), numbered
+// by a sequence that grows by one per change of any of its uploadings: what
+// a WatchUploadings resume token points into. A seam: this process keeps
+// them in memory (LocalChangeHistory); issue 14's replicas would share them
+// (Redis Streams), so that a sequence means the same everywhere.
+class ChangeHistory {
+ public:
+  struct Change {
+    UploadingState state;  // the latest state of the uploading
+    bool added = false;    // first recorded after the asked sequence
+  };
+  struct CatchUp {
+    std::vector<Change> changes;  // in sequence order
+    uint64_t head = 0;            // the sequence they bring the client to
+    // Every uploading the target knows, latest states (the client holds
+    // them all once it has `changes`).
+    std::vector<UploadingState> known;
+  };
+
+  virtual ~ChangeHistory() = default;
+  // Identifies this history's sequences (random per process start).
+  virtual uint64_t instance() const = 0;
+  // `state` of an uploading of `target` was observed. Returns the sequence
+  // at which this state (or a newer one already recorded) entered: records
+  // it when its version is above the recorded one.
+  virtual uint64_t Record(const WatchTarget& target,
+                          const UploadingState& state) = 0;
+  // What changed after `sequence`: nullopt when it cannot say (older than
+  // what is kept, or never issued).
+  virtual std::optional<CatchUp> Since(const WatchTarget& target,
+                                       uint64_t sequence) = 0;
+};
+
+// In memory, per target: the latest state of every uploading seen, and a
+// bounded record of when each sequence was made so that a token older than
+// `max_changes` changes or `max_age` is refused (it then gets a reset, as
+// Kubernetes' "410 Gone" after compaction); targets idle for `max_idle` are
+// dropped. Thread-safe.
+class LocalChangeHistory : public ChangeHistory {
+ public:
+  struct Options {
+    size_t max_changes = 10000;  // per target
+    absl::Duration max_age = absl::Minutes(15);
+    // A target nobody recorded anything for (no watcher saw a poll) this
+    // long is forgotten: its tokens then get a reset. Below the StateStore's
+    // retention (1 h), after which versions would start again at 1.
+    absl::Duration max_idle = absl::Minutes(30);
+  };
+  // `instance`: 0 picks a random one.
+  LocalChangeHistory(const Clock* clock, Options options,
+                     uint64_t instance = 0);
+
+  uint64_t instance() const override { return instance_; }
+  uint64_t Record(const WatchTarget& target,
+                  const UploadingState& state) override;
+  std::optional<CatchUp> Since(const WatchTarget& target,
+                               uint64_t sequence) override;
+  size_t targets() const;
+
+ private:
+  struct Entry {
+    UploadingState state;
+    uint64_t first = 0;  // sequence of its first record
+    uint64_t last = 0;   // sequence of its latest change
+  };
+  struct Target {
+    uint64_t head = 0;
+    uint64_t floor = 0;  // sequences below it are forgotten
+    absl::flat_hash_map<int64_t, Entry> entries;
+    std::deque<std::pair<uint64_t, absl::Time>> made;  // sequence, when
+    absl::Time touched;  // the last Record, change or not
+  };
+  void TrimLocked(Target& t, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Clock* const clock_;
+  const Options options_;
+  const uint64_t instance_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<WatchTarget, Target> targets_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_CORE_CHANGE_HISTORY_H_

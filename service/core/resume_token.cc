@@ -1,0 +1,82 @@
+#include "service/core/resume_token.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace uploadwatch {
+namespace {
+
+constexpr size_t kBodySize = 1 + 8 + 4 + 4 + 4 + 8;
+constexpr size_t kSize = kBodySize + 4;
+
+uint32_t Fnv1a(absl::string_view bytes) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+void Put(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t Take(absl::string_view& in, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  }
+  in.remove_prefix(bytes);
+  return v;
+}
+
+absl::Status Malformed(absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "resume_token is malformed (", why,
+      "): pass the resume_token of a WatchUploadingsResponse unchanged, or "
+      "leave it empty to start with a snapshot"));
+}
+
+}  // namespace
+
+uint32_t FingerprintHash(absl::string_view fingerprint) {
+  return Fnv1a(fingerprint);
+}
+
+std::string EncodeResumeToken(const ResumeToken& token) {
+  std::string bytes;
+  bytes.reserve(kSize);
+  Put(bytes, token.format, 1);
+  Put(bytes, token.instance, 8);
+  Put(bytes, token.fingerprint_hash, 4);
+  Put(bytes, static_cast<uint32_t>(token.counter_id), 4);
+  Put(bytes, static_cast<uint32_t>(token.type), 4);
+  Put(bytes, token.sequence, 8);
+  Put(bytes, Fnv1a(bytes), 4);
+  return absl::WebSafeBase64Escape(bytes);
+}
+
+absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
+  std::string bytes;
+  if (!absl::WebSafeBase64Unescape(text, &bytes)) {
+    return Malformed("not base64url");
+  }
+  if (bytes.size() != kSize) return Malformed("wrong length");
+  absl::string_view in(bytes);
+  const uint32_t expected = Fnv1a(in.substr(0, kBodySize));
+  ResumeToken token;
+  token.format = static_cast<uint8_t>(Take(in, 1));
+  token.instance = Take(in, 8);
+  token.fingerprint_hash = static_cast<uint32_t>(Take(in, 4));
+  token.counter_id = static_cast<int32_t>(Take(in, 4));
+  token.type = static_cast<int32_t>(Take(in, 4));
+  token.sequence = Take(in, 8);
+  if (static_cast<uint32_t>(Take(in, 4)) != expected) {
+    return Malformed("checksum mismatch");
+  }
+  return token;
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,411 @@
+#include "service/grpc/counter_watch.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "service/core/resume_token.h"
+#include "service/metrica/metrica_limits.h"
+#include "service/metrica/upstream_status.h"
+
+namespace uploadwatch {
+namespace {
+
+using ::metrika::offline_conversions::v1::UploadingEvent;
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t seconds = absl::ToUnixSeconds(t);
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
+}
+
+size_t ContentOf(const v1::Uploading& u) {
+  std::string bytes;
+  u.SerializeToString(&bytes);  // deterministic enough within one process
+  return absl::HashOf(bytes);
+}
+
+// The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
+// that the snapshot's pages join the poll round's flights.
+v1::Uploading::Type ListTypeOf(v1::Uploading::Type type) {
+  return type == v1::Uploading::BASIC ? v1::Uploading::TYPE_UNSPECIFIED : type;
+}
+
+}  // namespace
+
+CounterWatch::CounterWatch(UploadingHub* hub, ChangeHistory* history,
+                           Scheduler* scheduler, const Clock* clock,
+                           Sink* sink, Options options)
+    : hub_(hub),
+      history_(history),
+      scheduler_(scheduler),
+      clock_(clock),
+      sink_(sink),
+      options_(options),
+      alive_(std::make_shared<Alive>()) {
+  absl::MutexLock lock(&alive_->mu);
+  alive_->watch = this;
+}
+
+CounterWatch::~CounterWatch() { Stop(); }
+
+Scheduler::TaskId CounterWatch::After(absl::Duration d,
+                                      void (CounterWatch::*fn)()) {
+  return scheduler_->RunAt(clock_->Now() + d, [alive = alive_, fn] {
+    absl::MutexLock lock(&alive->mu);
+    if (alive->watch != nullptr) (alive->watch->*fn)();
+  });
+}
+
+absl::Status CounterWatch::Start(const Credentials& credentials,
+                                 int32_t counter_id, v1::Uploading::Type type,
+                                 const std::string& resume_token) {
+  const WatchTarget target = WatchTarget::Counter(
+      GroupKey{credentials.fingerprint(), counter_id}, type);
+  std::optional<ResumeToken> token;
+  if (!resume_token.empty()) {
+    absl::StatusOr<ResumeToken> decoded = DecodeResumeToken(resume_token);
+    if (!decoded.ok()) return decoded.status();
+    token = *decoded;
+  }
+  bool snapshot = true;
+  {
+    absl::MutexLock lock(&mu_);
+    credentials_ = credentials;
+    target_ = target;
+    retry_ = options_.list_retry;
+    last_write_ = clock_->Now();
+    if (token) {
+      const bool ours =
+          token->format == ResumeToken::kFormat &&
+          token->instance == history_->instance() &&
+          token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
+          token->counter_id == counter_id && token->type == target.type;
+      std::optional<ChangeHistory::CatchUp> catch_up;
+      if (ours) catch_up = history_->Since(target, token->sequence);
+      if (catch_up) {
+        // Resume: the client holds every known state once it has these.
+        snapshot = false;
+        live_ = true;
+        sequence_ = catch_up->head;
+        for (const UploadingState& s : catch_up->known) {
+          sent_[s.uploading.id()] = Sent{s.version, ContentOf(s.uploading)};
+        }
+        std::vector<std::pair<UploadingState, bool>> events;
+        for (ChangeHistory::Change& c : catch_up->changes) {
+          events.emplace_back(std::move(c.state), c.added);
+        }
+        QueueChunksLocked(events, /*synced=*/true);
+      } else {
+        Message reset;
+        reset.set_reset(true);
+        reset.set_resume_token(TokenLocked());
+        out_.push_back(std::move(reset));
+      }
+    }
+  }
+  // Not under mu_: deliveries may start before it returns.
+  absl::Status status = hub_->SubscribeCounter(credentials, counter_id, type,
+                                               this);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      out_.clear();
+      finished_ = true;  // the caller finishes the stream
+      return status;
+    }
+    subscribed_ = true;
+  }
+  if (snapshot) RequestPage(hub_, alive_, 0);
+  absl::MutexLock lock(&mu_);
+  bookmark_timer_ =
+      After(options_.bookmark_interval, &CounterWatch::OnBookmarkTimer);
+  MaybeWriteLocked();
+  return absl::OkStatus();
+}
+
+std::optional<std::pair<ListParams, Credentials>> CounterWatch::PageRequest(
+    int32_t offset) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || live_ || !credentials_) return std::nullopt;
+  ListParams params;
+  params.counter_id = target_.group.counter_id;
+  params.type = ListTypeOf(target_.type);
+  params.limit = kMetricaMaxListLimit;
+  params.offset = offset;
+  return std::make_pair(params, *credentials_);
+}
+
+void CounterWatch::RequestPage(UploadingHub* hub, std::shared_ptr<Alive> alive,
+                               int32_t offset) {
+  std::optional<std::pair<ListParams, Credentials>> request;
+  {
+    absl::MutexLock lock(&alive->mu);
+    if (alive->watch == nullptr) return;
+    request = alive->watch->PageRequest(offset);
+  }
+  if (!request) return;
+  hub->List(request->second, request->first,
+            [hub, alive, offset](
+                absl::StatusOr<v1::ListUploadingsResponse> page) {
+              std::optional<int32_t> next;
+              {
+                absl::MutexLock lock(&alive->mu);
+                if (alive->watch == nullptr) return;
+                next = alive->watch->OnPage(offset, page);
+              }
+              // Outside every lock: the next answer may come inline.
+              if (next) RequestPage(hub, alive, *next);
+            });
+}
+
+std::optional<int32_t> CounterWatch::OnPage(
+    int32_t offset, const absl::StatusOr<v1::ListUploadingsResponse>& page) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || live_) return std::nullopt;
+  if (!page.ok()) {
+    if (ClassifyUpstream(page.status()) == UpstreamOutcome::kPermanent) {
+      pending_error_ = page.status();
+      MaybeWriteLocked();
+      return std::nullopt;
+    }
+    // Transient: the stream stays; ask again later (the poll rounds go on
+    // meanwhile, with their own backoff).
+    retry_offset_ = offset;
+    retry_timer_ = After(retry_, &CounterWatch::OnRetryTimer);
+    retry_ = std::min(retry_ * 2, options_.max_list_retry);
+    return std::nullopt;
+  }
+  retry_ = options_.list_retry;
+  for (const v1::Uploading& u : page->uploadings()) listed_[u.id()] = u;
+  if (page->uploadings_size() >= kMetricaMaxListLimit) {
+    return offset + kMetricaMaxListLimit;
+  }
+  list_done_ = true;
+  MaybeSyncLocked(/*grace_over=*/false);
+  if (!live_) {
+    grace_timer_ = After(options_.snapshot_grace, &CounterWatch::OnGraceTimer);
+  }
+  return std::nullopt;
+}
+
+void CounterWatch::OnRetryTimer() {
+  int32_t offset;
+  {
+    absl::MutexLock lock(&mu_);
+    retry_timer_ = 0;
+    offset = retry_offset_;
+  }
+  // Runs under alive_->mu: hand the request to a fresh task (a cached
+  // answer comes inline and would take alive_->mu again).
+  scheduler_->RunAt(clock_->Now(), [hub = hub_, alive = alive_, offset] {
+    RequestPage(hub, alive, offset);
+  });
+}
+
+void CounterWatch::OnGraceTimer() {
+  absl::MutexLock lock(&mu_);
+  grace_timer_ = 0;
+  MaybeSyncLocked(/*grace_over=*/true);
+}
+
+void CounterWatch::MaybeSyncLocked(bool grace_over) {
+  if (live_ || finished_ || !list_done_) return;
+  for (const auto& [id, u] : listed_) {
+    if (!received_.contains(id) && !grace_over) return;
+  }
+  // Every recorded state received (or waited long enough): the snapshot is
+  // the listed uploadings and any other the polls showed meanwhile.
+  const absl::Time now = clock_->Now();
+  for (const auto& [id, u] : listed_) {
+    if (!received_.contains(id)) {
+      // Never routed to this target (no recorded state): the list's copy,
+      // version 0 so any recorded state replaces it (if it differs).
+      received_[id] = UploadingState{u, 0, now, now};
+    }
+  }
+  std::vector<std::pair<UploadingState, bool>> events;
+  events.reserve(received_.size());
+  for (auto& [id, s] : received_) {
+    sent_[id] = Sent{s.version, ContentOf(s.uploading)};
+    events.emplace_back(std::move(s), true);
+  }
+  // Metrica's order is not relied on; ids make the snapshot reproducible.
+  std::sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
+    return a.first.uploading.id() < b.first.uploading.id();
+  });
+  received_.clear();
+  listed_.clear();
+  live_ = true;
+  QueueChunksLocked(events, /*synced=*/true);
+  MaybeWriteLocked();
+}
+
+void CounterWatch::QueueChunksLocked(
+    const std::vector<std::pair<UploadingState, bool>>& events, bool synced) {
+  const size_t chunk = std::max<size_t>(options_.max_events_per_message, 1);
+  size_t i = 0;
+  do {
+    Message m;
+    for (size_t end = std::min(i + chunk, events.size()); i < end; ++i) {
+      UploadingEvent* e = m.add_events();
+      e->set_type(events[i].second ? UploadingEvent::ADDED
+                                   : UploadingEvent::MODIFIED);
+      *e->mutable_uploading() = events[i].first.uploading;
+      SetTime(events[i].first.observe_time, e->mutable_observe_time());
+    }
+    m.set_synced(synced && i >= events.size());
+    m.set_resume_token(TokenLocked());
+    out_.push_back(std::move(m));
+  } while (i < events.size());
+}
+
+std::string CounterWatch::TokenLocked() const {
+  ResumeToken token;
+  token.instance = history_->instance();
+  token.fingerprint_hash = FingerprintHash(target_.group.token_fingerprint);
+  token.counter_id = target_.group.counter_id;
+  token.type = target_.type;
+  token.sequence = sequence_;
+  return EncodeResumeToken(token);
+}
+
+void CounterWatch::OnState(const UploadingState& state) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  // The history is a leaf with its own lock.
+  sequence_ = std::max(sequence_, history_->Record(target_, state));
+  if (!live_) {
+    auto [it, created] = received_.try_emplace(state.uploading.id(), state);
+    if (!created && state.version > it->second.version) it->second = state;
+    MaybeSyncLocked(/*grace_over=*/false);
+    return;
+  }
+  ChangeLocked(state);
+}
+
+void CounterWatch::ChangeLocked(const UploadingState& state) {
+  const int64_t id = state.uploading.id();
+  const size_t content = ContentOf(state.uploading);
+  auto sent = sent_.find(id);
+  const bool added = sent == sent_.end();
+  if (!added) {
+    // Never a duplicate, never backwards.
+    if (state.version <= sent->second.version ||
+        content == sent->second.content) {
+      sent->second.version = std::max(sent->second.version, state.version);
+      return;
+    }
+  }
+  sent_[id] = Sent{state.version, content};
+  auto [p, created] = pending_.try_emplace(id, Pending{state, added});
+  if (created) {
+    pending_order_.push_back(id);
+  } else {
+    p->second.state = state;  // the latest wins; an ADDED stays ADDED
+  }
+  if (write_in_flight_ || flush_scheduled_) return;
+  // Let the rest of the poll round arrive: one message per round.
+  flush_scheduled_ = true;
+  flush_timer_ = After(options_.coalesce_delay, &CounterWatch::OnFlushTimer);
+}
+
+void CounterWatch::OnFlushTimer() {
+  absl::MutexLock lock(&mu_);
+  flush_timer_ = 0;
+  flush_scheduled_ = false;
+  MaybeWriteLocked();
+}
+
+void CounterWatch::OnBookmarkTimer() {
+  absl::MutexLock lock(&mu_);
+  bookmark_timer_ = 0;
+  if (finished_) return;
+  const absl::Time now = clock_->Now();
+  if (live_ && !write_in_flight_ && out_.empty() && pending_.empty() &&
+      now - last_write_ >= options_.bookmark_interval) {
+    Message bookmark;
+    bookmark.set_resume_token(TokenLocked());
+    out_.push_back(std::move(bookmark));
+    MaybeWriteLocked();
+  }
+  const absl::Duration wait =
+      std::max(last_write_ + options_.bookmark_interval - now,
+               absl::Milliseconds(1));
+  bookmark_timer_ = After(
+      std::min(wait, options_.bookmark_interval), &CounterWatch::OnBookmarkTimer);
+}
+
+void CounterWatch::OnError(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  pending_error_ = status;
+  MaybeWriteLocked();
+}
+
+void CounterWatch::MaybeWriteLocked() {
+  if (finished_ || write_in_flight_ || !subscribed_) return;
+  if (out_.empty() && !pending_.empty() && !flush_scheduled_) {
+    Message m;
+    for (int64_t id : pending_order_) {
+      Pending& p = pending_[id];
+      UploadingEvent* e = m.add_events();
+      e->set_type(p.added ? UploadingEvent::ADDED : UploadingEvent::MODIFIED);
+      *e->mutable_uploading() = std::move(p.state.uploading);
+      SetTime(p.state.observe_time, e->mutable_observe_time());
+    }
+    pending_.clear();
+    pending_order_.clear();
+    m.set_resume_token(TokenLocked());
+    out_.push_back(std::move(m));
+  }
+  if (!out_.empty()) {
+    in_flight_ = std::move(out_.front());
+    out_.pop_front();
+    write_in_flight_ = true;
+    last_write_ = clock_->Now();
+    sink_->Write(&in_flight_);
+    return;
+  }
+  if (pending_error_ && pending_.empty()) FinishLocked(*pending_error_);
+}
+
+void CounterWatch::WriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  write_in_flight_ = false;
+  if (!ok) {
+    FinishLocked(absl::CancelledError("the stream to the client broke"));
+    return;
+  }
+  MaybeWriteLocked();
+}
+
+void CounterWatch::End(const absl::Status& status) {
+  hub_->Unsubscribe(this);  // first the hub's lock, then ours: never both
+  absl::MutexLock lock(&mu_);
+  FinishLocked(status);
+}
+
+void CounterWatch::Stop() {
+  hub_->Unsubscribe(this);
+  std::vector<Scheduler::TaskId> timers;
+  {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_};
+  }
+  for (Scheduler::TaskId t : timers) {
+    if (t != 0) scheduler_->Cancel(t);
+  }
+  absl::MutexLock lock(&alive_->mu);  // waits for a running timer or page
+  alive_->watch = nullptr;
+}
+
+void CounterWatch::FinishLocked(const absl::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  sink_->Finish(status);
+}
+
+}  // namespace uploadwatch

@@ -1,0 +1,180 @@
+#ifndef UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_H_
+#define UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "metrika/offline_conversions/v1/uploading_service.pb.h"
+#include "service/auth/token.h"
+#include "service/common/clock.h"
+#include "service/core/change_history.h"
+#include "service/core/scheduler.h"
+#include "service/core/subscriber.h"
+#include "service/core/uploading_hub.h"
+#include "service/core/watch_target.h"
+
+namespace uploadwatch {
+
+// The logic of one WatchUploadings stream, apart from gRPC (the reactor is a
+// thin shell over it, tests drive it with a fake Sink): the framing of what
+// UploadingHub::SubscribeCounter delivers into snapshot / resume catch-up /
+// live messages, as the rpc's comment in uploading_service.proto says.
+//
+// - Snapshot: the counter's list, every page, through hub->List (the same
+//   flights and caches as the group's poll round, which SubscribeCounter
+//   starts at once); once every listed uploading's recorded state has
+//   arrived (or after `snapshot_grace`, from the list itself), ADDED for each
+//   in chunks of `max_events_per_message`, the last one `synced`.
+// - Live: per uploading, a state whose version or content was already sent
+//   is dropped; the rest is coalesced while a write is in flight (latest
+//   state per uploading, an ADDED stays ADDED, first-change order) and
+//   flushed after `coalesce_delay` so that one poll round makes one message.
+// - Resume: a token from this history (same instance, caller, counter,
+//   type) within it gets the latest state of each uploading changed after
+//   it, then `synced`; any other well-formed token a `reset` and a snapshot.
+// - Bookmarks: an empty message with a fresh token after
+//   `bookmark_interval` without a message.
+//
+// Thread-safe. Calls its Sink under its own lock, one Write at a time;
+// calls the hub and the scheduler without it.
+class CounterWatch : public Subscriber {
+ public:
+  using Message = ::metrika::offline_conversions::v1::WatchUploadingsResponse;
+
+  class Sink {
+   public:
+    virtual ~Sink() = default;
+    // `message` stays valid until WriteDone(); the next Write after it.
+    virtual void Write(const Message* message) = 0;
+    // Exactly once, the last call.
+    virtual void Finish(const absl::Status& status) = 0;
+  };
+  struct Options {
+    absl::Duration bookmark_interval = absl::Seconds(60);
+    size_t max_events_per_message = 500;
+    absl::Duration coalesce_delay = absl::ZeroDuration();
+    // How long a listed uploading's recorded state is waited for before the
+    // snapshot uses the list's own copy.
+    absl::Duration snapshot_grace = absl::Seconds(1);
+    // Retry of a snapshot page after a transient error, doubling.
+    absl::Duration list_retry = absl::Seconds(1);
+    absl::Duration max_list_retry = absl::Seconds(30);
+  };
+
+  // None owned; all outlive the watch.
+  CounterWatch(UploadingHub* hub, ChangeHistory* history, Scheduler* scheduler,
+               const Clock* clock, Sink* sink, Options options);
+  ~CounterWatch() override;
+
+  // Follows the counter. A non-OK status (the resume token malformed, the
+  // watch caps, shutdown) means nothing was sent and nothing will be: the
+  // caller finishes the stream with it.
+  absl::Status Start(const Credentials& credentials, int32_t counter_id,
+                     v1::Uploading::Type type, const std::string& resume_token);
+  // The write of the last Write() ended (`ok`: it reached the transport).
+  void WriteDone(bool ok);
+  // Ends the stream now with `status` (lifetime bound, client gone).
+  void End(const absl::Status& status);
+  // The last call (the reactor's OnDone): leaves the hub and stops the
+  // timers; the Sink is never called again once it returns.
+  void Stop();
+
+  // Subscriber
+  void OnState(const UploadingState& state) override;
+  void OnError(const absl::Status& status) override;
+
+ private:
+  struct Alive {
+    absl::Mutex mu;
+    CounterWatch* watch ABSL_GUARDED_BY(mu);
+  };
+  struct Sent {
+    int64_t version = 0;
+    size_t content = 0;  // hash of the serialized uploading
+  };
+  struct Pending {
+    UploadingState state;
+    bool added = false;
+  };
+
+  // Asks for the snapshot page at `offset` if the watch is still alive;
+  // call without its locks. Static: it may run after Stop().
+  static void RequestPage(UploadingHub* hub, std::shared_ptr<Alive> alive,
+                          int32_t offset);
+  // The page's parameters and the caller's credentials; nullopt once over.
+  std::optional<std::pair<ListParams, Credentials>> PageRequest(int32_t offset);
+  // A page arrived; returns the next offset to ask for, if any.
+  std::optional<int32_t> OnPage(
+      int32_t offset,
+      const absl::StatusOr<v1::ListUploadingsResponse>& page);
+  void OnRetryTimer();
+  void OnGraceTimer();
+  void OnBookmarkTimer();
+  void OnFlushTimer();
+  // Schedules `fn` on the scheduler, reaching the watch only while alive.
+  Scheduler::TaskId After(absl::Duration d,
+                          void (CounterWatch::*fn)());
+  void MaybeSyncLocked(bool grace_over) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ChangeLocked(const UploadingState& state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `states` as messages of at most max_events_per_message; the
+  // last one `synced` (true) or not.
+  void QueueChunksLocked(const std::vector<std::pair<UploadingState, bool>>&
+                             events,
+                         bool synced) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string TokenLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  UploadingHub* const hub_;
+  ChangeHistory* const history_;
+  Scheduler* const scheduler_;
+  const Clock* const clock_;
+  Sink* const sink_;
+  const Options options_;
+  std::shared_ptr<Alive> alive_;
+
+  absl::Mutex mu_;
+  std::optional<Credentials> credentials_ ABSL_GUARDED_BY(mu_);
+  WatchTarget target_ ABSL_GUARDED_BY(mu_);
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool live_ ABSL_GUARDED_BY(mu_) = false;  // the snapshot (or catch-up) is queued
+  // Snapshot in progress: what the list showed, and the recorded states.
+  bool list_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<int64_t, v1::Uploading> listed_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, UploadingState> received_ ABSL_GUARDED_BY(mu_);
+  absl::Duration retry_ ABSL_GUARDED_BY(mu_);
+  int32_t retry_offset_ ABSL_GUARDED_BY(mu_) = 0;
+  // Live: what the client holds, and what it has not been sent yet.
+  absl::flat_hash_map<int64_t, Sent> sent_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> pending_order_ ABSL_GUARDED_BY(mu_);
+  // The history's sequence the client holds everything up to.
+  uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
+  Message in_flight_ ABSL_GUARDED_BY(mu_);
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_write_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> pending_error_ ABSL_GUARDED_BY(mu_);
+  // Timers, cancelled in Stop() (each reaches the watch through alive_).
+  Scheduler::TaskId bookmark_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Scheduler::TaskId flush_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Scheduler::TaskId grace_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  Scheduler::TaskId retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_H_

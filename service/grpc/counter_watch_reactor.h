@@ -1,0 +1,67 @@
+#ifndef UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_REACTOR_H_
+#define UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_REACTOR_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "metrika/offline_conversions/v1/uploading_service.pb.h"
+#include "service/core/change_history.h"
+#include "service/core/scheduler.h"
+#include "service/grpc/counter_watch.h"
+#include "service/grpc/service_deps.h"
+
+namespace uploadwatch {
+
+// One WatchUploadings stream: the gRPC shell around a CounterWatch (which
+// holds the logic). Checks the request and the caller (request_checks),
+// holds a slot of --max_watches (through the hub) and of the per-connection
+// cap, bounds the stream's lifetime (UNAVAILABLE: resume with the last
+// token), one write in flight, exactly one Finish, cleanup in OnDone (which
+// deletes it).
+class CounterWatchReactor final
+    : public grpc::ServerWriteReactor<
+          metrika::offline_conversions::v1::WatchUploadingsResponse>,
+      private CounterWatch::Sink {
+ public:
+  CounterWatchReactor(
+      const ServiceDeps& deps, ChangeHistory* history,
+      grpc::CallbackServerContext* context,
+      const metrika::offline_conversions::v1::WatchUploadingsRequest& request);
+
+  // grpc::ServerWriteReactor
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  // CounterWatch::Sink (called under the watch's lock).
+  void Write(const CounterWatch::Message* message) override;
+  void Finish(const absl::Status& status) override;
+  void Expire();
+
+  struct Alive {
+    absl::Mutex mu;
+    CounterWatchReactor* reactor ABSL_GUARDED_BY(mu);
+  };
+
+  const ServiceDeps& deps_;
+  const absl::Time start_;
+  const absl::Time deadline_;  // the client's; InfiniteFuture if none
+  const std::string connection_;
+  const int32_t counter_id_;
+  bool counted_ = false;  // holds a slot in WatchLimits
+  std::string token_fingerprint_;
+  std::shared_ptr<Alive> alive_;
+  Scheduler::TaskId lifetime_timer_ = 0;
+  CounterWatch watch_;
+
+  absl::Mutex mu_;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace uploadwatch
+
+#endif  // UPLOADWATCH_SERVICE_GRPC_COUNTER_WATCH_REACTOR_H_

@@ -1,0 +1,464 @@
+// CounterWatch (the logic of WatchUploadings) on simulated time, against the
+// real UploadingHub over FakeMetricaClient: snapshot and chunking, ADDED and
+// MODIFIED, no duplicates, resume, resets, malformed tokens, bookmarks,
+// coalescing for a slow reader, errors, and the cost of many watchers.
+#include "service/grpc/counter_watch.h"
+
+#include <memory>
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "service/core/change_history.h"
+#include "service/core/resume_token.h"
+#include "service/testing/fake_metrica_client.h"
+#include "service/testing/simulated_time.h"
+
+namespace uploadwatch {
+namespace {
+
+using ::metrika::offline_conversions::v1::UploadingEvent;
+using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::SimulatedTime;
+using Message = CounterWatch::Message;
+
+constexpr int32_t kCounter = 2215573;
+constexpr char kToken[] = "AQAAAAA-counter-watch-test-token";
+constexpr absl::Duration kInterval = absl::Seconds(30);
+
+class FixedRandom : public RandomSource {
+ public:
+  double Uniform01() override { return 0.5; }
+};
+
+// Records what the watch writes; the test acknowledges writes (a slow
+// reader simply does not).
+class FakeSink : public CounterWatch::Sink {
+ public:
+  void Write(const Message* message) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_FALSE(unacked_) << "a second write while one is in flight";
+    messages_.push_back(*message);
+    unacked_ = true;
+  }
+  void Finish(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_FALSE(finished_.has_value()) << "finished twice";
+    finished_ = status;
+  }
+  bool TakeUnacked() {
+    absl::MutexLock lock(&mu_);
+    const bool was = unacked_;
+    unacked_ = false;
+    return was;
+  }
+  std::vector<Message> messages() {
+    absl::MutexLock lock(&mu_);
+    return messages_;
+  }
+  std::optional<absl::Status> finished() {
+    absl::MutexLock lock(&mu_);
+    return finished_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Message> messages_;
+  bool unacked_ = false;
+  std::optional<absl::Status> finished_;
+};
+
+struct Stream {
+  FakeSink sink;
+  std::unique_ptr<CounterWatch> watch;
+  bool slow = false;  // does not acknowledge writes
+};
+
+v1::Uploading Make(int64_t id, v1::Uploading::Status status,
+                   v1::Uploading::Type type = v1::Uploading::TYPE_UNSPECIFIED) {
+  v1::Uploading u;
+  u.set_id(id);
+  u.set_status(status);
+  u.set_type(type);
+  return u;
+}
+
+std::vector<std::pair<UploadingEvent::Type, int64_t>> Events(const Message& m) {
+  std::vector<std::pair<UploadingEvent::Type, int64_t>> out;
+  for (const auto& e : m.events()) out.emplace_back(e.type(), e.uploading().id());
+  // Within a round, events come in the order Metrica listed them, which is
+  // not relied on: compare by id.
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
+}
+
+class CounterWatchTest : public ::testing::Test {
+ protected:
+  CounterWatchTest() : client_(&time_) {
+    client_.set_latency(absl::ZeroDuration());
+    hub_options_.poll_interval = kInterval;
+    hub_options_.random = &random_;
+    options_.bookmark_interval = absl::Hours(1);
+  }
+  void TearDown() override {
+    for (auto& s : streams_) s->watch->Stop();
+    if (hub_ != nullptr) hub_->Shutdown(absl::UnavailableError("test over"));
+    time_.RunPending();
+    streams_.clear();
+    hub_.reset();
+  }
+  void StartHub() {
+    hub_ = std::make_unique<UploadingHub>(&client_, &time_, &time_, &time_,
+                                          hub_options_);
+  }
+  Stream& Open(const std::string& token = "",
+               v1::Uploading::Type type = v1::Uploading::TYPE_UNSPECIFIED,
+               absl::Status* status = nullptr) {
+    if (hub_ == nullptr) StartHub();
+    auto s = std::make_unique<Stream>();
+    s->watch = std::make_unique<CounterWatch>(hub_.get(), &history_, &time_,
+                                              &time_, &s->sink, options_);
+    absl::Status st = s->watch->Start(credentials_, kCounter, type, token);
+    if (status != nullptr) {
+      *status = st;
+    } else {
+      EXPECT_TRUE(st.ok()) << st;
+    }
+    streams_.push_back(std::move(s));
+    return *streams_.back();
+  }
+  // Runs what is due now and acknowledges every write of a non-slow stream.
+  void Settle() {
+    for (int i = 0; i < 100; ++i) {
+      time_.RunPending();
+      bool acked = false;
+      for (auto& s : streams_) {
+        if (!s->slow && s->sink.TakeUnacked()) {
+          s->watch->WriteDone(true);
+          acked = true;
+        }
+      }
+      if (!acked && time_.NextDue() > time_.Now()) return;
+    }
+  }
+  void Advance(absl::Duration d) {
+    time_.Advance(d);
+    Settle();
+  }
+  void Put(const v1::Uploading& u) { client_.SetUploading(kCounter, u); }
+
+  SimulatedTime time_;
+  FakeMetricaClient client_;
+  FixedRandom random_;
+  UploadingHub::Options hub_options_;
+  CounterWatch::Options options_;
+  LocalChangeHistory history_{&time_, {}, /*instance=*/1234};
+  const Credentials credentials_{kToken};
+  std::unique_ptr<UploadingHub> hub_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+};
+
+TEST_F(CounterWatchTest, TheSnapshotAddsEveryUploadingInChunksThenSyncs) {
+  for (int64_t id = 1; id <= 1200; ++id) Put(Make(id, v1::Uploading::UPLOADED));
+  options_.max_events_per_message = 500;
+  Stream& s = Open();
+  Settle();
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].events_size(), 500);
+  EXPECT_EQ(m[1].events_size(), 500);
+  EXPECT_EQ(m[2].events_size(), 200);
+  EXPECT_FALSE(m[0].synced());
+  EXPECT_FALSE(m[1].synced());
+  EXPECT_TRUE(m[2].synced());
+  std::set<int64_t> ids;
+  for (const Message& msg : m) {
+    EXPECT_FALSE(msg.reset());
+    EXPECT_FALSE(msg.resume_token().empty());
+    for (const auto& [type, id] : Events(msg)) {
+      EXPECT_EQ(type, UploadingEvent::ADDED);
+      ids.insert(id);
+    }
+  }
+  EXPECT_EQ(ids.size(), 1200u);
+  // The snapshot's page and the poll round's are one request.
+  EXPECT_EQ(client_.count("list"), 1);
+  EXPECT_FALSE(s.sink.finished().has_value());
+}
+
+TEST_F(CounterWatchTest, AnEmptyCounterSyncsAtOnce) {
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  EXPECT_TRUE(s.sink.messages()[0].synced());
+  EXPECT_EQ(s.sink.messages()[0].events_size(), 0);
+}
+
+TEST_F(CounterWatchTest, OneMessagePerRoundAddedAndModifiedNeverADuplicate) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  Put(Make(1, v1::Uploading::MATCHED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Advance(kInterval);
+  std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 1}, {UploadingEvent::ADDED, 2}}));
+  EXPECT_FALSE(m[1].synced());
+  // Nothing changes: rounds go on, nothing is sent.
+  Advance(kInterval);
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 2u);
+  // A terminal status is a MODIFIED like any other, and the watch goes on.
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Advance(kInterval);
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 3u);
+  ASSERT_EQ(m[2].events_size(), 1);
+  EXPECT_EQ(m[2].events(0).type(), UploadingEvent::MODIFIED);
+  EXPECT_EQ(m[2].events(0).uploading().status(), v1::Uploading::PROCESSED);
+  // Any field counts, not only the status.
+  v1::Uploading commented = Make(2, v1::Uploading::UPLOADED);
+  commented.set_comment("now with a comment");
+  Put(commented);
+  Advance(kInterval);
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(Events(m[3]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 2}}));
+  EXPECT_FALSE(s.sink.finished().has_value());
+}
+
+TEST_F(CounterWatchTest, AResumeWithinTheHistorySendsOnlyTheLatestChanges) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Stream& a = Open();
+  Settle();
+  const std::string token = a.sink.messages().back().resume_token();
+  a.watch->Stop();
+  // While nobody watches via this token, another watcher sees two changes
+  // of 1 and a new 3.
+  Open();
+  Settle();
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Put(Make(3, v1::Uploading::UPLOADED));
+  Advance(kInterval);
+  Stream& b = Open(token);
+  Settle();
+  const std::vector<Message> m = b.sink.messages();
+  ASSERT_GE(m.size(), 1u);
+  EXPECT_FALSE(m[0].reset());
+  EXPECT_TRUE(m[0].synced());
+  EXPECT_EQ(Events(m[0]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 1}, {UploadingEvent::ADDED, 3}}));
+  for (const auto& e : m[0].events()) {
+    if (e.uploading().id() == 1) {
+      EXPECT_EQ(e.uploading().status(), v1::Uploading::PROCESSED);
+    }
+  }
+  // The round its subscription started repeats nothing it was sent.
+  EXPECT_EQ(m.size(), 1u);
+  // And it goes on live.
+  Put(Make(2, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  ASSERT_EQ(b.sink.messages().size(), 2u);
+  EXPECT_EQ(Events(b.sink.messages()[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 2}}));
+}
+
+TEST_F(CounterWatchTest, ATokenOfAnotherInstanceGivesAResetThenTheSnapshot) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  ResumeToken foreign;
+  foreign.instance = 999;  // another process
+  foreign.fingerprint_hash = FingerprintHash(credentials_.fingerprint());
+  foreign.counter_id = kCounter;
+  foreign.type = v1::Uploading::BASIC;
+  foreign.sequence = 1;
+  Stream& s = Open(EncodeResumeToken(foreign));
+  Settle();
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m[0].reset());
+  EXPECT_EQ(m[0].events_size(), 0);
+  EXPECT_FALSE(m[1].reset());
+  EXPECT_TRUE(m[1].synced());
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 1}}));
+}
+
+TEST_F(CounterWatchTest, TokensTooOldOrOfAnotherCounterTypeOrCallerReset) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Stream& first = Open();
+  Settle();
+  const std::string token = first.sink.messages().back().resume_token();
+  // Another type: a reset.
+  Stream& calls = Open(token, v1::Uploading::CALLS);
+  Settle();
+  ASSERT_FALSE(calls.sink.messages().empty());
+  EXPECT_TRUE(calls.sink.messages()[0].reset());
+  // Too old: a history that keeps 15 minutes.
+  for (int i = 0; i < 3; ++i) {
+    Put(Make(1, i % 2 == 0 ? v1::Uploading::MATCHED : v1::Uploading::UPLOADED));
+    Advance(absl::Minutes(8));
+  }
+  Stream& late = Open(token);
+  Settle();
+  ASSERT_FALSE(late.sink.messages().empty());
+  EXPECT_TRUE(late.sink.messages()[0].reset());
+  EXPECT_TRUE(late.sink.messages().back().synced());
+}
+
+TEST_F(CounterWatchTest, AMalformedTokenFailsBeforeAnyMessage) {
+  absl::Status status;
+  Stream& s = Open("not a token", v1::Uploading::TYPE_UNSPECIFIED, &status);
+  Settle();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(s.sink.messages().empty());
+  EXPECT_FALSE(s.sink.finished().has_value());  // the caller finishes it
+  EXPECT_EQ(hub_->stats().watchers, 0u);
+}
+
+TEST_F(CounterWatchTest, AnIdleStreamGetsBookmarksWithAFreshToken) {
+  options_.bookmark_interval = absl::Seconds(10);
+  hub_options_.poll_interval = absl::Minutes(5);
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  Advance(absl::Seconds(9));
+  EXPECT_EQ(s.sink.messages().size(), 1u);
+  Advance(absl::Seconds(1));
+  ASSERT_EQ(s.sink.messages().size(), 2u);
+  Advance(absl::Seconds(10));
+  ASSERT_EQ(s.sink.messages().size(), 3u);
+  const Message bookmark = s.sink.messages()[2];
+  EXPECT_EQ(bookmark.events_size(), 0);
+  EXPECT_FALSE(bookmark.synced());
+  EXPECT_FALSE(bookmark.resume_token().empty());
+  // The bookmark's token resumes without a reset.
+  Stream& r = Open(bookmark.resume_token());
+  Settle();
+  ASSERT_FALSE(r.sink.messages().empty());
+  EXPECT_FALSE(r.sink.messages()[0].reset());
+  EXPECT_TRUE(r.sink.messages()[0].synced());
+}
+
+TEST_F(CounterWatchTest, ASlowReaderGetsTheLatestStatePerUploadingInOrder) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  s.slow = true;
+  // Round 1: 1 changes (that write stays in flight).
+  Put(Make(1, v1::Uploading::EXPORTED));
+  Advance(kInterval);
+  ASSERT_EQ(s.sink.messages().size(), 2u);
+  // Rounds 2 and 3 while the reader is stuck: 2 is new, then both change.
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  Put(Make(2, v1::Uploading::EXPORTED));
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 2u);
+  s.slow = false;
+  ASSERT_TRUE(s.sink.TakeUnacked());
+  s.watch->WriteDone(true);
+  Settle();
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 3u);
+  ASSERT_EQ(m[2].events_size(), 2);
+  EXPECT_EQ(m[2].events(0).type(), UploadingEvent::ADDED);  // never dropped
+  EXPECT_EQ(m[2].events(0).uploading().id(), 2);
+  EXPECT_EQ(m[2].events(0).uploading().status(), v1::Uploading::EXPORTED);
+  EXPECT_EQ(m[2].events(1).type(), UploadingEvent::MODIFIED);
+  EXPECT_EQ(m[2].events(1).uploading().status(), v1::Uploading::PROCESSED);
+}
+
+TEST_F(CounterWatchTest, PermanentErrorsEndTheStreamTransientOnesDoNot) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  client_.Fail({.endpoint = "list",
+                .status = absl::UnavailableError("metrica hiccup"),
+                .times = 2});
+  Stream& s = Open();
+  Settle();
+  EXPECT_FALSE(s.sink.finished().has_value());
+  Advance(absl::Seconds(3));  // the watch's retry
+  Advance(kInterval);
+  EXPECT_FALSE(s.sink.finished().has_value());
+  ASSERT_FALSE(s.sink.messages().empty());
+  EXPECT_TRUE(s.sink.messages().back().synced());
+  client_.Fail({.endpoint = "list",
+                .status = absl::PermissionDeniedError("no access to counter"),
+                .times = -1});
+  Advance(kInterval * 10);
+  ASSERT_TRUE(s.sink.finished().has_value());
+  EXPECT_EQ(s.sink.finished()->code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(CounterWatchTest, HundredCounterWatchersAndAnUploadingWatchShareOnePoll) {
+  for (int64_t id = 1; id <= 10; ++id) Put(Make(id, v1::Uploading::UPLOADED));
+  for (int i = 0; i < 100; ++i) Open();
+  // And a WatchUploading of one of them, with the same token.
+  struct Quiet : Subscriber {
+    void OnState(const UploadingState&) override { ++states; }
+    void OnError(const absl::Status&) override {}
+    int states = 0;
+  } uploading_watch;
+  ASSERT_TRUE(hub_->Subscribe(credentials_, kCounter, 3, &uploading_watch).ok());
+  Settle();
+  for (auto& s : streams_) {
+    ASSERT_FALSE(s->sink.messages().empty());
+    EXPECT_TRUE(s->sink.messages().back().synced());
+  }
+  client_.ClearLog();
+  Put(Make(3, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  EXPECT_EQ(client_.count("list"), 1);
+  EXPECT_EQ(client_.count("get"), 0);
+  for (auto& s : streams_) {
+    EXPECT_EQ(Events(s->sink.messages().back()),
+              (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                  {UploadingEvent::MODIFIED, 3}}));
+  }
+  EXPECT_GE(uploading_watch.states, 2);  // it saw the change too
+  client_.ClearLog();
+  Advance(kInterval * 3);
+  EXPECT_EQ(client_.count("list"), 3);  // one per interval
+  EXPECT_EQ(client_.count("get"), 0);
+  hub_->Unsubscribe(&uploading_watch);
+}
+
+TEST_F(CounterWatchTest, ACallsWatchPollsTheCallsList) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED, v1::Uploading::CALLS));
+  Stream& s = Open("", v1::Uploading::CALLS);
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  EXPECT_EQ(Events(s.sink.messages()[0]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 2}}));
+  client_.ClearLog();
+  Put(Make(2, v1::Uploading::MATCHED, v1::Uploading::CALLS));
+  Advance(kInterval);
+  for (const auto& r : client_.requests()) {
+    EXPECT_EQ(r.endpoint, "list");
+    EXPECT_EQ(r.list.type, v1::Uploading::CALLS);
+  }
+  EXPECT_EQ(s.sink.messages().size(), 2u);
+}
+
+}  // namespace
+}  // namespace uploadwatch
