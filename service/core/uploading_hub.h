@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "service/auth/token.h"
 #include "service/common/clock.h"
+#include "service/core/caller_admission.h"
 #include "service/core/executor.h"
 #include "service/core/fan_out.h"
 #include "service/core/group_poller.h"
@@ -62,7 +63,16 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     int batch_max_pages = 3;
     // Share of a token's daily budget (see MetricaClient::DailyUsage) kept
     // for Gets and Lists of callers: polls stretch to leave it untouched.
+    // It is also all that callers on the server's token may spend together
+    // (see CallerAdmission), so that they never eat the polls' part.
     double budget_reserve = 0.1;
+    // How long Metrica's NOT_FOUND / PERMISSION_DENIED for an uploading
+    // answer Gets and new watches; zero: not remembered.
+    absl::Duration negative_cache_ttl = absl::Seconds(30);
+    // Each caller's part of what callers on the server's token may spend
+    // (requests a day, and parallel slots of `max_in_flight_per_token`).
+    double caller_budget_share = 0.25;
+    int max_in_flight_per_token = 3;
     // Registry for the metrics; none when null. Not owned.
     Metrics* metrics = nullptr;
     // Jitter of poll backoff. Not owned; default: absl::BitGen.
@@ -118,6 +128,8 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   void Shutdown(const absl::Status& reason);
 
   Stats stats() const;
+  // Callers on the server token with a count today or a request in flight.
+  size_t admitted_callers() const { return admission_.callers(); }
 
   // ObservationSink
   UploadingState Observe(const UploadingKey& key,
@@ -145,6 +157,7 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   StateStore store_;
   WatchRegistry registry_;
   FanOut fan_out_;
+  CallerAdmission admission_;
   Pacer pacer_;
   UpstreamReader reader_;
   GroupPoller poller_;

@@ -1,5 +1,7 @@
 #include "service/core/upstream_reader.h"
 
+#include <atomic>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -22,7 +24,8 @@ UpstreamReader::UpstreamReader(MetricaClient* client, const Clock* clock,
         {"endpoint"}, Metrics::LatencyBuckets());
     cache_lookups_ = metrics->AddCounter(
         "uploadwatch_cache_lookups_total",
-        "GetUploading/ListUploadings answered from cache (hit) or not (miss).",
+        "GetUploading/ListUploadings answered from cache (hit), from a "
+        "remembered NOT_FOUND/PERMISSION_DENIED (negative_hit) or not (miss).",
         {"rpc", "result"});
   }
 }
@@ -34,8 +37,53 @@ void UpstreamReader::Count(const char* endpoint, const absl::Status& status,
   upstream_latency_->ObserveDuration({endpoint}, now - sent);
 }
 
-void UpstreamReader::Get(const std::string& token, const UploadingKey& key,
-                         StateCallback done) {
+template <typename Callback, typename Fetch>
+void UpstreamReader::FetchAdmitted(const Credentials& credentials,
+                                   Callback done, Fetch fetch) {
+  CallerAdmission* const admission = options_.admission;
+  if (admission == nullptr || !credentials.server_token()) {
+    fetch(std::move(done));
+    return;
+  }
+  absl::Status admitted = admission->Admit(
+      credentials.fingerprint(), credentials.caller(), clock_->Now());
+  if (!admitted.ok()) {
+    std::move(done)(std::move(admitted));
+    return;
+  }
+  // Whoever clears it first gives the slot back: the answer (Release) or,
+  // for a call that joined one under way, this function (Refund).
+  auto held = std::make_shared<std::atomic<bool>>(true);
+  const auto ticket = fetch(
+      [done = std::move(done), held, admission,
+       caller = credentials.caller()](auto result) mutable {
+        if (held->exchange(false)) admission->Release(caller);
+        std::move(done)(std::move(result));
+      });
+  if (!ticket.send && held->exchange(false)) {
+    admission->Refund(credentials.caller());
+  }
+}
+
+std::optional<absl::Status> UpstreamReader::Negative(const UploadingKey& key) {
+  std::optional<absl::Status> out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = negative_.find(key);
+    if (it == negative_.end()) return std::nullopt;
+    if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
+      negative_.erase(it);
+      return std::nullopt;
+    }
+    out = it->second.status;
+  }
+  if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "negative_hit"});
+  return out;
+}
+
+void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
+                         int64_t uploading_id, StateCallback done) {
+  const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
   std::optional<absl::Status> refused;
   {
     absl::MutexLock lock(&mu_);
@@ -50,14 +98,20 @@ void UpstreamReader::Get(const std::string& token, const UploadingKey& key,
     std::move(done)(*std::move(s));
     return;
   }
+  if (std::optional<absl::Status> negative = Negative(key)) {
+    std::move(done)(*std::move(negative));
+    return;
+  }
   if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
-  FetchGet(token, key, std::move(done));
+  FetchAdmitted(credentials, std::move(done),
+                [this, &credentials, &key](StateCallback d) {
+                  return FetchGet(credentials.token(), key, std::move(d));
+                });
 }
 
-void UpstreamReader::List(const std::string& token,
-                          const std::string& token_fingerprint,
+void UpstreamReader::List(const Credentials& credentials,
                           const ListParams& params, ListCallback done) {
-  const ListKey key{token_fingerprint, params.counter_id, params.limit,
+  const ListKey key{credentials.fingerprint(), params.counter_id, params.limit,
                     params.offset, static_cast<int32_t>(params.type)};
   std::optional<absl::StatusOr<v1::ListUploadingsResponse>> immediate;
   {
@@ -77,7 +131,10 @@ void UpstreamReader::List(const std::string& token,
     return;
   }
   if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
-  FetchList(token, key, std::move(done));
+  FetchAdmitted(credentials, std::move(done),
+                [this, &credentials, &key](ListCallback d) {
+                  return FetchList(credentials.token(), key, std::move(d));
+                });
 }
 
 UpstreamReader::GetFlights::Ticket UpstreamReader::FetchGet(
@@ -205,6 +262,16 @@ void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,
   {
     absl::MutexLock lock(&mu_);
     waiters = gets_.Complete(key, flight, &sent);
+    if (!waiters.empty()) {
+      const absl::StatusCode code = result.status().code();
+      if ((code == absl::StatusCode::kNotFound ||
+           code == absl::StatusCode::kPermissionDenied) &&
+          options_.negative_ttl > absl::ZeroDuration()) {
+        negative_[key] = NegativeEntry{result.status(), clock_->Now()};
+      } else if (result.ok()) {
+        negative_.erase(key);
+      }
+    }
   }
   if (waiters.empty()) return;  // left or superseded: dropped
   const absl::Time now = clock_->Now();
@@ -230,6 +297,11 @@ void UpstreamReader::OnList(const ListKey& key, uint64_t flight,
     waiters = lists_.Complete(key, flight, &sent);
     if (!waiters.empty() && result.ok()) {
       list_cache_[key] = ListEntry{*result, clock_->Now()};
+      // It exists after all (created since, or access granted).
+      for (const v1::Uploading& u : result->uploadings()) {
+        negative_.erase(
+            UploadingKey{key.token_fingerprint, key.counter_id, u.id()});
+      }
     }
   }
   if (waiters.empty()) return;
@@ -272,6 +344,13 @@ void UpstreamReader::SweepListCache(absl::Time now) {
   for (auto it = list_cache_.begin(); it != list_cache_.end();) {
     if (now - it->second.fetched > options_.list_fresh_for) {
       list_cache_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = negative_.begin(); it != negative_.end();) {
+    if (now - it->second.stored >= options_.negative_ttl) {
+      negative_.erase(it++);
     } else {
       ++it;
     }

@@ -26,11 +26,29 @@ absl::Status ValidateList(
 std::optional<std::string> AuthorizationOf(
     const grpc::CallbackServerContext& context);
 
+// How calls that bring no token are treated.
+struct CallerPolicy {
+  std::string default_token;  // the server's own token ("" for none)
+  // Metadata key a trusted proxy sets to name the caller
+  // (--caller_identity_header); "" to ignore every such header.
+  std::string identity_header;
+  // Calls without their own token are refused (--require_caller_token).
+  bool require_caller_token = false;
+};
+
+// Who is calling, the key of a caller's share of the server token: the
+// mTLS client certificate's subject ("cert:..."), else the policy's
+// identity header ("header:...", trusted: only set the flag behind a proxy
+// that overwrites it), else the peer's IP without its port ("ip:...").
+std::string CallerIdentity(const grpc::CallbackServerContext& context,
+                           const CallerPolicy& policy);
+
 // The token a call uses: its own `authorization`, else the server's
-// `default_token` (see auth/token.h); UNAUTHENTICATED when neither works.
+// `default_token` (see auth/token.h), marked as the server's and with the
+// caller's identity; UNAUTHENTICATED when neither works, or when the call
+// brings none and the policy requires one.
 absl::StatusOr<Credentials> CallerCredentials(
-    const grpc::CallbackServerContext& context,
-    const std::string& default_token);
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy);
 
 }  // namespace uploadwatch
 
