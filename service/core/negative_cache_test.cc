@@ -172,8 +172,9 @@ class CallerShareTest : public NegativeCacheTest {
     options_.caller_budget_share = 0.25;
     options_.max_in_flight_per_token = 3;
     client_.SetDailyUsage(Credentials(kServerToken).fingerprint(),
-                          QuotaUsage{0, 40, time_.Now() + absl::Hours(6)});
+                          QuotaUsage{0, 40, reset_});
   }
+  const absl::Time reset_ = time_.Now() + absl::Hours(6);
 };
 
 TEST_F(CallerShareTest, MissingIdsFromOneCallerDoNotLockOutOthers) {
@@ -234,7 +235,7 @@ TEST_F(CallerShareTest, PollsKeepTheirPartWhateverCallersSpend) {
   // polls' 20 as untouched and spread them over the 6 h to the reset (one
   // poll per 18 min), not stop polling until the reset.
   const std::string fp = Credentials(kServerToken).fingerprint();
-  client_.SetDailyUsage(fp, QuotaUsage{20, 40, time_.Now() + absl::Hours(6)});
+  client_.SetDailyUsage(fp, QuotaUsage{20, 40, reset_});
   client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
   client_.ClearLog();
   NullSubscriber w;
