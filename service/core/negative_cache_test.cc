@@ -249,3 +249,59 @@ TEST_F(CallerShareTest, PollsKeepTheirPartWhateverCallersSpend) {
 
 }  // namespace
 }  // namespace uploadwatch
+
+namespace uploadwatch {
+namespace {
+
+// ------------------------------------------------- tokens Metrica rejects
+
+class JunkTokenTest : public NegativeCacheTest {
+ protected:
+  JunkTokenTest() {
+    options_.tokens.unverified_per_day = 10;
+    // The fake knows no tokens: every request of a token that is not
+    // `own_` is refused like Metrica refuses a bad token.
+    client_.Fail({.status = absl::UnauthenticatedError("invalid token"),
+                  .times = -1});
+  }
+};
+
+TEST_F(JunkTokenTest, RepeatedCallsWithAJunkTokenAskMetricaOnce) {
+  Start();
+  const Credentials junk("bogus-1");
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(GetNow(junk, 12 + i).code(), absl::StatusCode::kUnauthenticated);
+  }
+  NullSubscriber w;
+  EXPECT_EQ(hub_->Subscribe(junk, kCounter, 99, &w).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(client_.count("get"), 1);
+  EXPECT_EQ(hub_->tracked_tokens(), 0u);
+}
+
+TEST_F(JunkTokenTest, JunkTokensShareOneSmallBucket) {
+  Start();
+  int unauthenticated = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    const absl::Status s =
+        GetNow(Credentials("bogus-" + std::to_string(i)), 12);
+    if (s.code() == absl::StatusCode::kUnauthenticated) ++unauthenticated;
+    if (Reason(s) == "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED") ++refused;
+  }
+  EXPECT_EQ(unauthenticated, 10);
+  EXPECT_EQ(refused, 290);
+  EXPECT_EQ(client_.count("get"), 10);
+  EXPECT_EQ(hub_->tracked_tokens(), 0u);
+}
+
+TEST_F(JunkTokenTest, AnAcceptedTokenLeavesTheBucket) {
+  client_.ClearFailures();
+  client_.SetUploading(kCounter, Make(12, v1::Uploading::PROCESSED));
+  options_.cache_ttl = absl::ZeroDuration();
+  Start();
+  for (int i = 0; i < 30; ++i) EXPECT_TRUE(GetNow(own_, 12).ok()) << i;
+  EXPECT_EQ(hub_->tracked_tokens(), 1u);
+}
+
+}  // namespace
+}  // namespace uploadwatch

@@ -26,6 +26,7 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
                                  .retention = options.retention}),
       registry_(WatchRegistry::Options{.max_watches = options.max_watches}),
       fan_out_(executor),
+      tokens_(options.tokens),
       admission_(
           CallerAdmission::Options{
               .share = options.caller_budget_share,
@@ -48,7 +49,8 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
                   .list_fresh_for = FreshFor(options),
                   .negative_ttl = options.negative_cache_ttl,
                   .metrics = options.metrics,
-                  .admission = &admission_}),
+                  .admission = &admission_,
+                  .tokens = &tokens_}),
       poller_(&reader_, &registry_, &pacer_,
               options.ownership != nullptr ? options.ownership
                                            : &local_ownership_,
@@ -89,6 +91,9 @@ void UploadingHub::RegisterGauges(Metrics* metrics) {
     return [this, used] {
       Samples out;
       for (const auto& [fp, usage] : client_->AllDailyUsage()) {
+        // Only tokens Metrica has accepted: series stay bounded by
+        // --max_tracked_tokens whatever clients send.
+        if (!tokens_.Known(fp)) continue;
         out.push_back(
             {{fp}, static_cast<double>(used ? usage.used : usage.remaining())});
       }

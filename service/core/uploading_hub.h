@@ -21,6 +21,7 @@
 #include "service/core/scheduler.h"
 #include "service/core/state_store.h"
 #include "service/core/subscriber.h"
+#include "service/core/token_tracker.h"
 #include "service/core/upstream_reader.h"
 #include "service/core/watch_registry.h"
 #include "service/metrica/backoff.h"
@@ -73,6 +74,9 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     // (requests a day, and parallel slots of `max_in_flight_per_token`).
     double caller_budget_share = 0.25;
     int max_in_flight_per_token = 3;
+    // Callers' tokens Metrica has accepted that are tracked (quota series,
+    // no unverified bucket), and what unverified tokens may spend a day.
+    TokenTracker::Options tokens;
     // Registry for the metrics; none when null. Not owned.
     Metrics* metrics = nullptr;
     // Jitter of poll backoff. Not owned; default: absl::BitGen.
@@ -130,6 +134,8 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   Stats stats() const;
   // Callers on the server token with a count today or a request in flight.
   size_t admitted_callers() const { return admission_.callers(); }
+  // Tokens Metrica has accepted, tracked.
+  size_t tracked_tokens() const { return tokens_.tracked(); }
 
   // ObservationSink
   UploadingState Observe(const UploadingKey& key,
@@ -157,6 +163,7 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   StateStore store_;
   WatchRegistry registry_;
   FanOut fan_out_;
+  TokenTracker tokens_;
   CallerAdmission admission_;
   Pacer pacer_;
   UpstreamReader reader_;

@@ -1,6 +1,7 @@
 #include "service/core/upstream_reader.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -39,29 +40,70 @@ void UpstreamReader::Count(const char* endpoint, const absl::Status& status,
 
 template <typename Callback, typename Fetch>
 void UpstreamReader::FetchAdmitted(const Credentials& credentials,
-                                   Callback done, Fetch fetch) {
-  CallerAdmission* const admission = options_.admission;
-  if (admission == nullptr || !credentials.server_token()) {
-    fetch(std::move(done));
-    return;
+                                   bool joining, Callback done, Fetch fetch) {
+  // How the slot taken is given back: (refund) -> void; none taken if null.
+  std::function<void(bool)> give_back;
+  absl::Status admitted;
+  if (joining) {
+    // A request under way answers it: nothing to admit.
+  } else if (credentials.server_token()) {
+    if (CallerAdmission* const a = options_.admission) {
+      admitted = a->Admit(credentials.fingerprint(), credentials.caller(),
+                          clock_->Now());
+      give_back = [a, caller = credentials.caller()](bool refund) {
+        refund ? a->Refund(caller) : a->Release(caller);
+      };
+    }
+  } else if (TokenTracker* const t = options_.tokens;
+             t != nullptr && !t->Accepted(credentials.fingerprint())) {
+    admitted = t->AdmitUnverified(clock_->Now());
+    give_back = [t](bool refund) { t->ReleaseUnverified(refund); };
   }
-  absl::Status admitted = admission->Admit(
-      credentials.fingerprint(), credentials.caller(), clock_->Now());
   if (!admitted.ok()) {
     std::move(done)(std::move(admitted));
     return;
   }
-  // Whoever clears it first gives the slot back: the answer (Release) or,
-  // for a call that joined one under way, this function (Refund).
+  if (!give_back) {
+    fetch(std::move(done));
+    return;
+  }
+  // Whoever clears it first gives the slot back: the answer, or, for a call
+  // that joined one under way, this function (refunded: it cost nothing).
   auto held = std::make_shared<std::atomic<bool>>(true);
-  const auto ticket = fetch(
-      [done = std::move(done), held, admission,
-       caller = credentials.caller()](auto result) mutable {
-        if (held->exchange(false)) admission->Release(caller);
+  const auto ticket =
+      fetch([done = std::move(done), held, give_back](auto result) mutable {
+        if (held->exchange(false)) give_back(false);
         std::move(done)(std::move(result));
       });
-  if (!ticket.send && held->exchange(false)) {
-    admission->Refund(credentials.caller());
+  if (!ticket.send && held->exchange(false)) give_back(true);
+}
+
+std::optional<absl::Status> UpstreamReader::RejectedLocked(
+    const std::string& fingerprint) {
+  auto it = rejected_.find(fingerprint);
+  if (it == rejected_.end()) return std::nullopt;
+  if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
+    rejected_.erase(it);
+    return std::nullopt;
+  }
+  return it->second.status;
+}
+
+bool UpstreamReader::Learn(const std::string& token_fingerprint,
+                           const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+      rejected_.erase(token_fingerprint);
+      return true;
+    case absl::StatusCode::kUnauthenticated:
+      if (options_.negative_ttl > absl::ZeroDuration()) {
+        rejected_[token_fingerprint] = NegativeEntry{status, clock_->Now()};
+      }
+      return false;
+    default:
+      return false;  // says nothing of the token
   }
 }
 
@@ -69,13 +111,16 @@ std::optional<absl::Status> UpstreamReader::Negative(const UploadingKey& key) {
   std::optional<absl::Status> out;
   {
     absl::MutexLock lock(&mu_);
+    out = RejectedLocked(key.token_fingerprint);
     auto it = negative_.find(key);
-    if (it == negative_.end()) return std::nullopt;
-    if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
-      negative_.erase(it);
-      return std::nullopt;
+    if (!out && it != negative_.end()) {
+      if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
+        negative_.erase(it);
+      } else {
+        out = it->second.status;
+      }
     }
-    out = it->second.status;
+    if (!out) return std::nullopt;
   }
   if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "negative_hit"});
   return out;
@@ -103,7 +148,12 @@ void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
     return;
   }
   if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
-  FetchAdmitted(credentials, std::move(done),
+  bool joining;
+  {
+    absl::MutexLock lock(&mu_);
+    joining = gets_.contains(key);
+  }
+  FetchAdmitted(credentials, joining, std::move(done),
                 [this, &credentials, &key](StateCallback d) {
                   return FetchGet(credentials.token(), key, std::move(d));
                 });
@@ -117,8 +167,15 @@ void UpstreamReader::List(const Credentials& credentials,
   {
     absl::MutexLock lock(&mu_);
     auto cached = list_cache_.find(key);
+    std::optional<absl::Status> rejected =
+        RejectedLocked(credentials.fingerprint());
     if (shut_down_) {
       immediate = *shut_down_;
+    } else if (rejected) {
+      if (cache_lookups_) {
+        cache_lookups_->Inc({"ListUploadings", "negative_hit"});
+      }
+      immediate = *std::move(rejected);
     } else if (cached != list_cache_.end() &&
                clock_->Now() - cached->second.fetched <=
                    options_.list_fresh_for) {
@@ -131,7 +188,12 @@ void UpstreamReader::List(const Credentials& credentials,
     return;
   }
   if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
-  FetchAdmitted(credentials, std::move(done),
+  bool joining;
+  {
+    absl::MutexLock lock(&mu_);
+    joining = lists_.contains(key);
+  }
+  FetchAdmitted(credentials, joining, std::move(done),
                 [this, &credentials, &key](ListCallback d) {
                   return FetchList(credentials.token(), key, std::move(d));
                 });
@@ -259,10 +321,12 @@ void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,
                            absl::StatusOr<v1::GetUploadingResponse> result) {
   std::vector<GetFlights::Callback> waiters;
   absl::Time sent;
+  bool accepted = false;
   {
     absl::MutexLock lock(&mu_);
     waiters = gets_.Complete(key, flight, &sent);
     if (!waiters.empty()) {
+      accepted = Learn(key.token_fingerprint, result.status());
       const absl::StatusCode code = result.status().code();
       if ((code == absl::StatusCode::kNotFound ||
            code == absl::StatusCode::kPermissionDenied) &&
@@ -272,6 +336,9 @@ void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,
         negative_.erase(key);
       }
     }
+  }
+  if (accepted && options_.tokens != nullptr) {
+    options_.tokens->Accept(key.token_fingerprint);
   }
   if (waiters.empty()) return;  // left or superseded: dropped
   const absl::Time now = clock_->Now();
@@ -292,9 +359,11 @@ void UpstreamReader::OnList(const ListKey& key, uint64_t flight,
                             absl::StatusOr<v1::ListUploadingsResponse> result) {
   std::vector<ListFlights::Callback> waiters;
   absl::Time sent;
+  bool accepted = false;
   {
     absl::MutexLock lock(&mu_);
     waiters = lists_.Complete(key, flight, &sent);
+    if (!waiters.empty()) accepted = Learn(key.token_fingerprint, result.status());
     if (!waiters.empty() && result.ok()) {
       list_cache_[key] = ListEntry{*result, clock_->Now()};
       // It exists after all (created since, or access granted).
@@ -303,6 +372,9 @@ void UpstreamReader::OnList(const ListKey& key, uint64_t flight,
             UploadingKey{key.token_fingerprint, key.counter_id, u.id()});
       }
     }
+  }
+  if (accepted && options_.tokens != nullptr) {
+    options_.tokens->Accept(key.token_fingerprint);
   }
   if (waiters.empty()) return;
   const absl::Time now = clock_->Now();

@@ -15,6 +15,7 @@
 #include "service/common/clock.h"
 #include "service/core/caller_admission.h"
 #include "service/core/single_flight.h"
+#include "service/core/token_tracker.h"
 #include "service/core/state_cache.h"
 #include "service/metrica/metrica_client.h"
 #include "service/metrics/metrics.h"
@@ -62,7 +63,11 @@ struct ListKey {
 // first lookup, see Negative()) without Metrica; any later sighting of the
 // uploading (a Get, a List, a poll) forgets them. A caller's Get or List on
 // the server's token that must go to Metrica asks the CallerAdmission first
-// (a call that joins one under way costs nothing). Counts the upstream
+// (a call that joins one under way costs nothing); one on a token Metrica
+// has not accepted yet takes the TokenTracker's unverified bucket, and
+// Metrica's UNAUTHENTICATED for a token answers its Gets and Lists for
+// `negative_ttl` too. Every answer but UNAUTHENTICATED (a poll's too)
+// accepts the token. Counts the upstream
 // requests and cache lookups (metrics named as before the split). Thread-safe; callbacks run once, without its locks,
 // on the upstream client's thread (inline only when answered from cache or
 // after Shutdown).
@@ -86,6 +91,9 @@ class UpstreamReader {
     // Callers' share of the server token; none (everyone admitted) when
     // null. Not owned.
     CallerAdmission* admission = nullptr;
+    // Which callers' tokens Metrica has accepted; none (every token
+    // trusted) when null. Not owned.
+    TokenTracker* tokens = nullptr;
   };
 
   // None owned; all outlive the reader.
@@ -99,8 +107,8 @@ class UpstreamReader {
            int64_t uploading_id, StateCallback done);
   void List(const Credentials& credentials, const ListParams& params,
             ListCallback done);
-  // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, if any
-  // (counted as a negative_hit).
+  // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
+  // UNAUTHENTICATED for its token, if any (counted as a negative_hit).
   std::optional<absl::Status> Negative(const UploadingKey& key);
 
   // Always from Metrica (joining a call under way); for polls. Leave() with
@@ -136,12 +144,20 @@ class UpstreamReader {
              absl::StatusOr<v1::GetUploadingResponse> result);
   void OnList(const ListKey& key, uint64_t flight,
               absl::StatusOr<v1::ListUploadingsResponse> result);
-  // `fetch(done')` (FetchGet or FetchList) once the admission lets a
-  // caller's request on the server token through: `done'` frees its slot
-  // and calls `done`. Refused: `done` gets the refusal.
+  // `fetch(done')` (FetchGet or FetchList) once the admission (for the
+  // server's token) or the unverified bucket (for a token Metrica has not
+  // accepted) lets a caller's request through: `done'` frees its slot and
+  // calls `done`. Refused: `done` gets the refusal. `joining`: a request for
+  // the same key is under way, which costs nothing more.
   template <typename Callback, typename Fetch>
-  void FetchAdmitted(const Credentials& credentials, Callback done,
-                     Fetch fetch);
+  void FetchAdmitted(const Credentials& credentials, bool joining,
+                     Callback done, Fetch fetch);
+  // Learns from Metrica's answer for a token: rejected (remembered), or
+  // accepted (true: the caller tells the TokenTracker, outside the lock).
+  bool Learn(const std::string& token_fingerprint, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<absl::Status> RejectedLocked(const std::string& fingerprint)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Count(const char* endpoint, const absl::Status& status,
              absl::Time sent, absl::Time now);
 
@@ -156,6 +172,9 @@ class UpstreamReader {
   ListFlights lists_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<UploadingKey, NegativeEntry> negative_
+      ABSL_GUARDED_BY(mu_);
+  // Tokens Metrica answered UNAUTHENTICATED, by fingerprint.
+  absl::flat_hash_map<std::string, NegativeEntry> rejected_
       ABSL_GUARDED_BY(mu_);
 
   Metrics::Counter* upstream_requests_ = nullptr;
