@@ -108,6 +108,13 @@ ABSL_FLAG(std::string, caller_identity_header, "",
 ABSL_FLAG(bool, require_caller_token, false,
           "refuse calls without their own 'authorization: OAuth <token>' "
           "(UNAUTHENTICATED), for servers reachable by untrusted clients");
+ABSL_FLAG(int, max_tracked_tokens, 1000,
+          "callers' tokens Metrica has accepted that are tracked (quota "
+          "series, their own budget), least recently used dropped first");
+ABSL_FLAG(int64_t, unverified_token_budget, 100,
+          "Metrica requests a UTC day for tokens it has not accepted yet, all "
+          "together, one at a time (junk tokens cost at most this); 0: no "
+          "daily cap");
 ABSL_FLAG(std::string, oauth_token_file, "",
           "file holding the server's Metrica OAuth token (else the "
           "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
@@ -210,6 +217,10 @@ int main(int argc, char** argv) {
   config.hub.caller_budget_share = absl::GetFlag(FLAGS_caller_budget_share);
   config.hub.max_in_flight_per_token =
       absl::GetFlag(FLAGS_max_in_flight_per_token);
+  config.hub.tokens.max_tracked =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_tracked_tokens)));
+  config.hub.tokens.unverified_per_day =
+      absl::GetFlag(FLAGS_unverified_token_budget);
   if (config.hub.budget_reserve < 0 || config.hub.budget_reserve > 1 ||
       config.hub.caller_budget_share <= 0 ||
       config.hub.caller_budget_share > 1) {
