@@ -43,7 +43,10 @@ bazel_suite() {
   bazel build --keep_going "$@" -- "${patterns[@]}" 2>&1 \
     | tee "$log.build" | grep -E '^(ERROR|FAILED)' >&2
   local build_rc=${PIPESTATUS[0]}
-  bazel query "tests(set(${patterns[*]}))" 2>/dev/null | sort >"$log.targets"
+  # `bazel test` skips manual targets, so they are not counted either (their
+  # old results in bazel-testlogs would otherwise be read as this run's).
+  bazel query "tests(set(${patterns[*]})) except attr(tags, manual, tests(set(${patterns[*]})))" \
+    2>/dev/null | sort >"$log.targets"
   bazel test --keep_going "$@" -- "${patterns[@]}" 2>&1 \
     | tee "$log" | grep -vE '^(Loading|Analyzing|INFO:|\[)' >&2
   local test_rc=${PIPESTATUS[0]}

@@ -3,6 +3,9 @@
 UPLOADWATCH_APT_PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ pkg-config
+  libhiredis-dev
+  redis-server
+  haproxy
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libcurl4-openssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev

@@ -1,0 +1,156 @@
+#include "service/redis/shared_daily_budget.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace uploadwatch::redis {
+
+namespace {
+
+// KEYS[1] today's counter; ARGV: budget, expire-at (unix s), spent in
+// fallback since the last answer (added first, whatever the outcome).
+// Returns {granted, used}.
+const RedisScript& ChargeScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+local unsynced = tonumber(ARGV[3])
+if unsynced > 0 then redis.call('INCRBY', KEYS[1], unsynced) end
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local granted = 0
+if used < tonumber(ARGV[1]) then
+  used = redis.call('INCR', KEYS[1])
+  granted = 1
+end
+if used > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+return {granted, used}
+)lua");
+  return *script;
+}
+
+}  // namespace
+
+struct SharedDailyBudget::State {
+  struct Local {
+    int64_t spent_in_fallback = 0;  // today, by this replica alone
+    int64_t unsynced = 0;           // of that, not yet added in Redis
+    int64_t last_shared_used = 0;   // Redis's count at its last answer
+  };
+
+  RedisConnection* connection;
+  SharedBudgetOptions options;
+  absl::Mutex mu;
+  // Keyed by the day's Redis key, so a new day starts from zero.
+  absl::flat_hash_map<std::string, Local> local ABSL_GUARDED_BY(mu);
+
+  absl::Time NextReset(absl::Time now) const {
+    absl::CivilDay today = absl::ToCivilDay(now, options.reset_zone);
+    return absl::FromCivil(today + 1, options.reset_zone);
+  }
+
+  std::string Key(const std::string& fingerprint, absl::Time now) const {
+    absl::CivilDay today = absl::ToCivilDay(now, options.reset_zone);
+    return connection->Key(absl::StrCat(
+        "budget:", fingerprint, ":",
+        absl::StrFormat("%04d-%02d-%02d", today.year(), today.month(),
+                        today.day())));
+  }
+
+  BudgetCharge ChargeLocally(const std::string& key, absl::Time resets_at) {
+    absl::MutexLock lock(&mu);
+    Local& l = local[key];
+    BudgetCharge c;
+    c.resets_at = resets_at;
+    c.shared = false;
+    int64_t used = l.last_shared_used + l.unsynced;
+    if (l.spent_in_fallback < options.fallback_per_token &&
+        used < options.per_token) {
+      ++l.spent_in_fallback;
+      ++l.unsynced;
+      ++used;
+      c.granted = true;
+    }
+    c.used = used;
+    c.remaining = std::max<int64_t>(
+        0, std::min(options.per_token - used,
+                    options.fallback_per_token - l.spent_in_fallback));
+    return c;
+  }
+};
+
+SharedDailyBudget::SharedDailyBudget(RedisConnection* connection,
+                                     SharedBudgetOptions options)
+    : state_(std::make_shared<State>()) {
+  state_->connection = connection;
+  connection->Preload(ChargeScript());
+  state_->options = std::move(options);
+}
+
+SharedDailyBudget::~SharedDailyBudget() = default;
+
+std::string SharedDailyBudget::Key(const std::string& token_fingerprint,
+                                   absl::Time now) const {
+  return state_->Key(token_fingerprint, now);
+}
+
+void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
+                                  ChargeCallback done) {
+  std::weak_ptr<State> weak = state_;
+  state_->connection->loop()->Post([weak, fingerprint = token_fingerprint,
+                                    done = std::move(done)]() mutable {
+    auto self = weak.lock();
+    if (self == nullptr) return done(BudgetCharge{});  // shutting down
+    absl::Time now = absl::Now();
+    std::string key = self->Key(fingerprint, now);
+    absl::Time resets_at = self->NextReset(now);
+    if (self->connection->state() != ConnectionState::kConnected) {
+      done(self->ChargeLocally(key, resets_at));
+      return;
+    }
+    int64_t unsynced;
+    {
+      absl::MutexLock lock(&self->mu);
+      State::Local& l = self->local[key];
+      unsynced = l.unsynced;
+      l.unsynced = 0;  // put back if Redis does not take it
+    }
+    // An hour past the reset: yesterday's counters clean themselves up.
+    std::string expire_at =
+        absl::StrCat(absl::ToUnixSeconds(resets_at + absl::Hours(1)));
+    self->connection->Eval(
+        ChargeScript(), {key},
+        {absl::StrCat(self->options.per_token), expire_at,
+         absl::StrCat(unsynced)},
+        [weak, key, resets_at, unsynced,
+         done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+          auto self = weak.lock();
+          if (self == nullptr) return done(BudgetCharge{});  // shutting down
+          if (!r.ok() || r->type != RedisReply::Type::kArray ||
+              r->elements.size() != 2) {
+            {
+              absl::MutexLock lock(&self->mu);
+              self->local[key].unsynced += unsynced;
+            }
+            done(self->ChargeLocally(key, resets_at));
+            return;
+          }
+          BudgetCharge c;
+          c.shared = true;
+          c.granted = r->elements[0].integer == 1;
+          c.used = r->elements[1].integer;
+          c.remaining = std::max<int64_t>(0, self->options.per_token - c.used);
+          c.resets_at = resets_at;
+          {
+            absl::MutexLock lock(&self->mu);
+            self->local[key].last_shared_used = c.used;
+          }
+          done(c);
+        });
+  });
+}
+
+}  // namespace uploadwatch::redis

@@ -1,0 +1,130 @@
+#include "service/redis/shared_daily_budget.h"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "service/redis/testing/redis_server.h"
+
+namespace uploadwatch::redis {
+namespace {
+
+using testing::RedisServer;
+using testing::WaitFor;
+
+constexpr char kToken[] = "00112233aabbccdd";  // a fingerprint
+
+struct Replica {
+  Replica(const RedisServer& server, SharedBudgetOptions options) {
+    RedisOptions o = testing::ClientOptions(server);
+    connection = std::make_unique<RedisConnection>(o, &loop);
+    budget = std::make_unique<SharedDailyBudget>(connection.get(), options);
+  }
+  ~Replica() {
+    budget.reset();
+    connection.reset();
+  }
+  BudgetCharge Charge() {
+    return testing::Await<BudgetCharge>(
+        [&](auto done) { budget->TryCharge(kToken, std::move(done)); });
+  }
+  bool Connected() const {
+    return connection->state() == ConnectionState::kConnected;
+  }
+
+  EventLoop loop;
+  std::unique_ptr<RedisConnection> connection;
+  std::unique_ptr<SharedDailyBudget> budget;
+};
+
+class SharedDailyBudgetTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.Start().ok()); }
+  std::unique_ptr<Replica> NewReplica(SharedBudgetOptions o) {
+    auto r = std::make_unique<Replica>(server_, o);
+    EXPECT_TRUE(WaitFor([&] { return r->Connected(); }));
+    return r;
+  }
+  RedisServer server_;
+};
+
+TEST_F(SharedDailyBudgetTest, ThreeReplicasTogetherNeverSpendMoreThanTheBudget) {
+  SharedBudgetOptions o;
+  o.per_token = 50;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (int i = 0; i < 3; ++i) replicas.push_back(NewReplica(o));
+  std::atomic<int> granted{0}, answered{0}, unshared{0};
+  constexpr int kPerReplica = 40;  // 120 asks for 50
+  for (auto& r : replicas) {
+    for (int i = 0; i < kPerReplica; ++i) {
+      r->budget->TryCharge(kToken, [&](BudgetCharge c) {
+        if (c.granted) ++granted;
+        if (!c.shared) ++unshared;
+        EXPECT_LE(c.used, 50);
+        ++answered;
+      });
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] { return answered.load() == 3 * kPerReplica; }));
+  EXPECT_EQ(granted.load(), 50);
+  EXPECT_EQ(unshared.load(), 0);
+  std::string key = replicas[0]->budget->Key(kToken, absl::Now());
+  EXPECT_EQ(server_.Integer({"GET", key}), 50);
+}
+
+TEST_F(SharedDailyBudgetTest, AnswersUsedAndRemainingAndExpiresAfterTheReset) {
+  SharedBudgetOptions o;
+  o.per_token = 3;
+  auto r = NewReplica(o);
+  for (int i = 1; i <= 3; ++i) {
+    BudgetCharge c = r->Charge();
+    EXPECT_TRUE(c.granted);
+    EXPECT_TRUE(c.shared);
+    EXPECT_EQ(c.used, i);
+    EXPECT_EQ(c.remaining, 3 - i);
+  }
+  BudgetCharge spent = r->Charge();
+  EXPECT_FALSE(spent.granted);
+  EXPECT_EQ(spent.remaining, 0);
+  // Moscow midnight, within a day from now.
+  absl::Time now = absl::Now();
+  EXPECT_GT(spent.resets_at, now);
+  EXPECT_LE(spent.resets_at, now + absl::Hours(24));
+  std::string key = r->budget->Key(kToken, now);
+  EXPECT_NE(key.find(kToken), std::string::npos);
+  long long ttl = server_.Integer({"TTL", key});
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 25 * 3600);
+}
+
+TEST_F(SharedDailyBudgetTest, WithoutRedisItSpendsOnlyItsShareAndAddsItLater) {
+  SharedBudgetOptions o;
+  o.per_token = 100;
+  o.fallback_per_token = 3;
+  auto r = NewReplica(o);
+  EXPECT_TRUE(r->Charge().granted);  // 1 in Redis
+  server_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !r->Connected(); }));
+  for (int i = 0; i < 3; ++i) {
+    BudgetCharge c = r->Charge();
+    EXPECT_TRUE(c.granted);
+    EXPECT_FALSE(c.shared);
+  }
+  BudgetCharge over = r->Charge();
+  EXPECT_FALSE(over.granted);
+  EXPECT_EQ(over.remaining, 0);
+  ASSERT_TRUE(server_.Start().ok());  // empty again
+  ASSERT_TRUE(WaitFor([&] { return r->Connected(); }));
+  BudgetCharge back = r->Charge();
+  EXPECT_TRUE(back.shared);
+  EXPECT_TRUE(back.granted);
+  // The 3 spent alone were added before this one.
+  EXPECT_EQ(back.used, 4);
+  EXPECT_EQ(server_.Integer({"GET", r->budget->Key(kToken, absl::Now())}), 4);
+}
+
+}  // namespace
+}  // namespace uploadwatch::redis

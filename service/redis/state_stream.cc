@@ -1,0 +1,405 @@
+#include "service/redis/state_stream.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace uploadwatch::redis {
+
+namespace {
+
+// KEYS[1] the stream, KEYS[2] the lease (the stream again when unfenced).
+// ARGV: owner ('' = unfenced), version, payload, max length.
+const RedisScript& PublishScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('NOTOWNER the poll lease is held by another replica')
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local fields = last[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'v' and tonumber(fields[i + 1]) >= tonumber(ARGV[2]) then
+      return redis.error_reply('STALE version ' .. ARGV[2] ..
+                               ' is not after ' .. fields[i + 1])
+    end
+  end
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                  'v', ARGV[2], 's', ARGV[3])
+)lua");
+  return *script;
+}
+
+// "<ms>-<seq>" -> (ms, seq); (0, 0) when malformed.
+std::pair<uint64_t, uint64_t> ParseId(absl::string_view id) {
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  size_t dash = id.find('-');
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
+      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
+    return {0, 0};
+  }
+  return out;
+}
+
+// [id, [field, value, ...]] -> entry; nullopt when malformed.
+std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 2 ||
+      r.elements[1].type != RedisReply::Type::kArray) {
+    return std::nullopt;
+  }
+  StreamEntry e;
+  e.id = r.elements[0].str;
+  const auto& fields = r.elements[1].elements;
+  for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+    if (fields[i].str == "v") {
+      if (!absl::SimpleAtoi(fields[i + 1].str, &e.version)) return std::nullopt;
+    } else if (fields[i].str == "s") {
+      e.payload = fields[i + 1].str;
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+struct StateStream::State {
+  // A read's stream key -> (group, subscription generation).
+  using ReadTargets =
+      absl::flat_hash_map<std::string, std::pair<std::string, uint64_t>>;
+
+  struct Subscription {
+    std::string key;
+    std::string last_id;  // empty: to be resolved to the stream's newest id
+    std::shared_ptr<EntryCallback> on_entry;
+    uint64_t generation = 0;  // tells a re-subscription from the old one
+    // The position must be compared with the oldest entry kept before the
+    // next read (set at Subscribe with an id, and after every reconnect).
+    bool check_trimmed = false;
+    bool gap_pending = false;  // the next entry delivered has after_gap
+  };
+
+  RedisConnection* commands;
+  RedisConnection* reader;
+  StateStreamOptions options;
+  int listener = 0;
+
+  mutable absl::Mutex mu;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
+  absl::flat_hash_map<std::string, Subscription> subs ABSL_GUARDED_BY(mu);
+  uint64_t next_generation ABSL_GUARDED_BY(mu) = 1;
+
+  // Loop thread only.
+  bool reading = false;
+  int64_t reader_client_id = 0;  // 0: unknown on this connection
+  EventLoop::TimerId retry_timer = 0;
+
+  std::string Key(const std::string& group) const {
+    return commands->Key(absl::StrCat("history:", group));
+  }
+
+  // Loop thread: a blocked XREAD returns now (so it is re-issued with the
+  // current subscriptions).
+  void WakeReader() {
+    if (!reading || reader_client_id == 0) return;
+    commands->Command({"CLIENT", "UNBLOCK", absl::StrCat(reader_client_id)},
+                      [](absl::StatusOr<RedisReply>) {});
+  }
+
+  // Loop thread: the next read, unless one is running.
+  void Kick(const std::weak_ptr<State>& weak) {
+    if (reading || reader->state() != ConnectionState::kConnected) return;
+    std::vector<std::pair<std::string, std::string>> unresolved;  // group, key
+    std::vector<std::pair<std::string, std::string>> to_check;    // group, key
+    {
+      absl::MutexLock lock(&mu);
+      if (stopped || subs.empty()) return;
+      for (auto& [group, s] : subs) {
+        if (s.last_id.empty()) {
+          unresolved.emplace_back(group, s.key);
+        } else if (s.check_trimmed) {
+          to_check.emplace_back(group, s.key);
+        }
+      }
+    }
+    reading = true;
+    auto failed = [weak](const absl::Status&) {
+      auto self = weak.lock();
+      if (self == nullptr) return;
+      self->reading = false;
+      self->RetrySoon(weak);
+    };
+    if (reader_client_id == 0) {
+      reader->Command({"CLIENT", "ID"}, [weak, failed](absl::StatusOr<RedisReply> r) {
+        auto self = weak.lock();
+        if (self == nullptr) return;
+        if (!r.ok()) return failed(r.status());
+        self->reader_client_id = r->integer;
+        self->reading = false;
+        self->Kick(weak);
+      });
+      return;
+    }
+    if (!unresolved.empty()) {
+      auto left = std::make_shared<size_t>(unresolved.size());
+      for (auto& [group, key] : unresolved) {
+        reader->Command(
+            {"XREVRANGE", key, "+", "-", "COUNT", "1"},
+            [weak, group = group, left, failed](absl::StatusOr<RedisReply> r) {
+              auto self = weak.lock();
+              if (self == nullptr) return;
+              if (r.ok()) {
+                std::string id = "0-0";
+                if (r->type == RedisReply::Type::kArray && !r->elements.empty()) {
+                  if (auto e = ParseEntry(r->elements[0])) id = e->id;
+                }
+                absl::MutexLock lock(&self->mu);
+                auto it = self->subs.find(group);
+                if (it != self->subs.end() && it->second.last_id.empty()) {
+                  it->second.last_id = id;
+                }
+              }
+              if (--*left > 0) return;
+              self->reading = false;
+              if (!r.ok()) return failed(r.status());
+              self->Kick(weak);
+            });
+      }
+      return;
+    }
+    if (!to_check.empty()) {
+      auto left = std::make_shared<size_t>(to_check.size());
+      for (auto& [group, key] : to_check) {
+        reader->Command(
+            {"XRANGE", key, "-", "+", "COUNT", "1"},
+            [weak, group = group, left, failed](absl::StatusOr<RedisReply> r) {
+              auto self = weak.lock();
+              if (self == nullptr) return;
+              if (r.ok()) {
+                absl::MutexLock lock(&self->mu);
+                auto it = self->subs.find(group);
+                if (it != self->subs.end()) {
+                  it->second.check_trimmed = false;
+                  if (r->type == RedisReply::Type::kArray && !r->elements.empty()) {
+                    std::optional<StreamEntry> first = ParseEntry(r->elements[0]);
+                    // The position itself is gone: what followed it may be too.
+                    if (first.has_value() &&
+                        ParseId(first->id) > ParseId(it->second.last_id) &&
+                        it->second.last_id != "0-0") {
+                      it->second.gap_pending = true;
+                    }
+                  }
+                }
+              }
+              if (--*left > 0) return;
+              self->reading = false;
+              if (!r.ok()) return failed(r.status());
+              self->Kick(weak);
+            });
+      }
+      return;
+    }
+    std::vector<std::string> argv = {
+        "XREAD", "COUNT", absl::StrCat(options.read_count), "BLOCK",
+        absl::StrCat(absl::ToInt64Milliseconds(options.block)), "STREAMS"};
+    std::vector<std::string> ids;
+    ReadTargets group_of_key;
+    {
+      absl::MutexLock lock(&mu);
+      for (auto& [group, s] : subs) {
+        argv.push_back(s.key);
+        ids.push_back(s.last_id);
+        group_of_key[s.key] = {group, s.generation};
+      }
+    }
+    argv.insert(argv.end(), ids.begin(), ids.end());
+    // The read may wait `block` in Redis: the deadline counts from there.
+    reader->Command(
+        std::move(argv),
+        [weak, failed, group_of_key = std::move(group_of_key)](
+            absl::StatusOr<RedisReply> r) {
+          auto self = weak.lock();
+          if (self == nullptr) return;
+          if (!r.ok()) return failed(r.status());
+          self->Deliver(*r, group_of_key);
+          self->reading = false;
+          self->Kick(weak);
+        },
+        options.block + absl::Seconds(2));
+  }
+
+  void RetrySoon(const std::weak_ptr<State>& weak) {
+    if (retry_timer != 0) return;
+    retry_timer = reader->loop()->RunAfter(absl::Milliseconds(100), [weak] {
+      auto self = weak.lock();
+      if (self == nullptr) return;
+      self->retry_timer = 0;
+      self->Kick(weak);
+    });
+  }
+
+  // Loop thread. nil reply: the block ran out (or CLIENT UNBLOCK).
+  void Deliver(const RedisReply& r, const ReadTargets& group_of_key) {
+    if (r.type != RedisReply::Type::kArray) return;
+    for (const RedisReply& stream : r.elements) {
+      if (stream.type != RedisReply::Type::kArray || stream.elements.size() != 2) {
+        continue;
+      }
+      auto g = group_of_key.find(stream.elements[0].str);
+      if (g == group_of_key.end()) continue;
+      const std::string& group = g->second.first;
+      const uint64_t generation = g->second.second;
+      for (const RedisReply& raw : stream.elements[1].elements) {
+        std::optional<StreamEntry> e = ParseEntry(raw);
+        if (!e.has_value()) continue;
+        std::shared_ptr<EntryCallback> cb;
+        {
+          absl::MutexLock lock(&mu);
+          auto it = subs.find(group);
+          // Unsubscribed (or subscribed anew, from another id) meanwhile:
+          // not for this subscription.
+          if (stopped || it == subs.end() ||
+              it->second.generation != generation) {
+            break;
+          }
+          it->second.last_id = e->id;
+          e->after_gap = it->second.gap_pending;
+          it->second.gap_pending = false;
+          cb = it->second.on_entry;
+        }
+        (*cb)(group, *e);
+      }
+    }
+  }
+};
+
+StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
+                         StateStreamOptions options)
+    : state_(std::make_shared<State>()) {
+  state_->commands = commands;
+  commands->Preload(PublishScript());
+  state_->reader = reader;
+  state_->options = std::move(options);
+  std::weak_ptr<State> weak = state_;
+  state_->listener = reader->AddStateListener([weak](ConnectionState s) {
+    auto self = weak.lock();
+    if (self == nullptr) return;
+    // A new connection has a new client id; a read on the old one failed.
+    self->reader_client_id = 0;
+    if (s == ConnectionState::kConnected) {
+      // Trimming may have passed a position while the reader was away.
+      absl::MutexLock lock(&self->mu);
+      for (auto& [group, sub] : self->subs) sub.check_trimmed = true;
+    }
+    if (s == ConnectionState::kConnected) self->Kick(weak);
+  });
+  reader->loop()->Post([weak] {
+    if (auto self = weak.lock()) self->Kick(weak);
+  });
+}
+
+StateStream::~StateStream() {
+  state_->reader->RemoveStateListener(state_->listener);
+  state_->reader->loop()->RunSync([s = state_.get()] {
+    {
+      absl::MutexLock lock(&s->mu);
+      s->stopped = true;
+    }
+    s->reader->loop()->Cancel(s->retry_timer);
+    s->WakeReader();
+  });
+}
+
+std::string StateStream::Key(const std::string& group) const {
+  return state_->Key(group);
+}
+
+void StateStream::Publish(const std::string& group, int64_t version,
+                          std::string payload, std::optional<PublishFence> fence,
+                          IdCallback done) {
+  std::string key = Key(group);
+  std::string lease_key = fence.has_value() ? fence->lease_key : key;
+  std::string owner = fence.has_value() ? fence->owner : "";
+  state_->commands->Eval(
+      PublishScript(), {key, lease_key},
+      {owner, absl::StrCat(version), std::move(payload),
+       absl::StrCat(state_->options.max_len)},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) {
+          if (absl::StartsWith(r.status().message(), "STALE")) {
+            return done(absl::AbortedError(r.status().message()));
+          }
+          return done(r.status());
+        }
+        if (r->type != RedisReply::Type::kString) {
+          return done(absl::InternalError("XADD answered no id"));
+        }
+        done(r->str);
+      });
+}
+
+void StateStream::Last(const std::string& group, LastCallback done) {
+  state_->commands->Command(
+      {"XREVRANGE", Key(group), "+", "-", "COUNT", "1"},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        if (r->type != RedisReply::Type::kArray || r->elements.empty()) {
+          return done(std::optional<StreamEntry>());
+        }
+        std::optional<StreamEntry> e = ParseEntry(r->elements[0]);
+        if (!e.has_value()) {
+          return done(absl::InternalError("malformed history entry"));
+        }
+        done(std::move(e));
+      });
+}
+
+absl::Status StateStream::Subscribe(const std::string& group,
+                                    std::string after_id,
+                                    EntryCallback on_entry) {
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->subs.contains(group)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("the history of ", group, " is already subscribed"));
+    }
+    bool explicit_position = !after_id.empty() && after_id != "0-0";
+    state_->subs[group] = {
+        Key(group), std::move(after_id),
+        std::make_shared<EntryCallback>(std::move(on_entry)),
+        state_->next_generation++, explicit_position};
+  }
+  std::weak_ptr<State> weak = state_;
+  state_->reader->loop()->Post([weak] {
+    auto self = weak.lock();
+    if (self == nullptr) return;
+    self->WakeReader();
+    self->Kick(weak);
+  });
+  return absl::OkStatus();
+}
+
+void StateStream::Unsubscribe(const std::string& group) {
+  // Deliveries run on the loop: erasing there means none is under way.
+  state_->reader->loop()->RunSync([s = state_.get(), &group] {
+    {
+      absl::MutexLock lock(&s->mu);
+      s->subs.erase(group);
+    }
+    s->WakeReader();
+  });
+}
+
+std::string StateStream::LastDeliveredId(const std::string& group) const {
+  absl::MutexLock lock(&state_->mu);
+  auto it = state_->subs.find(group);
+  return it == state_->subs.end() ? "" : it->second.last_id;
+}
+
+}  // namespace uploadwatch::redis

@@ -1,0 +1,105 @@
+#ifndef UPLOADWATCH_SERVICE_REDIS_STATE_STREAM_H_
+#define UPLOADWATCH_SERVICE_REDIS_STATE_STREAM_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "service/redis/redis_connection.h"
+
+namespace uploadwatch::redis {
+
+// One observed state of a poll group as the polling replica published it.
+struct StreamEntry {
+  // The Redis stream id ("<ms>-<seq>"): the same on every replica and
+  // ordered, so it can back a resume token (issue 11).
+  std::string id;
+  int64_t version = 0;  // the state's version, increasing per group
+  std::string payload;  // opaque to this class (the core's serialized state)
+  // The subscription's position was older than the oldest entry kept (the
+  // history was trimmed past it, e.g. a resume token from long ago or a
+  // reader away for more than max_len entries): states between may be
+  // missing. Set on the first entry delivered after such a position; the
+  // consumer treats it like client-go's "too old": this entry is the full
+  // current state, the transitions before it are not all known.
+  bool after_gap = false;
+};
+
+struct StateStreamOptions {
+  // Entries kept per group (XADD MAXLEN ~): how far back a reader that was
+  // away can catch up.
+  int64_t max_len = 1000;
+  // How long one XREAD waits for news before asking again.
+  absl::Duration block = absl::Seconds(5);
+  int read_count = 100;
+};
+
+// Only the lease holder may publish: the lease key and this replica's owner
+// id (LeaseManager::LeaseKey, owner_id), checked by Redis in the same script
+// as the write, so a replica that lost its lease cannot write late.
+struct PublishFence {
+  std::string lease_key;
+  std::string owner;
+};
+
+// One history of states per poll group across replicas, in a Redis Stream
+// (`history:<group>`). The polling replica publishes every observed state with
+// its version; every replica subscribes to the groups it has watchers of and
+// reads with XREAD BLOCK from the last id it saw, on a connection of its own,
+// so a lost connection or a Redis restart resumes where it stopped instead of
+// losing what came in between (what pub/sub would do).
+//
+// Fallback contract: while a connection is not kConnected, Publish and Last
+// fail at once with UNAVAILABLE (the poller keeps delivering to its own
+// watchers); subscriptions stay and resume from their last id when the reader
+// connection is back.
+//
+// Thread-safe. Callbacks run on the connections' loop thread.
+class StateStream {
+ public:
+  using EntryCallback =
+      absl::AnyInvocable<void(const std::string& group, const StreamEntry&)>;
+  using IdCallback = absl::AnyInvocable<void(absl::StatusOr<std::string>)>;
+  using LastCallback =
+      absl::AnyInvocable<void(absl::StatusOr<std::optional<StreamEntry>>)>;
+
+  // Neither connection is owned; both must outlive this object. `reader` is
+  // used by nothing else (XREAD BLOCK holds it), and is on the same loop.
+  StateStream(RedisConnection* commands, RedisConnection* reader,
+              StateStreamOptions options);
+  ~StateStream();  // not on the loop thread
+
+  // Appends a state; answers its stream id. FAILED_PRECONDITION ("NOTOWNER")
+  // when `fence` is given and the lease is not this owner's; ABORTED
+  // ("STALE") when `version` is not above the last published one.
+  void Publish(const std::string& group, int64_t version, std::string payload,
+               std::optional<PublishFence> fence, IdCallback done);
+  // The newest entry (nullopt for an empty history): where a new poller
+  // continues the versions.
+  void Last(const std::string& group, LastCallback done);
+
+  // Delivers every entry after `after_id` ("0-0": all retained history;
+  // empty: only entries published from now on), then each new one, in order,
+  // exactly once per subscription. ALREADY_EXISTS when `group` is subscribed.
+  absl::Status Subscribe(const std::string& group, std::string after_id,
+                         EntryCallback on_entry);
+  // After it returns no entry of `group` is delivered.
+  void Unsubscribe(const std::string& group);
+  // The id of the last entry delivered (empty before the first).
+  std::string LastDeliveredId(const std::string& group) const;
+
+  std::string Key(const std::string& group) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace uploadwatch::redis
+
+#endif  // UPLOADWATCH_SERVICE_REDIS_STATE_STREAM_H_

@@ -1,0 +1,231 @@
+#include "service/redis/state_stream.h"
+
+#include <memory>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "service/redis/testing/redis_server.h"
+
+namespace uploadwatch::redis {
+namespace {
+
+using testing::RedisServer;
+using testing::WaitFor;
+
+constexpr char kGroup[] = "0123456789abcdef:2215573";
+
+// A replica's Redis side of the history: a command and a reader connection.
+struct Replica {
+  Replica(const RedisServer& server, std::string name,
+          StateStreamOptions options = {}) {
+    RedisOptions o = testing::ClientOptions(server);
+    commands = std::make_unique<RedisConnection>(o, &loop);
+    o.client_name = name + "-reader";
+    reader = std::make_unique<RedisConnection>(o, &loop);
+    options.block = absl::Milliseconds(500);
+    stream = std::make_unique<StateStream>(commands.get(), reader.get(), options);
+  }
+  ~Replica() {
+    stream.reset();
+    reader.reset();
+    commands.reset();
+  }
+  bool Connected() const {
+    return commands->state() == ConnectionState::kConnected &&
+           reader->state() == ConnectionState::kConnected;
+  }
+  absl::StatusOr<std::string> Publish(int64_t version,
+                                      std::optional<PublishFence> fence = {}) {
+    return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      stream->Publish(kGroup, version, "state-" + std::to_string(version),
+                      fence, std::move(done));
+    });
+  }
+  void Subscribe(std::string after) {
+    ASSERT_TRUE(stream
+                    ->Subscribe(kGroup, std::move(after),
+                                [this](const std::string& g, const StreamEntry& e) {
+                                  absl::MutexLock lock(&mu);
+                                  seen.push_back(e);
+                                })
+                    .ok());
+    // Reading starts after the subscription's position is known.
+    ASSERT_TRUE(WaitFor([&] { return !stream->LastDeliveredId(kGroup).empty(); }));
+  }
+  std::vector<int64_t> Versions() {
+    absl::MutexLock lock(&mu);
+    std::vector<int64_t> v;
+    for (auto& e : seen) v.push_back(e.version);
+    return v;
+  }
+  std::vector<StreamEntry> Seen() {
+    absl::MutexLock lock(&mu);
+    return seen;
+  }
+
+  EventLoop loop;
+  std::unique_ptr<RedisConnection> commands, reader;
+  std::unique_ptr<StateStream> stream;
+  absl::Mutex mu;
+  std::vector<StreamEntry> seen ABSL_GUARDED_BY(mu);
+};
+
+class StateStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.Start().ok()); }
+  std::unique_ptr<Replica> NewReplica(std::string name,
+                                      StateStreamOptions o = {}) {
+    auto r = std::make_unique<Replica>(server_, name, o);
+    EXPECT_TRUE(WaitFor([&] { return r->Connected(); }));
+    return r;
+  }
+  // Kills the connection named `name` from the Redis side.
+  bool KillClient(const std::string& name) {
+    auto list = server_.Run({"CLIENT", "LIST"});
+    if (!list.ok()) return false;
+    for (absl::string_view line : absl::StrSplit(*list, '\n')) {
+      if (line.find("name=" + name + " ") == absl::string_view::npos) continue;
+      absl::string_view id = line.substr(3, line.find(' ') - 3);  // "id=N "
+      return server_.Run({"CLIENT", "KILL", "ID", std::string(id)}).ok();
+    }
+    return false;
+  }
+  RedisServer server_;
+};
+
+TEST_F(StateStreamTest, EveryReplicaSeesThePublishedStatesInOrderWithTheSameIds) {
+  auto poller = NewReplica("a");
+  auto b = NewReplica("b");
+  auto c = NewReplica("c");
+  b->Subscribe("");
+  c->Subscribe("");
+  std::vector<std::string> ids;
+  for (int v = 1; v <= 5; ++v) {
+    auto id = poller->Publish(v);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+  }
+  const std::vector<int64_t> want = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 5; }));
+  ASSERT_TRUE(WaitFor([&] { return c->Versions().size() >= 5; }));
+  EXPECT_EQ(b->Versions(), want);
+  EXPECT_EQ(c->Versions(), want);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(b->Seen()[i].id, ids[i]);
+    EXPECT_EQ(c->Seen()[i].id, ids[i]);
+    EXPECT_EQ(b->Seen()[i].payload, "state-" + std::to_string(i + 1));
+  }
+  EXPECT_EQ(b->stream->LastDeliveredId(kGroup), ids.back());
+}
+
+TEST_F(StateStreamTest, AReaderThatLostItsConnectionCatchesUpWithoutLossOrDuplicates) {
+  auto poller = NewReplica("a");
+  auto b = NewReplica("b");
+  b->Subscribe("");
+  ASSERT_TRUE(poller->Publish(1).ok());
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() == 1; }));
+  ASSERT_TRUE(KillClient("b-reader"));
+  // Published while b's reader is away (or reconnecting).
+  for (int v = 2; v <= 4; ++v) ASSERT_TRUE(poller->Publish(v).ok());
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 4; }));
+  EXPECT_EQ(b->Versions(), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_GE(b->reader->stats().connects, 2);
+}
+
+TEST_F(StateStreamTest, ASubscriptionResumesFromAnIdSeenElsewhere) {
+  // What a resume token carries: a client moves to another replica.
+  auto poller = NewReplica("a");
+  std::vector<std::string> ids;
+  for (int v = 1; v <= 4; ++v) ids.push_back(*poller->Publish(v));
+  auto b = NewReplica("b");
+  b->Subscribe(ids[1]);  // had seen versions 1 and 2
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 2; }));
+  ASSERT_TRUE(poller->Publish(5).ok());
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 3; }));
+  EXPECT_EQ(b->Versions(), (std::vector<int64_t>{3, 4, 5}));
+  auto all = NewReplica("c");
+  all->Subscribe("0-0");
+  ASSERT_TRUE(WaitFor([&] { return all->Versions().size() >= 5; }));
+  EXPECT_EQ(all->Versions(), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+}
+
+TEST_F(StateStreamTest, SubscriptionsSurviveARedisRestart) {
+  auto poller = NewReplica("a");
+  auto b = NewReplica("b");
+  b->Subscribe("");
+  ASSERT_TRUE(poller->Publish(1).ok());
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() == 1; }));
+  server_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !poller->Connected(); }));
+  absl::Time start = absl::Now();
+  EXPECT_EQ(poller->Publish(2).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));  // at once, not a timeout
+  ASSERT_TRUE(server_.Start().ok());  // empty: no persistence
+  ASSERT_TRUE(WaitFor([&] { return poller->Connected() && b->Connected(); }));
+  ASSERT_TRUE(poller->Publish(2).ok());
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 2; }));
+  EXPECT_EQ(b->Versions(), (std::vector<int64_t>{1, 2}));
+}
+
+TEST_F(StateStreamTest, OnlyTheLeaseHolderPublishesAndVersionsOnlyGoUp) {
+  auto poller = NewReplica("a");
+  PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-b"}).ok());
+  auto not_owner = poller->Publish(1, fence);
+  EXPECT_EQ(not_owner.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(not_owner.status().message().find("NOTOWNER"), std::string::npos);
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-a"}).ok());
+  ASSERT_TRUE(poller->Publish(7, fence).ok());
+  auto stale = poller->Publish(7, fence);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(poller->Publish(6, fence).status().code(), absl::StatusCode::kAborted);
+  auto last = testing::Await<absl::StatusOr<std::optional<StreamEntry>>>(
+      [&](auto done) { poller->stream->Last(kGroup, std::move(done)); });
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE(last->has_value());
+  EXPECT_EQ((*last)->version, 7);
+  EXPECT_EQ((*last)->payload, "state-7");
+}
+
+TEST_F(StateStreamTest, APositionOlderThanTheKeptHistoryIsReportedAsAGap) {
+  StateStreamOptions o;
+  o.max_len = 10;
+  auto poller = NewReplica("a", o);
+  std::string old_id = *poller->Publish(1);
+  // Exact trimming (MAXLEN without ~ trims to the entry), from outside.
+  for (int v = 2; v <= 30; ++v) ASSERT_TRUE(poller->Publish(v).ok());
+  const std::string key = "t:history:" + std::string(kGroup);
+  ASSERT_TRUE(server_.Run({"XTRIM", key, "MAXLEN", "5"}).ok());
+  auto b = NewReplica("b");
+  b->Subscribe(old_id);
+  ASSERT_TRUE(WaitFor([&] { return b->Versions().size() >= 5; }));
+  auto seen = b->Seen();
+  EXPECT_EQ(seen.front().version, 26);
+  EXPECT_TRUE(seen.front().after_gap);
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_FALSE(seen[i].after_gap);
+  // A position still kept is no gap.
+  auto c = NewReplica("c");
+  c->Subscribe(seen[1].id);
+  ASSERT_TRUE(WaitFor([&] { return c->Versions().size() >= 3; }));
+  EXPECT_FALSE(c->Seen().front().after_gap);
+  EXPECT_EQ(c->Seen().front().version, 28);
+}
+
+TEST_F(StateStreamTest, TheHistoryIsTrimmed) {
+  StateStreamOptions o;
+  o.max_len = 10;
+  auto poller = NewReplica("a", o);
+  for (int v = 1; v <= 400; ++v) ASSERT_TRUE(poller->Publish(v).ok());
+  long long len = server_.Integer({"XLEN", "t:history:" + std::string(kGroup)});
+  // MAXLEN ~ trims whole stream nodes (100 entries by default).
+  EXPECT_GE(len, 10);
+  EXPECT_LT(len, 400);
+}
+
+}  // namespace
+}  // namespace uploadwatch::redis
