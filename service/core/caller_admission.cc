@@ -54,7 +54,9 @@ absl::Status CallerAdmission::Admit(const std::string& server,
   const int slots = std::max(
       1, static_cast<int>(std::floor(options_.share * options_.parallel)));
   Share& share = callers_[caller];
-  if (share.in_flight >= slots) {
+  // Work-conserving: beyond its share only while the token's slots are all
+  // taken by callers (then the others' requests still get in).
+  if (share.in_flight >= slots && in_flight_ >= options_.parallel) {
     DropIfIdleLocked(caller);
     return Refused(
         absl::StrCat("this caller already has ", slots,
@@ -97,6 +99,7 @@ absl::Status CallerAdmission::Admit(const std::string& server,
     ++total_used_;
   }
   ++callers_[caller].in_flight;
+  ++in_flight_;
   return absl::OkStatus();
 }
 
@@ -113,6 +116,7 @@ void CallerAdmission::Release(const std::string& caller) {
   auto it = callers_.find(caller);
   if (it == callers_.end() || it->second.in_flight == 0) return;
   --it->second.in_flight;
+  --in_flight_;
   DropIfIdleLocked(caller);
 }
 
@@ -121,6 +125,7 @@ void CallerAdmission::Refund(const std::string& caller) {
   auto it = callers_.find(caller);
   if (it == callers_.end() || it->second.in_flight == 0) return;
   --it->second.in_flight;
+  --in_flight_;
   if (it->second.used > 0) {
     --it->second.used;
     if (total_used_ > 0) --total_used_;

@@ -24,7 +24,8 @@ namespace uploadwatch {
 // all of them together, pool * B (`pool` is the share the Pacer already keeps
 // for callers, so neither side can eat the other's: see
 // PollersView()). Each caller may spend `share` of the callers' part, and
-// hold `share` of the token's parallel slots (at least one). Beyond either,
+// hold `share` of the token's parallel slots (at least one) when callers
+// hold them all (a lone caller may use every slot). Beyond either,
 // RESOURCE_EXHAUSTED with an ErrorInfo naming the limit and its flag.
 // Thread-safe.
 class CallerAdmission {
@@ -77,6 +78,7 @@ class CallerAdmission {
   std::string server_ ABSL_GUARDED_BY(mu_);  // the fingerprint last admitted
   absl::Time day_ends_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t total_used_ ABSL_GUARDED_BY(mu_) = 0;  // all callers, today
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;       // all callers
   absl::flat_hash_map<std::string, Share> callers_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -79,19 +79,27 @@ TEST_F(CallerAdmissionTest, CallersTogetherNeverSpendMoreThanTheirPart) {
 }
 
 TEST_F(CallerAdmissionTest, ACallerHoldsItsShareOfTheParallelSlots) {
+  budget_ = 4000;
   CallerAdmission a = Make(0.25, 0.5, 8);  // 2 slots each
-  ASSERT_TRUE(a.Admit(kServer, "cert:CN=a", kNow).ok());
-  ASSERT_TRUE(a.Admit(kServer, "cert:CN=a", kNow).ok());
-  const absl::Status third = a.Admit(kServer, "cert:CN=a", kNow);
-  EXPECT_EQ(Reason(third), "CALLER_CONCURRENCY");
+  // A lone caller may take every slot...
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(a.Admit(kServer, "cert:CN=a", kNow).ok());
+  // ...but not more, and not keep others out: beyond its 2 it is refused
+  // once the 8 are taken, while another caller still gets in.
+  const absl::Status ninth = a.Admit(kServer, "cert:CN=a", kNow);
+  EXPECT_EQ(Reason(ninth), "CALLER_CONCURRENCY");
   EXPECT_TRUE(a.Admit(kServer, "cert:CN=b", kNow).ok());
+  EXPECT_TRUE(a.Admit(kServer, "cert:CN=b", kNow).ok());
+  EXPECT_EQ(Reason(a.Admit(kServer, "cert:CN=b", kNow)), "CALLER_CONCURRENCY");
   a.Release("cert:CN=a");
-  EXPECT_TRUE(a.Admit(kServer, "cert:CN=a", kNow).ok());
+  EXPECT_EQ(Reason(a.Admit(kServer, "cert:CN=a", kNow)), "CALLER_CONCURRENCY");
+  EXPECT_TRUE(a.Admit(kServer, "cert:CN=c", kNow).ok());
 }
 
 TEST_F(CallerAdmissionTest, EveryCallerHasAtLeastOneSlot) {
   CallerAdmission a = Make(0.25, 0.5, 3);  // 0.75 slots: rounded up to 1
   ASSERT_TRUE(a.Admit(kServer, "ip:1", kNow).ok());
+  ASSERT_TRUE(a.Admit(kServer, "ip:2", kNow).ok());
+  ASSERT_TRUE(a.Admit(kServer, "ip:3", kNow).ok());
   EXPECT_EQ(Reason(a.Admit(kServer, "ip:1", kNow)), "CALLER_CONCURRENCY");
 }
 

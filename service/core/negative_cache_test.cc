@@ -201,19 +201,19 @@ TEST_F(CallerShareTest, CallersWithTheirOwnTokenAreNotCounted) {
   EXPECT_EQ(hub_->admitted_callers(), 0u);
 }
 
-TEST_F(CallerShareTest, ACallerHasOneRequestInFlightAtATime) {
+TEST_F(CallerShareTest, ACallerKeepsOthersSlotsFree) {
   client_.set_hold(true);
   Start();
   std::vector<absl::Status> out;
-  StartGet(Caller("ip:1"), 1, &out);
-  StartGet(Caller("ip:1"), 2, &out);
-  ASSERT_EQ(out.size(), 1u);  // refused at once
+  for (int id = 1; id <= 4; ++id) StartGet(Caller("ip:1"), id, &out);
+  ASSERT_EQ(out.size(), 1u);  // the 4th refused at once: 3 slots in all
   EXPECT_EQ(Reason(out[0]), "CALLER_CONCURRENCY");
-  // Another caller's slot, and joining a request under way, are fine.
-  StartGet(Caller("ip:2"), 3, &out);
+  // Another caller still gets in (its share), and joining a request under
+  // way costs no slot.
+  StartGet(Caller("ip:2"), 5, &out);
   StartGet(Caller("ip:3"), 1, &out);
   EXPECT_EQ(out.size(), 1u);
-  EXPECT_EQ(client_.count("get"), 2);
+  EXPECT_EQ(client_.count("get"), 4);
 }
 
 TEST_F(CallerShareTest, CacheHitsCostNothing) {
