@@ -427,6 +427,13 @@ void UpstreamReader::SweepListCache(absl::Time now) {
       ++it;
     }
   }
+  for (auto it = rejected_.begin(); it != rejected_.end();) {
+    if (now - it->second.stored >= options_.negative_ttl) {
+      rejected_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 size_t UpstreamReader::flights() const {

@@ -124,7 +124,7 @@ class UpstreamReader {
   // Fails every waiter with `reason`, cancels every call, and fails calls
   // made afterwards with UNAVAILABLE.
   void Shutdown(const absl::Status& reason);
-  // Drops cached lists and negative answers that are no longer fresh.
+  // Drops cached lists and remembered errors that are no longer fresh.
   void SweepListCache(absl::Time now);
   size_t flights() const;
 
