@@ -6,7 +6,8 @@
 #   METRIKA_OAUTH_TOKEN=... scripts/run.sh   the real Metrica API
 #
 # Environment: UPLOADWATCH_LISTEN (default 0.0.0.0:50051),
-# UPLOADWATCH_POLL_INTERVAL (default 2s in the demo, 30s against Metrica).
+# UPLOADWATCH_POLL_INTERVAL (default 2s in the demo, 30s against Metrica),
+# UPLOADWATCH_WEB_LISTEN (gRPC-Web and the dashboard; default 127.0.0.1:8080).
 # Further arguments go to the server as flags (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,13 @@ bazel build -c opt //service:uploading_server //service/simulator:metrica_simula
 for bin in service/uploading_server service/simulator/metrica_simulator; do
   [[ -x "bazel-bin/$bin" ]] || { echo "uploadwatch: build failed (bazel-bin/$bin missing)" >&2; exit 1; }
 done
+
+# The dashboard page (client/web): npm packages, protoc-gen-es code, bundle.
+web_listen=${UPLOADWATCH_WEB_LISTEN:-127.0.0.1:8080}
+if ! (cd client/web && { [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error; } &&
+  npm run --silent build) >&2; then
+  echo "uploadwatch: building the dashboard failed (gRPC-Web still served)" >&2
+fi
 
 source scripts/lib/stack.sh
 listen=${UPLOADWATCH_LISTEN:-0.0.0.0:50051}
@@ -41,16 +49,20 @@ trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
 UPLOADWATCH_STACK_LOGS=$(mktemp -d)
-uploadwatch_start_stack "$listen" "$poll" "$@"
+uploadwatch_start_stack "$listen" "$poll" --web_listen="$web_listen" \
+  --web_allowed_origins='*' --web_static_dir="$PWD/client/web/dist" "$@"
 port=${UPLOADWATCH_ADDR##*:}
 cli="bazel-bin/client/uploadwatch --server=localhost:$port"
 # The newest uploading (in the demo: the live upload that just started).
 watch_id=$($cli --json list 2215573 --limit=1 2>/dev/null | grep -oE '"id":"?[0-9]+' | head -n1 | grep -oE '[0-9]+$')
 watch_id=${watch_id:-12}
 
+web_host=${web_listen%:*}
+[[ -z "$web_host" || "$web_host" == 0.0.0.0 ]] && web_host=127.0.0.1
 cat <<BANNER
 
   uploadwatch is serving gRPC on $listen   (Ctrl-C to stop)
+  Dashboard (gRPC-Web on $web_listen):  http://$web_host:${web_listen##*:}/?counter=2215573
 BANNER
 if [[ -n "$UPLOADWATCH_SIM_URL" ]]; then
   cat <<BANNER

@@ -86,6 +86,12 @@ if ((whole)) && [[ -x scripts/lib/client_tests.sh ]]; then
   add_counts "$summary" $?
 fi
 
+# gRPC-Web: Connect-ES in Node, the dashboard in Chromium.
+if ((whole)) && [[ -x scripts/lib/web_tests.sh ]]; then
+  summary=$(uploadwatch_run_step scripts/lib/web_tests.sh)
+  add_counts "$summary" $?
+fi
+
 if ((sanitizers)); then
   # Same output base (a second one would trip over the first one's
   # convenience symlinks when expanding //...); the disk cache keeps both

@@ -115,6 +115,15 @@ ABSL_FLAG(int64_t, unverified_token_budget, 100,
           "Metrica requests a UTC day for tokens it has not accepted yet, all "
           "together, one at a time (junk tokens cost at most this); 0: no "
           "daily cap");
+ABSL_FLAG(std::string, web_listen, "",
+          "host:port for gRPC-Web (browsers; HTTP/1.1, TLS with the --tls_* "
+          "flags); off when empty");
+ABSL_FLAG(std::string, web_allowed_origins, "",
+          "browser origins that may call --web_listen: comma-separated "
+          "scheme://host[:port], or *; empty: same origin only");
+ABSL_FLAG(std::string, web_static_dir, "",
+          "directory of static files --web_listen serves for GET (the "
+          "dashboard; / is index.html); empty: none");
 ABSL_FLAG(std::string, oauth_token_file, "",
           "file holding the server's Metrica OAuth token (else the "
           "METRIKA_OAUTH_TOKEN environment variable); never pass a token as "
@@ -254,6 +263,9 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_accept_compressed_requests);
   config.explain_undecodable_requests =
       absl::GetFlag(FLAGS_explain_undecodable_requests);
+  config.web.listen = absl::GetFlag(FLAGS_web_listen);
+  config.web.allowed_origins = absl::GetFlag(FLAGS_web_allowed_origins);
+  config.web.static_dir = absl::GetFlag(FLAGS_web_static_dir);
   for (auto [flag, path, out] :
        {std::make_tuple("tls_cert_file", absl::GetFlag(FLAGS_tls_cert_file),
                         &config.tls_cert_pem),
@@ -291,6 +303,10 @@ int main(int argc, char** argv) {
                absl::FormatDuration(config.hub.poll_interval).c_str(),
                token->empty() ? "no server token: calls must send their own"
                               : "server token set");
+  if ((*server)->web_port() != 0) {
+    std::fprintf(stderr, "uploading_server: gRPC-Web on port %d\n",
+                 (*server)->web_port());
+  }
   if ((*server)->metrics_port() != 0) {
     std::fprintf(stderr, "uploading_server: metrics on port %d (GET /metrics)\n",
                  (*server)->metrics_port());

@@ -11,6 +11,8 @@ UPLOADWATCH_APT_PACKAGES=(
   libgtest-dev libgmock-dev
   openssl
   tinyproxy-bin
+  libboost-dev
+  chromium
   python3 python3-grpcio python3-protobuf
   python3-h2
   nodejs npm

@@ -3,9 +3,11 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "service/metrica/metrica_limits.h"
+#include "service/web/web_peer.h"
 
 namespace uploadwatch {
 
@@ -94,7 +96,22 @@ std::string CallerIdentity(const grpc::CallbackServerContext& context,
                      absl::string_view(it->second.data(), it->second.size()));
     }
   }
-  return Bounded("ip:", PeerIp(context.peer()));
+  // ConnectionOf: a browser's own address for calls from the gRPC-Web
+  // gateway, whose in-process channel has no peer of its own.
+  return Bounded("ip:", PeerIp(ConnectionOf(context)));
+}
+
+std::string ConnectionOf(const grpc::CallbackServerContext& context) {
+  std::string peer = context.peer();
+  // Only the in-process channel may speak for another connection; gRPC 1.51
+  // names its peer "unknown" (later versions "inproc"), never a network
+  // address like every real connection ("ipv4:", "ipv6:", "unix:").
+  if (peer != "unknown" && !absl::StartsWith(peer, "inproc")) return peer;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(web::kWebPeerMetadata);
+  if (it == metadata.end()) return peer;
+  return absl::StrCat("web:", absl::string_view(it->second.data(),
+                                                it->second.size()));
 }
 
 absl::StatusOr<Credentials> CallerCredentials(

@@ -39,9 +39,14 @@ struct CallerPolicy {
 // Who is calling, the key of a caller's share of the server token: the
 // mTLS client certificate's subject ("cert:..."), else the policy's
 // identity header ("header:...", trusted: only set the flag behind a proxy
-// that overwrites it), else the peer's IP without its port ("ip:...").
+// that overwrites it), else the peer's IP without its port ("ip:...", the
+// browser's for calls through the gRPC-Web gateway: see ConnectionOf).
 std::string CallerIdentity(const grpc::CallbackServerContext& context,
                            const CallerPolicy& policy);
+// The client connection a call came on, for per-connection limits: gRPC's
+// peer, except for calls from the gRPC-Web gateway (in-process channel),
+// which name the browser's connection (see service/web/web_peer.h).
+std::string ConnectionOf(const grpc::CallbackServerContext& context);
 
 // The token a call uses: its own `authorization`, else the server's
 // `default_token` (see auth/token.h), marked as the server's and with the

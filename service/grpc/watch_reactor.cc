@@ -27,7 +27,7 @@ WatchReactor::WatchReactor(
       deadline_(context->deadline() == std::chrono::system_clock::time_point::max()
                     ? absl::InfiniteFuture()
                     : absl::FromChrono(context->deadline())),
-      connection_(context->peer()),
+      connection_(ConnectionOf(*context)),
       counter_id_(request.counter_id()),
       uploading_id_(request.uploading_id()) {
   absl::Status status = ValidateIds(counter_id_, uploading_id_);

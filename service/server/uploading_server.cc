@@ -86,6 +86,18 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
     }
     s->metrics_http_ = *std::move(http);
   }
+  if (!config.web.listen.empty()) {
+    config.web.tls_cert_pem = config.tls_cert_pem;
+    config.web.tls_key_pem = config.tls_key_pem;
+    config.web.tls_client_ca_pem = config.tls_client_ca_pem;
+    auto web = web::GrpcWebGateway::Start(
+        config.web, s->server_->InProcessChannel(grpc::ChannelArguments()));
+    if (!web.ok()) {
+      s->Shutdown(absl::ZeroDuration());
+      return web.status();
+    }
+    s->web_ = *std::move(web);
+  }
   return s;
 }
 
@@ -106,10 +118,15 @@ void UploadingServer::Shutdown(absl::Duration grace) {
         "uploadwatch server is shutting down; re-watch to reconnect (the "
         "first message repeats the current state)"));
   }
+  const absl::Time deadline = absl::Now() + grace;
+  // Before the server: gRPC-Web calls deliver their final status (the
+  // watches' UNAVAILABLE above) before the in-process transport goes.
+  if (web_ != nullptr) web_->Drain(deadline);
   if (server_ != nullptr) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
+  if (web_ != nullptr) web_->Shutdown();
   // Late upstream callbacks now find an empty hub (see UploadingHub). The
   // metrics endpoint reads the hub and the client: it goes first. The
   // executor runs the last deliveries (to watches already gone) and stops.

@@ -18,6 +18,7 @@
 #include "service/metrics/metrics.h"
 #include "service/metrics/metrics_http_server.h"
 #include "service/server/transport_limits.h"
+#include "service/web/grpc_web_gateway.h"
 
 namespace uploadwatch {
 
@@ -55,6 +56,9 @@ struct ServerConfig {
   std::string tls_key_pem;
   std::string tls_client_ca_pem;
   Clock* clock = Clock::Real();
+  // gRPC-Web for browsers on a second listener when web.listen is set; its
+  // TLS comes from the tls_* fields above.
+  web::GrpcWebGateway::Options web;
 };
 
 // The whole service wired together: upstream client, scheduler, hub, the
@@ -72,6 +76,8 @@ class UploadingServer {
   // The metrics port, or 0 without --metrics_listen.
   int metrics_port() const;
   const Metrics& metrics() const { return *metrics_; }
+  // The gRPC-Web port, or 0 without web.listen.
+  int web_port() const { return web_ == nullptr ? 0 : web_->port(); }
 
   // Starts draining: health turns NOT_SERVING so load balancers and
   // Kubernetes readiness stop sending new calls, while everything keeps
@@ -100,6 +106,7 @@ class UploadingServer {
   std::unique_ptr<UploadingServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<web::GrpcWebGateway> web_;
   int port_ = 0;
   bool shut_down_ = false;
 };
