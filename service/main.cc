@@ -97,6 +97,31 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle: require client certificates signed by it (mTLS)");
+ABSL_FLAG(absl::Duration, negative_cache_ttl, absl::Seconds(30),
+          "how long Metrica's NOT_FOUND / PERMISSION_DENIED for an uploading "
+          "answer Gets and new watches without asking again; 0: not kept");
+ABSL_FLAG(double, budget_reserve, 0.1,
+          "share of the server token's --daily_budget kept for Gets and Lists "
+          "of callers without a token (polls of watches get the rest, and "
+          "neither can spend the other's)");
+ABSL_FLAG(double, caller_budget_share, 0.25,
+          "each caller's share of what callers without a token may spend on "
+          "the server's token: requests a day (of --budget_reserve) and "
+          "parallel slots (of --max_in_flight_per_token, at least 1)");
+ABSL_FLAG(std::string, caller_identity_header, "",
+          "metadata key a trusted proxy sets to name the caller (who shares "
+          "the server's token); without it, and without a client "
+          "certificate, callers are told apart by peer IP");
+ABSL_FLAG(bool, require_caller_token, false,
+          "refuse calls without their own 'authorization: OAuth <token>' "
+          "(UNAUTHENTICATED), for servers reachable by untrusted clients");
+ABSL_FLAG(int, max_tracked_tokens, 1000,
+          "callers' tokens Metrica has accepted that are tracked (quota "
+          "series, their own budget), least recently used dropped first");
+ABSL_FLAG(int64_t, unverified_token_budget, 100,
+          "Metrica requests a UTC day for tokens it has not accepted yet, all "
+          "together, one at a time (junk tokens cost at most this); 0: no "
+          "daily cap");
 ABSL_FLAG(std::string, web_listen, "",
           "host:port for gRPC-Web (browsers; HTTP/1.1, TLS with the --tls_* "
           "flags); off when empty");
@@ -241,6 +266,26 @@ int main(int argc, char** argv) {
   uploadwatch::ServerConfig config;
   config.listen = absl::GetFlag(FLAGS_listen);
   config.default_token = *token;
+  config.caller_identity_header =
+      absl::AsciiStrToLower(absl::GetFlag(FLAGS_caller_identity_header));
+  config.require_caller_token = absl::GetFlag(FLAGS_require_caller_token);
+  config.hub.negative_cache_ttl = absl::GetFlag(FLAGS_negative_cache_ttl);
+  config.hub.budget_reserve = absl::GetFlag(FLAGS_budget_reserve);
+  config.hub.caller_budget_share = absl::GetFlag(FLAGS_caller_budget_share);
+  config.hub.max_in_flight_per_token =
+      absl::GetFlag(FLAGS_max_in_flight_per_token);
+  config.hub.tokens.max_tracked =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_tracked_tokens)));
+  config.hub.tokens.unverified_per_day =
+      absl::GetFlag(FLAGS_unverified_token_budget);
+  if (config.hub.budget_reserve < 0 || config.hub.budget_reserve > 1 ||
+      config.hub.caller_budget_share <= 0 ||
+      config.hub.caller_budget_share > 1) {
+    std::fprintf(stderr,
+                 "uploading_server: --budget_reserve must be in [0, 1] and "
+                 "--caller_budget_share in (0, 1]\n");
+    return 2;
+  }
   config.hub.poll_interval = absl::GetFlag(FLAGS_poll_interval);
   config.hub.cache_ttl = absl::GetFlag(FLAGS_cache_ttl);
   config.hub.terminal_ttl = absl::GetFlag(FLAGS_terminal_cache_ttl);

@@ -4,6 +4,7 @@
 // fetcher must keep each abandoned request's slot until Metrica is done; and
 // a fresh call afterwards must wait only for what is really at Metrica.
 // Prints the figures (max parallelism at Metrica, the fresh call's wait).
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -37,7 +38,18 @@ class ImpatientCallersTest : public ServiceTest {
     slow.times = -1;
     metrica_.InjectFault(slow);
     config_.hub.upstream_timeout = absl::Seconds(20);  // the default
+    // Each caller is someone else, as behind a proxy: this is about the
+    // fetcher's slots, not one caller's share of the server token.
+    config_.caller_identity_header = "x-caller";
     StartServer();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> CallerContext(
+      absl::Duration timeout) {
+    static std::atomic<int> next{0};
+    auto ctx = Context(timeout);
+    ctx->AddMetadata("x-caller", absl::StrCat("caller-", next++));
+    return ctx;
   }
 
   // A Get of the fast counter, after the burst: how long it waited, and
@@ -49,7 +61,7 @@ class ImpatientCallersTest : public ServiceTest {
     v1::GetUploadingResponse response;
     const absl::Time start = absl::Now();
     grpc::Status status =
-        stub_->GetUploading(Context(absl::Seconds(30)).get(), request, &response);
+        stub_->GetUploading(CallerContext(absl::Seconds(30)).get(), request, &response);
     const absl::Duration wait = absl::Now() - start;
     if (ok != nullptr) *ok = status.ok();
     std::printf("fresh Get: %s %s\n", status.ok() ? "OK" : "failed:",
@@ -73,7 +85,7 @@ TEST_F(ImpatientCallersTest, WatchersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([this, i] {
       absl::SleepFor(kArrivalEvery * i);
-      auto ctx = Context(kImpatience);
+      auto ctx = CallerContext(kImpatience);
       v1::WatchUploadingRequest request;
       request.set_counter_id(kSlowCounter);
       request.set_uploading_id(200 + i);
@@ -105,7 +117,7 @@ TEST_F(ImpatientCallersTest, GettersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
       request.set_counter_id(kSlowCounter);
       request.set_uploading_id(200 + i);
       v1::GetUploadingResponse response;
-      EXPECT_EQ(stub_->GetUploading(Context(kImpatience).get(), request,
+      EXPECT_EQ(stub_->GetUploading(CallerContext(kImpatience).get(), request,
                                     &response)
                     .error_code(),
                 grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -132,7 +144,7 @@ TEST_F(ImpatientCallersTest, DISABLED_AFreshGetDoesNotWaitBehindDeadGets) {
       request.set_counter_id(kSlowCounter);
       request.set_uploading_id(200 + i);
       v1::GetUploadingResponse response;
-      stub_->GetUploading(Context(kImpatience).get(), request, &response);
+      stub_->GetUploading(CallerContext(kImpatience).get(), request, &response);
     });
   }
   for (std::thread& t : callers) t.join();

@@ -46,7 +46,9 @@ absl::StatusOr<Credentials> ResolveCredentials(
     if (!IsTokenText(default_token)) {
       return absl::UnauthenticatedError("the server's Metrica OAuth token is malformed");
     }
-    return Credentials(std::string(default_token));
+    Credentials server(std::string{default_token});
+    server.set_server_token(true);
+    return server;
   }
   absl::string_view header = absl::StripAsciiWhitespace(*authorization);
   if (header.empty()) {

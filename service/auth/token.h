@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -21,9 +22,22 @@ class Credentials {
   // in logs and metrics, and not reversible to the token.
   const std::string& fingerprint() const { return fingerprint_; }
 
+  // True when the call brought no token and uses the server's own (set by
+  // ResolveCredentials): such calls share that token's budget and are
+  // admitted per caller (core/caller_admission.h).
+  bool server_token() const { return server_token_; }
+  void set_server_token(bool v) { server_token_ = v; }
+  // Who is calling (a certificate subject, a trusted proxy's header or the
+  // peer IP, set by the gRPC layer's request checks): the key of a caller's
+  // fair share of the server token. Empty when unknown.
+  const std::string& caller() const { return caller_; }
+  void set_caller(std::string caller) { caller_ = std::move(caller); }
+
  private:
   std::string token_;
   std::string fingerprint_;
+  bool server_token_ = false;
+  std::string caller_;
 };
 
 // Picks the token for a call: the call's own `authorization` metadata

@@ -27,18 +27,31 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
                                  .retention = options.retention}),
       registry_(WatchRegistry::Options{.max_watches = options.max_watches}),
       fan_out_(executor),
+      tokens_(options.tokens),
+      admission_(
+          CallerAdmission::Options{
+              .share = options.caller_budget_share,
+              .pool = options.budget_reserve,
+              .parallel = options.max_in_flight_per_token},
+          [client](const std::string& fingerprint) {
+            return client->DailyUsage(fingerprint);
+          }),
       pacer_(Pacer::Options{.poll_interval = options.poll_interval,
                             .max_backoff = options.max_backoff,
                             .budget_reserve = options.budget_reserve,
                             .random = options.random},
-             [client](const std::string& fingerprint) {
-               return client->DailyUsage(fingerprint);
+             // Callers' requests come out of the reserve, not the polls'.
+             [this](const std::string& fingerprint) {
+               return admission_.PollersView(fingerprint);
              }),
       reader_(client, clock, this,
-              UpstreamReader::Options{.upstream_timeout =
-                                          options.upstream_timeout,
-                                      .list_fresh_for = FreshFor(options),
-                                      .metrics = options.metrics}),
+              UpstreamReader::Options{
+                  .upstream_timeout = options.upstream_timeout,
+                  .list_fresh_for = FreshFor(options),
+                  .negative_ttl = options.negative_cache_ttl,
+                  .metrics = options.metrics,
+                  .admission = &admission_,
+                  .tokens = &tokens_}),
       poller_(&reader_, &registry_, &pacer_,
               options.ownership != nullptr ? options.ownership
                                            : &local_ownership_,
@@ -79,6 +92,9 @@ void UploadingHub::RegisterGauges(Metrics* metrics) {
     return [this, used] {
       Samples out;
       for (const auto& [fp, usage] : client_->AllDailyUsage()) {
+        // Only tokens Metrica has accepted: series stay bounded by
+        // --max_tracked_tokens whatever clients send.
+        if (!tokens_.Known(fp)) continue;
         out.push_back(
             {{fp}, static_cast<double>(used ? usage.used : usage.remaining())});
       }
@@ -97,15 +113,12 @@ void UploadingHub::RegisterGauges(Metrics* metrics) {
 
 void UploadingHub::Get(const Credentials& credentials, int32_t counter_id,
                        int64_t uploading_id, StateCallback done) {
-  reader_.Get(credentials.token(),
-              UploadingKey{credentials.fingerprint(), counter_id, uploading_id},
-              std::move(done));
+  reader_.Get(credentials, counter_id, uploading_id, std::move(done));
 }
 
 void UploadingHub::List(const Credentials& credentials,
                         const ListParams& params, ListCallback done) {
-  reader_.List(credentials.token(), credentials.fingerprint(), params,
-               std::move(done));
+  reader_.List(credentials, params, std::move(done));
 }
 
 absl::Status UploadingHub::Subscribe(const Credentials& credentials,
@@ -113,6 +126,10 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
                                      Subscriber* subscriber) {
   const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
   const WatchTarget target = WatchTarget::Uploading(key);
+  // Metrica said so a moment ago: no poll, and no watch.
+  if (std::optional<absl::Status> negative = reader_.Negative(key)) {
+    return *std::move(negative);
+  }
   absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
   if (!added.ok()) return added.status();
   if (!added->new_target) {

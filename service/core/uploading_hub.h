@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "service/auth/token.h"
 #include "service/common/clock.h"
+#include "service/core/caller_admission.h"
 #include "service/core/executor.h"
 #include "service/core/fan_out.h"
 #include "service/core/group_poller.h"
@@ -21,6 +22,7 @@
 #include "service/core/state_publisher.h"
 #include "service/core/state_store.h"
 #include "service/core/subscriber.h"
+#include "service/core/token_tracker.h"
 #include "service/core/upstream_reader.h"
 #include "service/core/watch_registry.h"
 #include "service/metrica/backoff.h"
@@ -63,7 +65,19 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     int batch_max_pages = 3;
     // Share of a token's daily budget (see MetricaClient::DailyUsage) kept
     // for Gets and Lists of callers: polls stretch to leave it untouched.
+    // It is also all that callers on the server's token may spend together
+    // (see CallerAdmission), so that they never eat the polls' part.
     double budget_reserve = 0.1;
+    // How long Metrica's NOT_FOUND / PERMISSION_DENIED for an uploading
+    // answer Gets and new watches; zero: not remembered.
+    absl::Duration negative_cache_ttl = absl::Seconds(30);
+    // Each caller's part of what callers on the server's token may spend
+    // (requests a day, and parallel slots of `max_in_flight_per_token`).
+    double caller_budget_share = 0.25;
+    int max_in_flight_per_token = 3;
+    // Callers' tokens Metrica has accepted that are tracked (quota series,
+    // no unverified bucket), and what unverified tokens may spend a day.
+    TokenTracker::Options tokens;
     // Registry for the metrics; none when null. Not owned.
     Metrics* metrics = nullptr;
     // Jitter of poll backoff. Not owned; default: absl::BitGen.
@@ -121,6 +135,10 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   void Shutdown(const absl::Status& reason);
 
   Stats stats() const;
+  // Callers on the server token with a count today or a request in flight.
+  size_t admitted_callers() const { return admission_.callers(); }
+  // Tokens Metrica has accepted, tracked.
+  size_t tracked_tokens() const { return tokens_.tracked(); }
 
   // A state another replica observed (its shared history, with the version
   // it gave it): recorded and delivered to this replica's watchers as if
@@ -157,6 +175,8 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   StateStore store_;
   WatchRegistry registry_;
   FanOut fan_out_;
+  TokenTracker tokens_;
+  CallerAdmission admission_;
   Pacer pacer_;
   UpstreamReader reader_;
   GroupPoller poller_;

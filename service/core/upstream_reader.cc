@@ -1,5 +1,8 @@
 #include "service/core/upstream_reader.h"
 
+#include <atomic>
+#include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -22,7 +25,8 @@ UpstreamReader::UpstreamReader(MetricaClient* client, const Clock* clock,
         {"endpoint"}, Metrics::LatencyBuckets());
     cache_lookups_ = metrics->AddCounter(
         "uploadwatch_cache_lookups_total",
-        "GetUploading/ListUploadings answered from cache (hit) or not (miss).",
+        "GetUploading/ListUploadings answered from cache (hit), from a "
+        "remembered NOT_FOUND/PERMISSION_DENIED (negative_hit) or not (miss).",
         {"rpc", "result"});
   }
 }
@@ -34,8 +38,97 @@ void UpstreamReader::Count(const char* endpoint, const absl::Status& status,
   upstream_latency_->ObserveDuration({endpoint}, now - sent);
 }
 
-void UpstreamReader::Get(const std::string& token, const UploadingKey& key,
-                         StateCallback done) {
+template <typename Callback, typename Fetch>
+void UpstreamReader::FetchAdmitted(const Credentials& credentials,
+                                   bool joining, Callback done, Fetch fetch) {
+  // How the slot taken is given back: (refund) -> void; none taken if null.
+  std::function<void(bool)> give_back;
+  absl::Status admitted;
+  if (joining) {
+    // A request under way answers it: nothing to admit.
+  } else if (credentials.server_token()) {
+    if (CallerAdmission* const a = options_.admission) {
+      admitted = a->Admit(credentials.fingerprint(), credentials.caller(),
+                          clock_->Now());
+      give_back = [a, caller = credentials.caller()](bool refund) {
+        refund ? a->Refund(caller) : a->Release(caller);
+      };
+    }
+  } else if (TokenTracker* const t = options_.tokens;
+             t != nullptr && !t->Accepted(credentials.fingerprint())) {
+    admitted = t->AdmitUnverified(clock_->Now());
+    give_back = [t](bool refund) { t->ReleaseUnverified(refund); };
+  }
+  if (!admitted.ok()) {
+    std::move(done)(std::move(admitted));
+    return;
+  }
+  if (!give_back) {
+    fetch(std::move(done));
+    return;
+  }
+  // Whoever clears it first gives the slot back: the answer, or, for a call
+  // that joined one under way, this function (refunded: it cost nothing).
+  auto held = std::make_shared<std::atomic<bool>>(true);
+  const auto ticket =
+      fetch([done = std::move(done), held, give_back](auto result) mutable {
+        if (held->exchange(false)) give_back(false);
+        std::move(done)(std::move(result));
+      });
+  if (!ticket.send && held->exchange(false)) give_back(true);
+}
+
+std::optional<absl::Status> UpstreamReader::RejectedLocked(
+    const std::string& fingerprint) {
+  auto it = rejected_.find(fingerprint);
+  if (it == rejected_.end()) return std::nullopt;
+  if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
+    rejected_.erase(it);
+    return std::nullopt;
+  }
+  return it->second.status;
+}
+
+bool UpstreamReader::Learn(const std::string& token_fingerprint,
+                           const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+      rejected_.erase(token_fingerprint);
+      return true;
+    case absl::StatusCode::kUnauthenticated:
+      if (options_.negative_ttl > absl::ZeroDuration()) {
+        rejected_[token_fingerprint] = NegativeEntry{status, clock_->Now()};
+      }
+      return false;
+    default:
+      return false;  // says nothing of the token
+  }
+}
+
+std::optional<absl::Status> UpstreamReader::Negative(const UploadingKey& key) {
+  std::optional<absl::Status> out;
+  {
+    absl::MutexLock lock(&mu_);
+    out = RejectedLocked(key.token_fingerprint);
+    auto it = negative_.find(key);
+    if (!out && it != negative_.end()) {
+      if (clock_->Now() - it->second.stored >= options_.negative_ttl) {
+        negative_.erase(it);
+      } else {
+        out = it->second.status;
+      }
+    }
+    if (!out) return std::nullopt;
+  }
+  if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "negative_hit"});
+  return out;
+}
+
+void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
+                         int64_t uploading_id, StateCallback done) {
+  const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
   std::optional<absl::Status> refused;
   {
     absl::MutexLock lock(&mu_);
@@ -50,21 +143,39 @@ void UpstreamReader::Get(const std::string& token, const UploadingKey& key,
     std::move(done)(*std::move(s));
     return;
   }
+  if (std::optional<absl::Status> negative = Negative(key)) {
+    std::move(done)(*std::move(negative));
+    return;
+  }
   if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
-  FetchGet(token, key, std::move(done));
+  bool joining;
+  {
+    absl::MutexLock lock(&mu_);
+    joining = gets_.contains(key);
+  }
+  FetchAdmitted(credentials, joining, std::move(done),
+                [this, &credentials, &key](StateCallback d) {
+                  return FetchGet(credentials.token(), key, std::move(d));
+                });
 }
 
-void UpstreamReader::List(const std::string& token,
-                          const std::string& token_fingerprint,
+void UpstreamReader::List(const Credentials& credentials,
                           const ListParams& params, ListCallback done) {
-  const ListKey key{token_fingerprint, params.counter_id, params.limit,
+  const ListKey key{credentials.fingerprint(), params.counter_id, params.limit,
                     params.offset, static_cast<int32_t>(params.type)};
   std::optional<absl::StatusOr<v1::ListUploadingsResponse>> immediate;
   {
     absl::MutexLock lock(&mu_);
     auto cached = list_cache_.find(key);
+    std::optional<absl::Status> rejected =
+        RejectedLocked(credentials.fingerprint());
     if (shut_down_) {
       immediate = *shut_down_;
+    } else if (rejected) {
+      if (cache_lookups_) {
+        cache_lookups_->Inc({"ListUploadings", "negative_hit"});
+      }
+      immediate = *std::move(rejected);
     } else if (cached != list_cache_.end() &&
                clock_->Now() - cached->second.fetched <=
                    options_.list_fresh_for) {
@@ -77,7 +188,15 @@ void UpstreamReader::List(const std::string& token,
     return;
   }
   if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
-  FetchList(token, key, std::move(done));
+  bool joining;
+  {
+    absl::MutexLock lock(&mu_);
+    joining = lists_.contains(key);
+  }
+  FetchAdmitted(credentials, joining, std::move(done),
+                [this, &credentials, &key](ListCallback d) {
+                  return FetchList(credentials.token(), key, std::move(d));
+                });
 }
 
 UpstreamReader::GetFlights::Ticket UpstreamReader::FetchGet(
@@ -202,9 +321,24 @@ void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,
                            absl::StatusOr<v1::GetUploadingResponse> result) {
   std::vector<GetFlights::Callback> waiters;
   absl::Time sent;
+  bool accepted = false;
   {
     absl::MutexLock lock(&mu_);
     waiters = gets_.Complete(key, flight, &sent);
+    if (!waiters.empty()) {
+      accepted = Learn(key.token_fingerprint, result.status());
+      const absl::StatusCode code = result.status().code();
+      if ((code == absl::StatusCode::kNotFound ||
+           code == absl::StatusCode::kPermissionDenied) &&
+          options_.negative_ttl > absl::ZeroDuration()) {
+        negative_[key] = NegativeEntry{result.status(), clock_->Now()};
+      } else if (result.ok()) {
+        negative_.erase(key);
+      }
+    }
+  }
+  if (accepted && options_.tokens != nullptr) {
+    options_.tokens->Accept(key.token_fingerprint);
   }
   if (waiters.empty()) return;  // left or superseded: dropped
   const absl::Time now = clock_->Now();
@@ -225,12 +359,22 @@ void UpstreamReader::OnList(const ListKey& key, uint64_t flight,
                             absl::StatusOr<v1::ListUploadingsResponse> result) {
   std::vector<ListFlights::Callback> waiters;
   absl::Time sent;
+  bool accepted = false;
   {
     absl::MutexLock lock(&mu_);
     waiters = lists_.Complete(key, flight, &sent);
+    if (!waiters.empty()) accepted = Learn(key.token_fingerprint, result.status());
     if (!waiters.empty() && result.ok()) {
       list_cache_[key] = ListEntry{*result, clock_->Now()};
+      // It exists after all (created since, or access granted).
+      for (const v1::Uploading& u : result->uploadings()) {
+        negative_.erase(
+            UploadingKey{key.token_fingerprint, key.counter_id, u.id()});
+      }
     }
+  }
+  if (accepted && options_.tokens != nullptr) {
+    options_.tokens->Accept(key.token_fingerprint);
   }
   if (waiters.empty()) return;
   const absl::Time now = clock_->Now();
@@ -272,6 +416,20 @@ void UpstreamReader::SweepListCache(absl::Time now) {
   for (auto it = list_cache_.begin(); it != list_cache_.end();) {
     if (now - it->second.fetched > options_.list_fresh_for) {
       list_cache_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = negative_.begin(); it != negative_.end();) {
+    if (now - it->second.stored >= options_.negative_ttl) {
+      negative_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = rejected_.begin(); it != rejected_.end();) {
+    if (now - it->second.stored >= options_.negative_ttl) {
+      rejected_.erase(it++);
     } else {
       ++it;
     }

@@ -11,8 +11,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/auth/token.h"
 #include "service/common/clock.h"
+#include "service/core/caller_admission.h"
 #include "service/core/single_flight.h"
+#include "service/core/token_tracker.h"
 #include "service/core/state_cache.h"
 #include "service/metrica/metrica_client.h"
 #include "service/metrics/metrics.h"
@@ -55,8 +58,17 @@ struct ListKey {
 // Reads Metrica through the caches and SingleFlight: identical concurrent
 // requests (callers' and polls') share one upstream call; a caller's Get is
 // answered from the sink's servable state, a caller's List from a short-lived
-// list cache. Counts the upstream requests and cache lookups (metrics named
-// as before the split). Thread-safe; callbacks run once, without its locks,
+// list cache. Metrica's NOT_FOUND and PERMISSION_DENIED for an uploading are
+// remembered for `negative_ttl` and answer callers' Gets (and a new watch's
+// first lookup, see Negative()) without Metrica; any later sighting of the
+// uploading (a Get, a List, a poll) forgets them. A caller's Get or List on
+// the server's token that must go to Metrica asks the CallerAdmission first
+// (a call that joins one under way costs nothing); one on a token Metrica
+// has not accepted yet takes the TokenTracker's unverified bucket, and
+// Metrica's UNAUTHENTICATED for a token answers its Gets and Lists for
+// `negative_ttl` too. Every answer but UNAUTHENTICATED (a poll's too)
+// accepts the token. Counts the upstream
+// requests and cache lookups (metrics named as before the split). Thread-safe; callbacks run once, without its locks,
 // on the upstream client's thread (inline only when answered from cache or
 // after Shutdown).
 class UpstreamReader {
@@ -73,7 +85,15 @@ class UpstreamReader {
     absl::Duration upstream_timeout = absl::Seconds(20);
     // How long a list answers identical Lists.
     absl::Duration list_fresh_for = absl::Seconds(5);
+    // How long NOT_FOUND / PERMISSION_DENIED answer Gets; zero: not kept.
+    absl::Duration negative_ttl = absl::Seconds(30);
     Metrics* metrics = nullptr;  // not owned; none when null
+    // Callers' share of the server token; none (everyone admitted) when
+    // null. Not owned.
+    CallerAdmission* admission = nullptr;
+    // Which callers' tokens Metrica has accepted; none (every token
+    // trusted) when null. Not owned.
+    TokenTracker* tokens = nullptr;
   };
 
   // None owned; all outlive the reader.
@@ -82,11 +102,14 @@ class UpstreamReader {
   UpstreamReader(const UpstreamReader&) = delete;
   UpstreamReader& operator=(const UpstreamReader&) = delete;
 
-  // A caller's Get and List: through the caches.
-  void Get(const std::string& token, const UploadingKey& key,
-           StateCallback done);
-  void List(const std::string& token, const std::string& token_fingerprint,
-            const ListParams& params, ListCallback done);
+  // A caller's Get and List: through the caches, then the admission.
+  void Get(const Credentials& credentials, int32_t counter_id,
+           int64_t uploading_id, StateCallback done);
+  void List(const Credentials& credentials, const ListParams& params,
+            ListCallback done);
+  // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
+  // UNAUTHENTICATED for its token, if any (counted as a negative_hit).
+  std::optional<absl::Status> Negative(const UploadingKey& key);
 
   // Always from Metrica (joining a call under way); for polls. Leave() with
   // the ticket stops waiting: `done` is then never called, and the call is
@@ -101,10 +124,15 @@ class UpstreamReader {
   // Fails every waiter with `reason`, cancels every call, and fails calls
   // made afterwards with UNAVAILABLE.
   void Shutdown(const absl::Status& reason);
+  // Drops cached lists and remembered errors that are no longer fresh.
   void SweepListCache(absl::Time now);
   size_t flights() const;
 
  private:
+  struct NegativeEntry {
+    absl::Status status;
+    absl::Time stored;
+  };
   struct ListEntry {
     v1::ListUploadingsResponse response;
     absl::Time fetched;
@@ -116,6 +144,20 @@ class UpstreamReader {
              absl::StatusOr<v1::GetUploadingResponse> result);
   void OnList(const ListKey& key, uint64_t flight,
               absl::StatusOr<v1::ListUploadingsResponse> result);
+  // `fetch(done')` (FetchGet or FetchList) once the admission (for the
+  // server's token) or the unverified bucket (for a token Metrica has not
+  // accepted) lets a caller's request through: `done'` frees its slot and
+  // calls `done`. Refused: `done` gets the refusal. `joining`: a request for
+  // the same key is under way, which costs nothing more.
+  template <typename Callback, typename Fetch>
+  void FetchAdmitted(const Credentials& credentials, bool joining,
+                     Callback done, Fetch fetch);
+  // Learns from Metrica's answer for a token: rejected (remembered), or
+  // accepted (true: the caller tells the TokenTracker, outside the lock).
+  bool Learn(const std::string& token_fingerprint, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<absl::Status> RejectedLocked(const std::string& fingerprint)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Count(const char* endpoint, const absl::Status& status,
              absl::Time sent, absl::Time now);
 
@@ -129,6 +171,11 @@ class UpstreamReader {
   GetFlights gets_ ABSL_GUARDED_BY(mu_);
   ListFlights lists_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListKey, ListEntry> list_cache_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<UploadingKey, NegativeEntry> negative_
+      ABSL_GUARDED_BY(mu_);
+  // Tokens Metrica answered UNAUTHENTICATED, by fingerprint.
+  absl::flat_hash_map<std::string, NegativeEntry> rejected_
+      ABSL_GUARDED_BY(mu_);
 
   Metrics::Counter* upstream_requests_ = nullptr;
   Metrics::Histogram* upstream_latency_ = nullptr;

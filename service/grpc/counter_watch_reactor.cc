@@ -24,7 +24,7 @@ CounterWatchReactor::CounterWatchReactor(
   absl::Status status = ValidateWatchUploadings(request);
   absl::StatusOr<Credentials> credentials = absl::UnknownError("");
   if (status.ok()) {
-    credentials = CallerCredentials(*context, deps.default_token);
+    credentials = CallerCredentials(*context, deps.callers);
     status = credentials.status();
   }
   if (status.ok()) {

@@ -1,7 +1,11 @@
 #include "service/grpc/request_checks.h"
 
+#include <memory>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "service/core/resume_token.h"
 #include "service/metrica/metrica_limits.h"
 #include "service/web/web_peer.h"
@@ -69,6 +73,52 @@ std::optional<std::string> AuthorizationOf(
   return std::string(it->second.data(), it->second.size());
 }
 
+namespace {
+
+// Identities are keys, not text to show: bounded so a header cannot grow
+// the admission's table entries.
+constexpr size_t kMaxIdentity = 256;
+
+std::string Bounded(absl::string_view kind, absl::string_view value) {
+  return absl::StrCat(kind, value.substr(0, kMaxIdentity));
+}
+
+// "ipv4:10.0.0.1:5000" -> "10.0.0.1"; "ipv6:[::1]:5000" -> "::1".
+absl::string_view PeerIp(absl::string_view peer) {
+  const size_t colon = peer.find(':');
+  if (colon != absl::string_view::npos) peer.remove_prefix(colon + 1);
+  if (absl::ConsumePrefix(&peer, "[")) return peer.substr(0, peer.find(']'));
+  const size_t port = peer.rfind(':');
+  return port == absl::string_view::npos ? peer : peer.substr(0, port);
+}
+
+}  // namespace
+
+std::string CallerIdentity(const grpc::CallbackServerContext& context,
+                           const CallerPolicy& policy) {
+  if (std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+      auth != nullptr && auth->IsPeerAuthenticated()) {
+    std::vector<grpc::string_ref> subject =
+        auth->FindPropertyValues("x509_subject");
+    if (subject.empty()) subject = auth->GetPeerIdentity();
+    if (!subject.empty()) {
+      return Bounded("cert:",
+                     absl::string_view(subject[0].data(), subject[0].size()));
+    }
+  }
+  if (!policy.identity_header.empty()) {
+    const auto& metadata = context.client_metadata();
+    auto it = metadata.find(policy.identity_header);
+    if (it != metadata.end() && !it->second.empty()) {
+      return Bounded("header:",
+                     absl::string_view(it->second.data(), it->second.size()));
+    }
+  }
+  // ConnectionOf: a browser's own address for calls from the gRPC-Web
+  // gateway, whose in-process channel has no peer of its own.
+  return Bounded("ip:", PeerIp(ConnectionOf(context)));
+}
+
 std::string ConnectionOf(const grpc::CallbackServerContext& context) {
   std::string peer = context.peer();
   // Only the in-process channel may speak for another connection; gRPC 1.51
@@ -83,9 +133,20 @@ std::string ConnectionOf(const grpc::CallbackServerContext& context) {
 }
 
 absl::StatusOr<Credentials> CallerCredentials(
-    const grpc::CallbackServerContext& context,
-    const std::string& default_token) {
-  return ResolveCredentials(AuthorizationOf(context), default_token);
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy) {
+  std::optional<std::string> authorization = AuthorizationOf(context);
+  if (!authorization && policy.require_caller_token) {
+    return absl::UnauthenticatedError(
+        "this server requires every call to bring its own Metrica token "
+        "(--require_caller_token): send call metadata "
+        "'authorization: OAuth <token>'");
+  }
+  absl::StatusOr<Credentials> credentials =
+      ResolveCredentials(authorization, policy.default_token);
+  if (credentials.ok() && credentials->server_token()) {
+    credentials->set_caller(CallerIdentity(context, policy));
+  }
+  return credentials;
 }
 
 }  // namespace uploadwatch

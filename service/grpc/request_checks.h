@@ -30,16 +30,34 @@ absl::Status ValidateWatchUploadings(
 std::optional<std::string> AuthorizationOf(
     const grpc::CallbackServerContext& context);
 
+// How calls that bring no token are treated.
+struct CallerPolicy {
+  std::string default_token;  // the server's own token ("" for none)
+  // Metadata key a trusted proxy sets to name the caller
+  // (--caller_identity_header); "" to ignore every such header.
+  std::string identity_header;
+  // Calls without their own token are refused (--require_caller_token).
+  bool require_caller_token = false;
+};
+
+// Who is calling, the key of a caller's share of the server token: the
+// mTLS client certificate's subject ("cert:..."), else the policy's
+// identity header ("header:...", trusted: only set the flag behind a proxy
+// that overwrites it), else the peer's IP without its port ("ip:...", the
+// browser's for calls through the gRPC-Web gateway: see ConnectionOf).
+std::string CallerIdentity(const grpc::CallbackServerContext& context,
+                           const CallerPolicy& policy);
 // The client connection a call came on, for per-connection limits: gRPC's
 // peer, except for calls from the gRPC-Web gateway (in-process channel),
 // which name the browser's connection (see service/web/web_peer.h).
 std::string ConnectionOf(const grpc::CallbackServerContext& context);
 
 // The token a call uses: its own `authorization`, else the server's
-// `default_token` (see auth/token.h); UNAUTHENTICATED when neither works.
+// `default_token` (see auth/token.h), marked as the server's and with the
+// caller's identity; UNAUTHENTICATED when neither works, or when the call
+// brings none and the policy requires one.
 absl::StatusOr<Credentials> CallerCredentials(
-    const grpc::CallbackServerContext& context,
-    const std::string& default_token);
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy);
 
 }  // namespace uploadwatch
 

@@ -6,6 +6,7 @@
 #include "service/common/clock.h"
 #include "service/core/scheduler.h"
 #include "service/core/uploading_hub.h"
+#include "service/grpc/request_checks.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/watch_limits.h"
 
@@ -18,7 +19,8 @@ struct ServiceDeps {
   const Clock* clock;
   Scheduler* scheduler;  // for the watches' lifetime bound
   WatchLimits* limits;
-  std::string default_token;  // the server's own token ("" for none)
+  // The server's own token and how calls without one are treated.
+  CallerPolicy callers;
 };
 
 }  // namespace uploadwatch

@@ -38,7 +38,7 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
     return reactor;
   }
   absl::StatusOr<Credentials> credentials =
-      CallerCredentials(*context, deps.default_token);
+      CallerCredentials(*context, deps.callers);
   if (!credentials.ok()) {
     finish(credentials.status(), "");
     return reactor;

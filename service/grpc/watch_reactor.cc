@@ -33,7 +33,7 @@ WatchReactor::WatchReactor(
   absl::Status status = ValidateIds(counter_id_, uploading_id_);
   absl::StatusOr<Credentials> credentials = absl::UnknownError("");
   if (status.ok()) {
-    credentials = CallerCredentials(*context, deps.default_token);
+    credentials = CallerCredentials(*context, deps.callers);
     status = credentials.status();
   }
   if (status.ok()) {

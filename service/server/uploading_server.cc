@@ -31,7 +31,9 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->limits_ = std::make_unique<WatchLimits>(config.watch_limits);
   s->service_ = std::make_unique<UploadingServiceImpl>(ServiceDeps{
       s->hub_.get(), s->log_.get(), config.clock, s->scheduler_.get(),
-      s->limits_.get(), config.default_token});
+      s->limits_.get(),
+      CallerPolicy{config.default_token, config.caller_identity_header,
+                   config.require_caller_token}});
 
   std::shared_ptr<grpc::ServerCredentials> credentials =
       grpc::InsecureServerCredentials();

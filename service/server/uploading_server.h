@@ -30,6 +30,10 @@ struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // The server's own Metrica token ("" for none: calls must bring theirs).
   std::string default_token;
+  // Who a caller without a token is (see grpc/request_checks.h), and
+  // whether such calls are refused.
+  std::string caller_identity_header;
+  bool require_caller_token = false;
   UploadingHub::Options hub;
   // Threads that deliver states to watchers (never the upstream I/O thread).
   int fan_out_threads = 2;
