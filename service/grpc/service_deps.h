@@ -6,6 +6,7 @@
 #include "service/common/clock.h"
 #include "service/core/scheduler.h"
 #include "service/core/uploading_hub.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/watch_limits.h"
 
@@ -18,6 +19,8 @@ struct ServiceDeps {
   const Clock* clock;
   Scheduler* scheduler;  // for the watches' lifetime bound
   WatchLimits* limits;
+  // Every call holds a ticket while it may touch the above (ReactorTracker).
+  ReactorTracker* reactors;
   std::string default_token;  // the server's own token ("" for none)
 };
 
