@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace uploadwatch {
 namespace {
@@ -15,8 +16,22 @@ class DecodeErrorInterceptor : public grpc::experimental::Interceptor {
   DecodeErrorInterceptor(absl::string_view method, const RpcLog* log,
                          Clock* clock)
       : method_(method), log_(log), clock_(clock), start_(clock->Now()) {}
+  // gRPC frees the interceptor on whichever thread ends the call, after
+  // every Intercept, but orders the two only inside its own code: taking
+  // mu_ makes that ordering ours (and visible to ThreadSanitizer).
+  ~DecodeErrorInterceptor() override { absl::MutexLock lock(&mu_); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    {
+      absl::MutexLock lock(&mu_);
+      Inspect(methods);
+    }
+    methods->Proceed();  // may run the next hook at once: not under mu_
+  }
+
+ private:
+  void Inspect(grpc::experimental::InterceptorBatchMethods* methods)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_MESSAGE)) {
       // nullptr here means Deserialize failed: gRPC then answers UNIMPLEMENTED.
@@ -38,15 +53,14 @@ class DecodeErrorInterceptor : public grpc::experimental::Interceptor {
       log_->Log(name, 0, 0, absl::InvalidArgumentError(message),
                 clock_->Now() - start_, "");
     }
-    methods->Proceed();
   }
 
- private:
   const absl::string_view method_;  // gRPC keeps it for the call's lifetime
   const RpcLog* const log_;
   Clock* const clock_;
   const absl::Time start_;
-  bool undecodable_ = false;
+  absl::Mutex mu_;
+  bool undecodable_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
