@@ -131,9 +131,11 @@ TEST_F(UploadingClientTest, WatchCallsBackPerMessageThenReturnsOkAfterTheTermina
 
 class StreamLifetimeTest : public UploadingClientTest {
  protected:
-  // Streams end after 270-300 ms: a journey spans several of them.
+  // Streams end after 0.9-1 s: a journey of 2.4 s spans several of them,
+  // and each stream's first state surely comes before its end, even on a
+  // slow build (TSan).
   StreamLifetimeTest() {
-    config_.watch_limits.max_lifetime = absl::Milliseconds(300);
+    config_.watch_limits.max_lifetime = absl::Seconds(1);
     config_.log_sink = [this](absl::string_view line) {
       if (absl::StrContains(line, "rpc=WatchUploading")) ++watch_calls_;
     };
@@ -143,7 +145,7 @@ class StreamLifetimeTest : public UploadingClientTest {
 };
 
 TEST_F(StreamLifetimeTest, AWatchOutlivesTheServersStreamLifetime) {
-  AddJourney(21);
+  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(600));
   std::vector<v1::WatchUploadingResponse> messages;
   absl::Status status = WatchToEnd(21, &messages);
   ASSERT_TRUE(status.ok()) << status;
