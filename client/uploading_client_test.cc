@@ -181,7 +181,9 @@ TEST_F(UploadingClientTest, TheTimeoutIsEachCallsDeadline) {
 TEST_F(UploadingClientTest, TheWatchTimeoutEndsAWatchThatDoesNotEnd) {
   metrica_.AddUploading(kCounter, MakeUploading(16, v1::Uploading::MATCHED));
   UploadingClient::Options options;
-  options.watch_timeout = absl::Milliseconds(500);
+  // Long enough for the first state even on a slow build (TSan): what ends
+  // the watch must be the timeout, after that state.
+  options.watch_timeout = absl::Seconds(2);
   int messages = 0;
   absl::Status status = Client(options)->WatchUploading(
       kCounter, 16, [&](const v1::WatchUploadingResponse&) { ++messages; });
