@@ -111,7 +111,12 @@ TEST_F(UploadingClientTest, ListErrorsAreStatuses) {
 }
 
 TEST_F(UploadingClientTest, WatchCallsBackPerMessageThenReturnsOkAfterTheTerminal) {
-  AddJourney(21);
+  // One call first opens the server's upstream connection, so that the
+  // watch's first fetch is not the one that pays for it (a slow build took
+  // longer than the first step): the journey then starts at the watch.
+  metrica_.AddUploading(kCounter, MakeUploading(21, v1::Uploading::PREPARED));
+  ASSERT_TRUE(Client()->GetUploading(kCounter, 21).ok());
+  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(400));
   std::vector<v1::WatchUploadingResponse> messages;
   absl::Status status = WatchToEnd(21, &messages);
   ASSERT_TRUE(status.ok()) << status;
@@ -126,9 +131,11 @@ TEST_F(UploadingClientTest, WatchCallsBackPerMessageThenReturnsOkAfterTheTermina
 
 class StreamLifetimeTest : public UploadingClientTest {
  protected:
-  // Streams end after 270-300 ms: a journey spans several of them.
+  // Streams end after 0.9-1 s: a journey of 2.4 s spans several of them,
+  // and each stream's first state surely comes before its end, even on a
+  // slow build (TSan).
   StreamLifetimeTest() {
-    config_.watch_limits.max_lifetime = absl::Milliseconds(300);
+    config_.watch_limits.max_lifetime = absl::Seconds(1);
     config_.log_sink = [this](absl::string_view line) {
       if (absl::StrContains(line, "rpc=WatchUploading")) ++watch_calls_;
     };
@@ -138,7 +145,7 @@ class StreamLifetimeTest : public UploadingClientTest {
 };
 
 TEST_F(StreamLifetimeTest, AWatchOutlivesTheServersStreamLifetime) {
-  AddJourney(21);
+  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(600));
   std::vector<v1::WatchUploadingResponse> messages;
   absl::Status status = WatchToEnd(21, &messages);
   ASSERT_TRUE(status.ok()) << status;
@@ -174,7 +181,9 @@ TEST_F(UploadingClientTest, TheTimeoutIsEachCallsDeadline) {
 TEST_F(UploadingClientTest, TheWatchTimeoutEndsAWatchThatDoesNotEnd) {
   metrica_.AddUploading(kCounter, MakeUploading(16, v1::Uploading::MATCHED));
   UploadingClient::Options options;
-  options.watch_timeout = absl::Milliseconds(500);
+  // Long enough for the first state even on a slow build (TSan): what ends
+  // the watch must be the timeout, after that state.
+  options.watch_timeout = absl::Seconds(2);
   int messages = 0;
   absl::Status status = Client(options)->WatchUploading(
       kCounter, 16, [&](const v1::WatchUploadingResponse&) { ++messages; });

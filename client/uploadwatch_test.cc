@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -127,6 +128,23 @@ class UploadwatchTest : public ServiceFixture {
     return RunUploadwatch(address(), std::move(args), token);
   }
 
+  // The CLI's watch of `id` (PREPARED until then), whose journey to `last`
+  // starts only once the server has the watch and has fetched the first
+  // state for it: however slowly the CLI starts (TSan), it sees it all.
+  CliRun WatchJourney(std::vector<std::string> args, int64_t id,
+                      v1::Uploading::Status last) {
+    metrica_.AddUploading(kCounter, MakeUploading(id, v1::Uploading::PREPARED));
+    std::future<CliRun> run = std::async(
+        std::launch::async, [&] { return Uploadwatch(std::move(args)); });
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while ((server_->stats().watchers == 0 || UpstreamCallsFor(id) == 0) &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    AddJourney(id, last, absl::Milliseconds(400));
+    return run.get();
+  }
+
   v1::Uploading Documented() {
     v1::Uploading u = MakeUploading(12, v1::Uploading::PROCESSED);
     u.set_comment("CRM export, December");
@@ -197,8 +215,8 @@ TEST_F(UploadwatchTest, ListJsonIsMetricasEnvelope) {
 }
 
 TEST_F(UploadwatchTest, WatchPrintsATimelineUntilTheTerminalLine) {
-  AddJourney(21);
-  CliRun run = Uploadwatch({"--timeout=30s", "watch", "2215573", "21"});
+  CliRun run = WatchJourney({"--timeout=30s", "watch", "2215573", "21"}, 21,
+                            v1::Uploading::PROCESSED);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.err, "");
   EXPECT_THAT(run.out, Not(HasSubstr("\n\n")));
@@ -216,8 +234,8 @@ TEST_F(UploadwatchTest, WatchPrintsATimelineUntilTheTerminalLine) {
 }
 
 TEST_F(UploadwatchTest, WatchJsonPrintsEachMessageOnItsOwnLine) {
-  AddJourney(22, v1::Uploading::LINKAGE_FAILURE);
-  CliRun run = Uploadwatch({"--json", "watch", "2215573", "22"});
+  CliRun run = WatchJourney({"--json", "watch", "2215573", "22"}, 22,
+                            v1::Uploading::LINKAGE_FAILURE);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   std::vector<std::string> lines = Lines(run.out);
   ASSERT_GE(lines.size(), 2u) << run.out;

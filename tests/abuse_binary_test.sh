@@ -19,6 +19,14 @@ check() {  # NAME CONDITION...
   if "$@"; then passed=$((passed + 1)); echo "PASS $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
 contains() { [[ "$1" == *"$2"* ]]; }  # TEXT PART
+# A sanitizer build's RSS is mostly the sanitizer's own (TSan keeps shadow
+# memory several times the heap), so the RSS bounds say nothing about the
+# server there: they are checked on the plain build (CI runs it too), and
+# the figures are still printed.
+sanitizer=$(ldd "$UPLOADWATCH_BIN/service/uploading_server" 2>/dev/null | grep -o 'lib[at]san' | head -1)
+rss_check() {  # NAME CONDITION...
+  if [[ -n "$sanitizer" ]]; then echo "SKIP $1: RSS under $sanitizer is the sanitizer's"; else check "$@"; fi
+}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$UPLOADWATCH_SERVER_PID/status"; }
 json() {  # JSON FIELD -> that field of the JSON object ("" if absent)
   /usr/bin/python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2" 2>/dev/null
@@ -49,7 +57,7 @@ sleep 2
 after=$(rss_kb)
 echo "RSS after 5000 open streams: ${before} -> ${after} kB"
 check "a client exceeding MAX_CONCURRENT_STREAMS loses its connection" test "$(json "$out" closed)" = True
-check "5000 open streams do not grow RSS by 50 MB (+$(((after - before) / 1024)) MB)" \
+rss_check "5000 open streams do not grow RSS by 50 MB (+$(((after - before) / 1024)) MB)" \
   test $((after - before)) -lt $((50 * 1024))
 out=$("${client[@]}" unary "$addr" "$service/GetUploading" "$get12")
 check "well-behaved calls still work after the burst" test "$(json "$out" code)" = OK
@@ -67,7 +75,7 @@ sleep 1
 after=$(rss_kb)
 echo "RSS after 16 parallel 60 MiB gzip requests: ${base} -> ${after} kB"
 check "a gzip request is refused as such" contains "$out" "Compression algorithm 'gzip' is disabled"
-check "16 gzip bombs do not grow RSS by 20 MB (+$(((after - base) / 1024)) MB)" \
+rss_check "16 gzip bombs do not grow RSS by 20 MB (+$(((after - base) / 1024)) MB)" \
   test $((after - base)) -lt $((20 * 1024))
 
 # --- Finding 7: empty authorization, undecodable requests ---------------------

@@ -67,6 +67,14 @@ class UpstreamTest : public ::testing::Test {
     ASSERT_TRUE(started.ok()) << started;
     metrica_->GrantAccess(kToken, kCounter);
     metrica_->AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+    StartJourney20();
+  }
+
+  // (Re)starts uploading 20's 750 ms journey to PROCESSED from now. A test
+  // that lists and then watches it restarts it just before, so that however
+  // slow the steps before (TSan), the list sees it under way and the watch
+  // has to poll Metrica.
+  void StartJourney20() {
     metrica_->AddUploading(
         kCounter, MakeUploading(20, v1::Uploading::PREPARED),
         {{absl::Milliseconds(250), v1::Uploading::UPLOADED},

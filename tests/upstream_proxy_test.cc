@@ -134,6 +134,7 @@ TEST_F(UpstreamProxyTest, GetListAndWatchGoThroughTheHttpsProxy) {
   grpc::Status status = Get(12, &got);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(got.uploading().status(), v1::Uploading::PROCESSED);
+  StartJourney20();
   v1::ListUploadingsResponse listed;
   ASSERT_TRUE(List(&listed).ok());
   std::vector<v1::WatchUploadingResponse> messages;

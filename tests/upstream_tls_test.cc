@@ -53,6 +53,7 @@ TEST_F(UpstreamTlsTest, GetListAndWatchWorkOverTls) {
   EXPECT_EQ(got.uploading().id(), 12);
   EXPECT_EQ(got.uploading().status(), v1::Uploading::PROCESSED);
 
+  StartJourney20();
   v1::ListUploadingsResponse listed;
   status = List(&listed);
   ASSERT_TRUE(status.ok()) << status.error_message();

@@ -31,14 +31,28 @@ class WatchTest : public ServiceTest {
 };
 
 TEST_F(WatchTest, FollowsTheJourneyToTheTerminalStatusThenEndsOk) {
-  AddJourney(21);
+  metrica_.AddUploading(kCounter, MakeUploading(21, v1::Uploading::PREPARED));
   StartServer();
-  WatchResult r = WatchToEnd(21);
+  auto ctx = Context();
+  v1::WatchUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(21);
+  auto reader = stub_->WatchUploading(ctx.get(), request);
+  WatchResult r;
+  v1::WatchUploadingResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  r.messages.push_back(message);
+  // The journey starts once the watch has shown where it starts, so that
+  // however slow the server's start (TSan), no step is over before the
+  // watch began; steps of 400 ms leave polls every 100 ms room to spare.
+  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(400));
+  while (reader->Read(&message)) r.messages.push_back(message);
+  r.status = reader->Finish();
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   ExpectWellFormed(r);
   EXPECT_EQ(r.messages.front().uploading().status(), v1::Uploading::PREPARED);
   EXPECT_EQ(r.messages.back().uploading().status(), v1::Uploading::PROCESSED);
-  // Polling every 100 ms catches every 200 ms step: versions 1..5, no gaps.
+  // Polling every 100 ms catches every 400 ms step: versions 1..5, no gaps.
   std::vector<v1::Uploading::Status> seen;
   for (const auto& m : r.messages) seen.push_back(m.uploading().status());
   EXPECT_THAT(seen, ::testing::ElementsAre(
@@ -218,11 +232,13 @@ TEST_F(WatchTest, CancellingTheLastWatcherStopsPolling) {
 TEST_F(WatchTest, TheClientsDeadlineEndsTheStreamAtOnce) {
   metrica_.AddUploading(kCounter, MakeUploading(34, v1::Uploading::EXPORTED));
   StartServer();
+  // A deadline the first state surely beats, even on a slow build (TSan):
+  // what ends the stream must be the deadline, after that state.
   const absl::Time start = absl::Now();
-  WatchResult r = WatchToEnd(34, absl::Milliseconds(400));
+  WatchResult r = WatchToEnd(34, absl::Seconds(1));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(r.messages.size(), 1u);
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1000));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1600));
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(server_->stats().watchers, 0u);
 }
@@ -262,7 +278,7 @@ TEST_F(WatchTest, TheWatchCapIsEnforcedWithAClearMessage) {
 }
 
 TEST_F(WatchTest, SlowReadersGetTheLatestStateNotABacklog) {
-  AddJourney(37);
+  metrica_.AddUploading(kCounter, MakeUploading(37, v1::Uploading::PREPARED));
   StartServer();
   // A client whose HTTP/2 window is tiny: unread messages back up to the
   // server instead of sitting in the client's socket buffers.
@@ -279,8 +295,19 @@ TEST_F(WatchTest, SlowReadersGetTheLatestStateNotABacklog) {
   auto reader = slow_stub->WatchUploading(ctx.get(), request);
   v1::WatchUploadingResponse m;
   ASSERT_TRUE(reader->Read(&m));
-  // Read nothing while the uploading finishes its journey.
-  absl::SleepFor(absl::Milliseconds(1200));
+  EXPECT_EQ(m.version(), 1);
+  // Read nothing while the uploading makes its whole journey, started only
+  // now (so a slow start cannot skip steps), until the server has seen its
+  // terminal status (it then stops polling it) and so has handed it on.
+  AddJourney(37, v1::Uploading::PROCESSED, absl::Milliseconds(400));
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < give_up &&
+         (metrica_.GetUploading(kCounter, 37)->status() !=
+              v1::Uploading::PROCESSED ||
+          server_->stats().pollers != 0)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(server_->stats().pollers, 0u) << "the server never saw the end";
   std::vector<v1::WatchUploadingResponse> rest;
   while (reader->Read(&m)) rest.push_back(m);
   ASSERT_TRUE(reader->Finish().ok());

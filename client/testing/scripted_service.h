@@ -40,6 +40,12 @@ class ScriptedService final : public v1::UploadingService::Service {
   std::vector<WatchScript> watches;                 // one per call, in order
   std::vector<CounterWatchScript> counter_watches;  // one per call, in order
 
+  // Makes the scripts set so far visible to the server's threads (the
+  // handlers read them under mu_). ScriptedServer::address() and Channel()
+  // call it, so set the scripts before taking either: a call may come from
+  // another process (the CLI), an ordering ThreadSanitizer cannot see.
+  void Publish() const { absl::MutexLock lock(&mu_); }
+
   int watch_calls() const {
     absl::MutexLock lock(&mu_);
     return watch_calls_;
@@ -117,8 +123,12 @@ class ScriptedServer {
   ~ScriptedServer() { server_->Shutdown(); }
 
   ScriptedService& service() { return service_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  std::string address() const {
+    service_.Publish();
+    return absl::StrCat("127.0.0.1:", port_);
+  }
   std::shared_ptr<grpc::Channel> Channel() const {
+    service_.Publish();
     return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
   }
 

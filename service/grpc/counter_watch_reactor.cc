@@ -10,7 +10,8 @@ CounterWatchReactor::CounterWatchReactor(
     const ServiceDeps& deps, ChangeHistory* history,
     grpc::CallbackServerContext* context,
     const metrika::offline_conversions::v1::WatchUploadingsRequest& request)
-    : deps_(deps),
+    : ticket_(deps.reactors->Enter()),
+      deps_(deps),
       start_(deps.clock->Now()),
       deadline_(context->deadline() ==
                         std::chrono::system_clock::time_point::max()

@@ -11,6 +11,7 @@
 #include "service/core/change_history.h"
 #include "service/core/scheduler.h"
 #include "service/grpc/counter_watch.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/service_deps.h"
 
 namespace uploadwatch {
@@ -37,6 +38,8 @@ class CounterWatchReactor final
   void OnDone() override;
 
  private:
+  // First, so destroyed last: the server outlives every use (ReactorTracker).
+  ReactorTracker::Ticket ticket_;
   // CounterWatch::Sink (called under the watch's lock).
   void Write(const CounterWatch::Message* message) override;
   void Finish(const absl::Status& status) override;

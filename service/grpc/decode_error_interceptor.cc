@@ -1,22 +1,46 @@
 #include "service/grpc/decode_error_interceptor.h"
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace uploadwatch {
 namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
+// gRPC creates a call's interceptor on one thread and may run it first on
+// another, handing it over inside its own code. Creation releases and every
+// Intercept first acquires this counter, so that our code orders the hand-
+// over (and ThreadSanitizer sees it). One atomic increment per call.
+std::atomic<uint64_t> interceptors_created{0};
+
 class DecodeErrorInterceptor : public grpc::experimental::Interceptor {
  public:
   DecodeErrorInterceptor(absl::string_view method, const RpcLog* log,
                          Clock* clock)
       : method_(method), log_(log), clock_(clock), start_(clock->Now()) {}
+  // gRPC frees the interceptor on whichever thread ends the call, after
+  // every Intercept, but orders the two only inside its own code: taking
+  // mu_ makes that ordering ours (and visible to ThreadSanitizer).
+  ~DecodeErrorInterceptor() override { absl::MutexLock lock(&mu_); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    interceptors_created.load(std::memory_order_acquire);  // before any field
+    {
+      absl::MutexLock lock(&mu_);
+      Inspect(methods);
+    }
+    methods->Proceed();  // may run the next hook at once: not under mu_
+  }
+
+ private:
+  void Inspect(grpc::experimental::InterceptorBatchMethods* methods)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_MESSAGE)) {
       // nullptr here means Deserialize failed: gRPC then answers UNIMPLEMENTED.
@@ -38,15 +62,14 @@ class DecodeErrorInterceptor : public grpc::experimental::Interceptor {
       log_->Log(name, 0, 0, absl::InvalidArgumentError(message),
                 clock_->Now() - start_, "");
     }
-    methods->Proceed();
   }
 
- private:
   const absl::string_view method_;  // gRPC keeps it for the call's lifetime
   const RpcLog* const log_;
   Clock* const clock_;
   const absl::Time start_;
-  bool undecodable_ = false;
+  absl::Mutex mu_;
+  bool undecodable_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -55,7 +78,9 @@ grpc::experimental::Interceptor*
 DecodeErrorInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   if (info->method() == nullptr) return nullptr;
-  return new DecodeErrorInterceptor(info->method(), log_, clock_);
+  auto* interceptor = new DecodeErrorInterceptor(info->method(), log_, clock_);
+  interceptors_created.fetch_add(1, std::memory_order_release);
+  return interceptor;
 }
 
 }  // namespace uploadwatch

@@ -6,6 +6,7 @@
 #include "service/common/clock.h"
 #include "service/core/scheduler.h"
 #include "service/core/uploading_hub.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/request_checks.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/watch_limits.h"
@@ -19,6 +20,8 @@ struct ServiceDeps {
   const Clock* clock;
   Scheduler* scheduler;  // for the watches' lifetime bound
   WatchLimits* limits;
+  // Every call holds a ticket while it may touch the above (ReactorTracker).
+  ReactorTracker* reactors;
   // The server's own token and how calls without one are treated.
   CallerPolicy callers;
 };

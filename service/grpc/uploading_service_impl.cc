@@ -5,6 +5,7 @@
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/watch_reactor.h"
 
 namespace uploadwatch {
@@ -26,12 +27,19 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
                                    Launch launch) {
+  // Two tickets (see ReactorTracker): this handler's, for the hub code that
+  // runs on this gRPC thread until `launch` returns (it may answer inline),
+  // and the finish's, let go right after Finish (copies of `finish` share it).
+  const ReactorTracker::Ticket handler = deps.reactors->Enter();
+  auto finished =
+      std::make_shared<ReactorTracker::Ticket>(deps.reactors->Enter());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time start = deps.clock->Now();
   auto finish = [=, log = deps.log, clock = deps.clock](
                     const absl::Status& status, const std::string& fp) {
     log->Log(method, counter, id, status, clock->Now() - start, fp);
     reactor->Finish(ToGrpcStatus(status));
+    finished->Release();
   };
   if (!valid.ok()) {
     finish(valid, "");

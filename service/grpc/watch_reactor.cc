@@ -21,7 +21,8 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
 WatchReactor::WatchReactor(
     const Deps& deps, grpc::CallbackServerContext* context,
     const metrika::offline_conversions::v1::WatchUploadingRequest& request)
-    : deps_(deps),
+    : ticket_(deps.reactors->Enter()),
+      deps_(deps),
       hub_(deps.hub),
       start_(deps.clock->Now()),
       deadline_(context->deadline() == std::chrono::system_clock::time_point::max()
@@ -146,7 +147,7 @@ void WatchReactor::OnDone() {
   }
   deps_.log->Log("WatchUploading", counter_id_, uploading_id_, status,
                  deps_.clock->Now() - start_, token_fingerprint_);
-  delete this;
+  delete this;  // ticket_ goes last (see ReactorTracker)
 }
 
 void WatchReactor::FinishLocked(const absl::Status& status) {

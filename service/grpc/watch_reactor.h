@@ -11,6 +11,7 @@
 #include "service/core/scheduler.h"
 #include "service/core/subscriber.h"
 #include "service/core/uploading_hub.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/service_deps.h"
 
 namespace uploadwatch {
@@ -52,6 +53,8 @@ class WatchReactor final
     WatchReactor* reactor ABSL_GUARDED_BY(mu);
   };
 
+  // First, so it goes last: nothing of the server is touched after it.
+  ReactorTracker::Ticket ticket_;
   const Deps& deps_;
   UploadingHub* const hub_;
   const absl::Time start_;

@@ -357,10 +357,17 @@ TEST_F(CurlMetricaClientTest, SlowReplyEndsAtTheDeadline) {
 }
 
 TEST_F(CurlMetricaClientTest, DeadlineAfterFailedAttemptsQuotesTheLastError) {
+  CurlMetricaClient::Options options = TestOptions();
+  // Attempts enough to last past the deadline, and a deadline that leaves
+  // room for a first 503 even when the first connection is slow (TSan):
+  // the deadline, not the attempt cap, must be what ends the call.
+  options.max_attempts = 1000;
+  client_ = MakeClient(options);
   Fault fault = Reply(503, "backend_error");
   fault.delay = absl::Milliseconds(100);
+  fault.times = -1;
   Inject(fault);
-  GetResult result = Get(kToken, kUploadingId, absl::Milliseconds(250));
+  GetResult result = Get(kToken, kUploadingId, absl::Milliseconds(1500));
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(std::string(result.status().message()),
               HasSubstr("last error: Metrica 503 backend_error"));
@@ -547,14 +554,19 @@ TEST_F(CurlMetricaClientTest, RateLimitSpacesRequests) {
   options.quota.requests_per_second = 10;
   options.quota.burst = 1;
   client_ = MakeClient(options);
+  const absl::Time start = absl::Now();
   std::vector<std::future<GetResult>> results;
   for (int i = 0; i < 3; ++i) results.push_back(StartGet(kToken, kUploadingId));
   for (auto& result : results) EXPECT_TRUE(result.get().ok());
   std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
   ASSERT_EQ(requests.size(), 3u);
-  // Sent 100 ms apart; arrival times add a connection's jitter (the first
-  // request also opens the connection), so allow some.
-  EXPECT_GE(requests[2].time - requests[0].time, absl::Milliseconds(150));
+  // The guard hands them to libcurl 100 ms apart from the start (a full
+  // bucket of one, then one per 100 ms: QuotaGuardTest has the exact
+  // times), so the last cannot arrive before start + 200 ms, however the
+  // connections go. Not measured between arrivals: libcurl holds requests
+  // while the first connection is being set up (PIPEWAIT) and then sends
+  // them together, so under a slow build the arrivals bunch.
+  EXPECT_GE(requests[2].time - start, absl::Milliseconds(200));
 }
 
 TEST_F(CurlMetricaClientTest, QueuedRequestFailsAtItsDeadlineAndIsNeverSent) {
@@ -814,9 +826,11 @@ TEST_F(CurlMetricaClientTest, AnAbandonedRequestWithoutAnswerIsHeldForTheHoldOnl
   EXPECT_TRUE(Get(kToken, 13).ok());
   std::vector<FakeMetrica::RecordedRequest> requests = fake_.requests();
   ASSERT_EQ(requests.size(), 2u);
-  // Arrival times: the first one's also includes opening the connection,
-  // which the hold (counted from the send) does not.
-  EXPECT_GE(requests[1].time - requests[0].time, absl::Milliseconds(500));
+  // The first was sent after `start` and the hold counts from its send, so
+  // the second cannot arrive before start + 600 ms. Not measured from the
+  // first's arrival: that also holds the connection's set-up, which under
+  // a slow build (TSan) takes a good part of the hold.
+  EXPECT_GE(requests[1].time - start, absl::Milliseconds(600));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 

@@ -101,6 +101,33 @@ TEST_F(QuotaGuardTest, RateLimitReleasesABurstThenOneSendPerInterval) {
   EXPECT_THAT(guard.Advance().send, ElementsAre(4, 5));
 }
 
+// The shape CurlMetricaClientTest.RateLimitSpacesRequests checks on the
+// wire: after an idle start, a bucket of one releases one request at once
+// and then exactly one per interval, measured from that first send.
+TEST_F(QuotaGuardTest, AfterAnIdleStartABurstOfOneSpacesEverySend) {
+  QuotaGuard::Options options;
+  options.max_in_flight_per_token = 0;
+  options.requests_per_second = 10;
+  options.burst = 1;
+  QuotaGuard guard(options, &clock_);
+  clock_.Advance(absl::Seconds(7));  // idle: the bucket stays at one
+  const absl::Time start = clock_.Now();
+  for (QuotaGuard::Ticket t = 1; t <= 3; ++t) guard.Enqueue(t, "alice", Later());
+  QuotaGuard::Step step = guard.Advance();
+  EXPECT_THAT(step.send, ElementsAre(1));
+  EXPECT_EQ(step.next_check, start + absl::Milliseconds(100));
+  clock_.Advance(absl::Microseconds(99999));
+  EXPECT_THAT(guard.Advance().send, IsEmpty());
+  clock_.Advance(absl::Microseconds(1));
+  step = guard.Advance();
+  EXPECT_THAT(step.send, ElementsAre(2));
+  EXPECT_EQ(step.next_check, start + absl::Milliseconds(200));
+  clock_.Advance(absl::Microseconds(99999));
+  EXPECT_THAT(guard.Advance().send, IsEmpty());
+  clock_.Advance(absl::Microseconds(1));
+  EXPECT_THAT(guard.Advance().send, ElementsAre(3));
+}
+
 TEST_F(QuotaGuardTest, RateLimitIsSharedByAllTokens) {
   QuotaGuard::Options options;
   options.requests_per_second = 10;

@@ -12,6 +12,7 @@
 #include "service/core/executor.h"
 #include "service/core/scheduler.h"
 #include "service/core/uploading_hub.h"
+#include "service/grpc/reactor_tracker.h"
 #include "service/grpc/rpc_log.h"
 #include "service/grpc/uploading_service_impl.h"
 #include "service/grpc/watch_limits.h"
@@ -110,7 +111,9 @@ class UploadingServer {
   UploadingServer() = default;
 
   // Destroyed bottom-up; the hub outlives the client, scheduler and
-  // executor (see UploadingHub), the service outlives the gRPC server.
+  // executor (see UploadingHub), the service outlives the gRPC server, and
+  // the tracker outlives every call (Shutdown waits for them on it).
+  ReactorTracker reactors_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<RpcLog> log_;
   // Outlives the hub, which polls and publishes through it. Not owned.
