@@ -11,7 +11,7 @@
 #                                   Abseil once: scripts/lib/tsan_absl.sh)
 #   scripts/test.sh --fuzz          also every fuzzer for a bounded time
 #   scripts/test.sh //service/...   only these Bazel targets
-# CI (.ci/run) runs: scripts/test.sh --sanitizers --tsan --fuzz
+# CI (.ci/run) runs: scripts/test.sh --sanitizers --fuzz (--tsan: not yet)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
