@@ -66,6 +66,9 @@ class Replica {
         "--drain_period=0s",
         "--shutdown_grace=1s",
         "--redis_lease_ttl=1500ms",
+        // These tests measure the shared upstream cap, not the per-caller
+        // share of the server token: every Get names a caller of its own.
+        "--caller_identity_header=x-test-caller",
         // Budget pacing would stretch 200 ms polls to ~20 s.
         "--daily_budget=100000000",
     };
@@ -140,6 +143,7 @@ class Replica {
     auto stub = v1::UploadingService::NewStub(channel_);
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx.AddMetadata("x-test-caller", absl::StrCat("caller-", id));
     v1::GetUploadingRequest request;
     request.set_counter_id(kCounter);
     request.set_uploading_id(id);
