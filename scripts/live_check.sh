@@ -173,11 +173,14 @@ check "uploadwatch list $counter" "$([[ $? == 0 ]] && echo 1)" "$(head -c 200 "$
 if [[ -n "$id" ]]; then
   uw --json get "$counter" "$id" >"$work/ours_get.json" 2>"$work/get.err"
   check "uploadwatch get $counter $id" "$([[ $? == 0 ]] && echo 1)" "$(head -c 200 "$work/get.err")"
-  # What Metrica sent for this uploading that our answer lacks.
+  # What Metrica sent for this uploading, of the fields we map, that our
+  # answer lacks (fields we do not map are reported below as "unmapped").
   if [[ -s "$work/ours_get.json" && -s "$work/get.json" ]]; then
-    lost=$("$PY" -c 'import json,sys
+    lost=$("$PY" -c 'import json,re,sys
 theirs = json.load(open(sys.argv[1]))["uploading"]; ours = json.load(open(sys.argv[2]))["uploading"]
-print(" ".join(sorted(set(theirs) - set(ours))))' "$work/get.json" "$work/ours_get.json")
+body = re.search(r"^message Uploading \{(.*?)^\}", open(sys.argv[3]).read(), re.S | re.M).group(1)
+mapped = set(re.findall(r"^  \w+ (\w+) = \d+;", body, re.M))
+print(" ".join(sorted((set(theirs) & mapped) - set(ours))))' "$work/get.json" "$work/ours_get.json" "$PROTO")
     check "our get keeps every field Metrica sent" "$([[ -z "$lost" ]] && echo 1)" "${lost:+lost: $lost}"
   fi
   uw --timeout="${watch_s}s" watch "$counter" "$id" >"$work/watch.out" 2>"$work/watch.err"
