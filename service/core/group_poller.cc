@@ -51,6 +51,11 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
+    // Its last watcher left before this call: Unwatch has run (or finds
+    // nothing to do); wanting it now would hold it with nobody watching.
+    if (!target.is_counter() && !registry_->Watched(target.uploading_key())) {
+      return;
+    }
     const GroupKey& key = target.group;
     Group& group = groups_[key];
     group.token = token;
@@ -96,9 +101,12 @@ void GroupPoller::Unwatch(const WatchTarget& target) {
   Actions after;
   {
     absl::MutexLock lock(&mu_);
-    // Under the lock, as Watch's Want: a watcher that came back meanwhile
-    // (a new target for the same uploading) keeps it wanted.
-    if (!target.is_counter() && !registry_->Watched(target.uploading_key())) {
+    // Under the lock, as Watch's Want. A watcher that came back meanwhile (a
+    // new target for the same uploading) keeps it wanted, and keeps the
+    // fetch under way for it: cancelling that would leave the newcomer
+    // without its first state, and the group without a timer.
+    if (!target.is_counter()) {
+      if (registry_->Watched(target.uploading_key())) return;
       ownership_->Unwant(OwnershipName(target.group, target.uploading_id));
     }
     auto it = groups_.find(target.group);

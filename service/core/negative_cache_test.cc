@@ -79,6 +79,7 @@ class NegativeCacheTest : public ::testing::Test {
   FakeMetricaClient client_;
   UploadingHub::Options options_;
   std::unique_ptr<UploadingHub> hub_;
+  std::vector<absl::Status> held_answers_;  // outlives TearDown's shutdown
   const Credentials own_{"AQAAAAA-callers-own-token"};
 };
 
@@ -204,7 +205,9 @@ TEST_F(CallerShareTest, CallersWithTheirOwnTokenAreNotCounted) {
 TEST_F(CallerShareTest, ACallerKeepsOthersSlotsFree) {
   client_.set_hold(true);
   Start();
-  std::vector<absl::Status> out;
+  // A fixture member, not a local: the held Gets are answered only by the
+  // hub's shutdown in TearDown, after this body's locals are gone.
+  std::vector<absl::Status>& out = held_answers_;
   for (int id = 1; id <= 4; ++id) StartGet(Caller("ip:1"), id, &out);
   ASSERT_EQ(out.size(), 1u);  // the 4th refused at once: 3 slots in all
   EXPECT_EQ(Reason(out[0]), "CALLER_CONCURRENCY");

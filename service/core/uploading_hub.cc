@@ -147,14 +147,13 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
     poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
     return absl::OkStatus();
   }
-  registry_.MarkShown(target);
-  const bool terminal = IsTerminal(fresh->uploading);
-  fan_out_.Post({subscriber},
+  // To everyone the target has by now: others may have joined it since
+  // Register, before it was shown anything.
+  const WatchRegistry::Match match = registry_.ShowFresh(target, *fresh);
+  fan_out_.Post(match.to,
                 std::make_shared<const UploadingState>(*std::move(fresh)));
-  if (terminal) {
-    // Nothing to poll: the watch is over as soon as it is told so.
-    registry_.EndTarget(target);
-  } else {
+  // Terminal: nothing to poll, the watch is over as soon as it is told so.
+  if (!match.ended && !match.to.empty()) {
     poller_.Watch(target, credentials.token(), /*needs_first_state=*/false);
   }
   return absl::OkStatus();

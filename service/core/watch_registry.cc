@@ -90,10 +90,20 @@ WatchRegistry::Match WatchRegistry::Observed(const UploadingKey& key,
   return out;
 }
 
-void WatchRegistry::MarkShown(const WatchTarget& target) {
+WatchRegistry::Match WatchRegistry::ShowFresh(const WatchTarget& target,
+                                              const UploadingState& state) {
   absl::MutexLock lock(&mu_);
+  Match out;
   auto t = targets_.find(target);
-  if (t != targets_.end()) t->second.shown = true;
+  if (t == targets_.end()) return out;  // already ended (e.g. shutdown)
+  t->second.shown = true;
+  out.to.assign(t->second.subscribers.begin(), t->second.subscribers.end());
+  if (IsTerminal(state.uploading)) {
+    Ended ended;
+    EndLocked(target, ended);
+    out.ended = target;
+  }
+  return out;
 }
 
 WatchRegistry::Ended WatchRegistry::EndTarget(const WatchTarget& target) {

@@ -70,8 +70,12 @@ class WatchRegistry {
   // subscriber has already been shown).
   Match Observed(const UploadingKey& key, const UploadingState& state,
                  bool changed);
-  // The target's subscribers were shown a state (a fresh one, on Subscribe).
-  void MarkShown(const WatchTarget& target);
+  // A fresh stored `state` answers a new uploading target without a poll:
+  // every subscriber it has by now is to be shown it -- also those that
+  // joined between Add and this call, before anything was shown (they were
+  // told has_state = false, so nobody else will show them). A terminal state
+  // ends the target, as in Observed.
+  Match ShowFresh(const WatchTarget& target, const UploadingState& state);
   // Ends one target (e.g. terminal when subscribed, or a permanent error).
   Ended EndTarget(const WatchTarget& target);
   // Ends every target of a group (the token lost the counter).
