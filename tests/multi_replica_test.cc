@@ -53,7 +53,9 @@ std::string ServerBinary() {
 // One uploading_server process. Its stderr goes to a file, read for the port.
 class Replica {
  public:
-  Replica(const std::string& upstream, const std::string& redis, int n)
+  // `extra` flags come last (the last value of a flag wins).
+  Replica(const std::string& upstream, const std::string& redis, int n,
+          const std::vector<std::string>& extra = {})
       : log_(absl::StrCat(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR"), "/replica", n, "-",
                           absl::ToUnixNanos(absl::Now()), ".log")) {
     std::vector<std::string> args = {
@@ -76,6 +78,7 @@ class Replica {
       args.push_back(absl::StrCat("--redis=", redis));
       args.push_back(absl::StrCat("--redis_key_prefix=", kPrefix));
     }
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -256,11 +259,12 @@ class MultiReplicaTest : public ::testing::Test {
 
   // Starts `n` replicas on the test's Redis (or alone when `shared` is
   // false) and waits until each serves.
-  void StartReplicas(int n, bool shared = true) {
+  void StartReplicas(int n, bool shared = true,
+                     const std::vector<std::string>& extra = {}) {
     for (int i = 0; i < n; ++i) {
       replicas_.push_back(std::make_unique<Replica>(
           metrica_->base_url(), shared ? redis_.address() : "",
-          static_cast<int>(replicas_.size())));
+          static_cast<int>(replicas_.size()), extra));
       ASSERT_TRUE(replicas_.back()->WaitServing()) << "replica " << i;
     }
   }
@@ -416,6 +420,66 @@ TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasStayWithinTheTokensCap) {
   std::printf("FIGURE most Gets at Metrica at once, Redis down: %d\n",
               metrica_->max_in_flight(kToken));
   EXPECT_LE(metrica_->max_in_flight(kToken), 3);  // 3 replicas x 1
+}
+
+// Upstream requests of `token` in the simulator's log.
+int RequestsOf(const FakeMetrica& metrica, const std::string& token) {
+  int n = 0;
+  for (const auto& r : metrica.requests()) n += r.token == token;
+  return n;
+}
+
+TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasNeverOverspendTheSharedBudget) {
+  constexpr int kBudget = 9;
+  for (int id = 300; id < 330; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  }
+  FakeMetrica::Fault slow;
+  slow.path_substring = "/uploading/";
+  slow.times = -1;
+  slow.delay = absl::Milliseconds(300);
+  metrica_->InjectFault(slow);
+  // Callers may spend the whole budget (no part kept for watches), each its
+  // own caller: what limits them is the budget shared by the replicas; each
+  // replica alone would allow kBudget.
+  StartReplicas(3, /*shared=*/true,
+                {absl::StrCat("--daily_budget=", kBudget),
+                 "--budget_reserve=1", "--caller_budget_share=1"});
+  metrica_->ClearRequests();
+  std::vector<grpc::StatusCode> codes(30);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 30; ++i) {
+    threads.emplace_back([&, i] {
+      codes[i] = replicas_[i % 3]->Get(300 + i, nullptr).error_code();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const int ok = std::count(codes.begin(), codes.end(), grpc::StatusCode::OK);
+  const int spent = std::count(codes.begin(), codes.end(),
+                               grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const int sent = RequestsOf(*metrica_, kToken);
+  std::printf("FIGURE 30 Gets over 3 replicas, shared daily budget %d: %d "
+              "sent to Metrica, %d answered, %d refused (budget spent); at "
+              "most %d at once\n",
+              kBudget, sent, ok, spent, metrica_->max_in_flight(kToken));
+  EXPECT_LE(sent, kBudget);  // never overspent, over all three replicas
+  EXPECT_EQ(ok, sent);       // every request sent was a Get answered
+  EXPECT_GE(ok, kBudget - 1);  // and the budget was used, not refused early
+  EXPECT_EQ(ok + spent, 30);
+  EXPECT_LE(metrica_->max_in_flight(kToken), 3);
+  // The shared count in Redis says the same (the day of Moscow, UTC+3).
+  const std::string day = absl::FormatTime(
+      "%Y-%m-%d", absl::Now(), absl::FixedTimeZone(3 * 60 * 60));
+  EXPECT_EQ(redis_.Integer({"GET", absl::StrCat(kPrefix, "budget:",
+                                                Credentials(kToken).fingerprint(),
+                                                ":", day)}),
+            sent);
+  // More Gets later, on any replica: still refused, nothing sent.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(replicas_[i]->Get(340 + i, nullptr).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  EXPECT_EQ(RequestsOf(*metrica_, kToken), sent);
 }
 
 TEST_F(MultiReplicaTest, WatchersOnOtherReplicasSeeTheHoldersStates) {
