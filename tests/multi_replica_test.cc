@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -125,6 +127,10 @@ class Replica {
     pid_ = -1;
   }
 
+  // SIGSTOP / SIGCONT: a replica that stalls (no polls, no renewals).
+  void Pause() { kill(pid_, SIGSTOP); }
+  void Resume() { kill(pid_, SIGCONT); }
+
   pid_t pid() const { return pid_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
@@ -227,6 +233,71 @@ class Watch {
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
+
+// One WatchUploadings stream (a whole counter) on a thread of its own.
+class CounterStream {
+ public:
+  CounterStream(std::shared_ptr<grpc::Channel> channel,
+                const std::string& resume_token = "")
+      : stub_(v1::UploadingService::NewStub(std::move(channel))) {
+    thread_ = std::thread([this, resume_token] {
+      v1::WatchUploadingsRequest request;
+      request.set_counter_id(kCounter);
+      request.set_resume_token(resume_token);
+      auto reader = stub_->WatchUploadings(&ctx_, request);
+      v1::WatchUploadingsResponse response;
+      while (reader->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        messages_.push_back(response);
+      }
+      reader->Finish();
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    });
+  }
+  ~CounterStream() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // Waits until a message is `synced`; the messages up to it.
+  std::optional<std::vector<v1::WatchUploadingsResponse>> WaitSynced(
+      absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    auto synced = [&] {
+      for (const auto& m : messages_) {
+        if (m.synced()) return true;
+      }
+      return done_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&synced), limit);
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      if (messages_[i].synced()) {
+        return std::vector<v1::WatchUploadingsResponse>(
+            messages_.begin(), messages_.begin() + i + 1);
+      }
+    }
+    return std::nullopt;
+  }
+  std::string last_token() {
+    absl::MutexLock lock(&mu_);
+    return messages_.empty() ? "" : messages_.back().resume_token();
+  }
+
+ private:
+  std::unique_ptr<v1::UploadingService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  absl::Mutex mu_;
+  std::vector<v1::WatchUploadingsResponse> messages_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+bool Increasing(const std::vector<int64_t>& versions) {
+  for (size_t i = 1; i < versions.size(); ++i) {
+    if (versions[i] <= versions[i - 1]) return false;
+  }
+  return true;
+}
 
 v1::Uploading MakeUploading(int64_t id, v1::Uploading::Status status) {
   v1::Uploading u;
@@ -605,6 +676,70 @@ TEST_F(MultiReplicaTest, RedisDownMeansLocalPollingThenSharedAgain) {
   metrica_->SetUploading(kCounter, MakeUploading(5, v1::Uploading::PROCESSED));
   for (auto& w : watches) {
     EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+}
+
+// A counter watch polls the counter on its own replica (counter watches are
+// not leased), so that replica can see, and number, a change before the
+// uploading's holder does. The holder must then number after it: otherwise
+// its next versions are ignored there (the watchers of that replica miss
+// changes) and a client moving between the two sees versions go back.
+TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDiverge) {
+  auto state = [](v1::Uploading::Status status, int linked) {
+    v1::Uploading u = MakeUploading(6, status);
+    u.set_linked_quantity(linked);
+    return u;
+  };
+  metrica_->AddUploading(kCounter, state(v1::Uploading::UPLOADED, 0));
+  // A lease of 4 s outlives the holder's pause below (renewed every 1.3 s).
+  StartReplicas(2, /*shared=*/true, {"--redis_lease_ttl=4s"});
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 6));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(6)) >= 0; },
+                         absl::Seconds(5)));
+  const int other = 1 - holder;
+  CounterStream counter(replicas_[other]->channel());
+  ASSERT_TRUE(counter.WaitSynced(absl::Seconds(10)).has_value());
+  // The holder stalls; the other replica's counter list sees two changes.
+  replicas_[holder]->Pause();
+  metrica_->SetUploading(kCounter, state(v1::Uploading::UPLOADED, 1));
+  EXPECT_TRUE(Eventually([&] { return watches[other]->count() >= 2; },
+                         absl::Seconds(1)));
+  metrica_->SetUploading(kCounter, state(v1::Uploading::EXPORTED, 1));
+  EXPECT_TRUE(watches[other]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(1)));
+  replicas_[holder]->Resume();
+  ASSERT_TRUE(watches[holder]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(10)));
+  // The holder polls on: its next changes reach the other replica's watcher.
+  metrica_->SetUploading(kCounter, state(v1::Uploading::MATCHED, 1));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  EXPECT_EQ(Holder(6), holder);  // the lease never moved
+  metrica_->SetUploading(kCounter, state(v1::Uploading::PROCESSED, 1));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+  const std::vector<int64_t> on_holder = watches[holder]->versions();
+  const std::vector<int64_t> on_other = watches[other]->versions();
+  std::printf("FIGURE versions on the holder %s, on the replica with the "
+              "counter watch %s\n",
+              absl::StrJoin(on_holder, ",").c_str(),
+              absl::StrJoin(on_other, ",").c_str());
+  EXPECT_TRUE(Increasing(on_holder));
+  EXPECT_TRUE(Increasing(on_other));
+  ASSERT_FALSE(on_holder.empty());
+  ASSERT_FALSE(on_other.empty());
+  EXPECT_EQ(on_holder.back(), on_other.back());  // one numbering again
+  // A client of the other replica re-watching on the holder (and back):
+  // never a version below the last it saw.
+  for (int to : {holder, other}) {
+    Watch again(replicas_[to]->channel(), 6);
+    ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+    EXPECT_GE(again.versions().front(), on_other.back()) << "replica " << to;
   }
 }
 
