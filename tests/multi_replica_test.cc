@@ -743,5 +743,72 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
   }
 }
 
+// While Redis is down every replica numbers what it polls on its own, so a
+// replica that saw more changes is ahead. When Redis is back, whoever holds
+// the lease, every watcher still gets the next change, all end on one
+// version, and a client re-watching anywhere never gets a lower one.
+TEST_F(MultiReplicaTest, AfterDegradedModeVersionsGoOnFromTheHighestShown) {
+  metrica_->AddUploading(kCounter, MakeUploading(7, v1::Uploading::UPLOADED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 7));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  redis_.Kill();
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
+        },
+        absl::Seconds(5)));
+  }
+  // Replica 0 alone sees two changes; the others wake up to the second.
+  replicas_[1]->Pause();
+  replicas_[2]->Pause();
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::EXPORTED));
+  EXPECT_TRUE(watches[0]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(5)));
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::MATCHED));
+  EXPECT_TRUE(watches[0]->WaitFor(v1::Uploading::MATCHED, absl::Seconds(5)));
+  replicas_[1]->Resume();
+  replicas_[2]->Resume();
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  std::printf("FIGURE versions while Redis was down: %s / %s / %s\n",
+              absl::StrJoin(watches[0]->versions(), ",").c_str(),
+              absl::StrJoin(watches[1]->versions(), ",").c_str(),
+              absl::StrJoin(watches[2]->versions(), ",").c_str());
+  ASSERT_TRUE(redis_.Start().ok());  // same port, empty
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
+        absl::Seconds(15)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(7)) >= 0; },
+                         absl::Seconds(10)));
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::PROCESSED));
+  for (size_t i = 0; i < watches.size(); ++i) {
+    EXPECT_TRUE(watches[i]->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)))
+        << "replica " << i << " (holder " << holder << ")";
+  }
+  int64_t highest = 0;
+  for (size_t i = 0; i < watches.size(); ++i) {
+    const std::vector<int64_t> v = watches[i]->versions();
+    std::printf("FIGURE versions on replica %zu (holder %d): %s\n", i, holder,
+                absl::StrJoin(v, ",").c_str());
+    EXPECT_TRUE(Increasing(v)) << "replica " << i;
+    ASSERT_FALSE(v.empty());
+    highest = std::max(highest, v.back());
+  }
+  for (size_t i = 0; i < watches.size(); ++i) {
+    EXPECT_EQ(watches[i]->versions().back(), highest) << "replica " << i;
+    Watch again(replicas_[i]->channel(), 7);
+    ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+    EXPECT_GE(again.versions().front(), highest) << "replica " << i;
+  }
+}
+
 }  // namespace
 }  // namespace uploadwatch
