@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -741,6 +742,45 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
     ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
     EXPECT_GE(again.versions().front(), on_other.back()) << "replica " << to;
   }
+}
+
+// WatchUploadings resume tokens are each replica's own (its sequence of a
+// counter's changes, from its own polls; counter watches are not leased): on
+// another replica a token gets the documented answer, `reset` and a full
+// snapshot, never a wrong catch-up; on the replica that issued it, a resume.
+TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
+  for (int id = 20; id < 23; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  }
+  StartReplicas(2);
+  std::string token;
+  {
+    CounterStream first(replicas_[0]->channel());
+    auto snapshot = first.WaitSynced(absl::Seconds(10));
+    ASSERT_TRUE(snapshot.has_value());
+    EXPECT_FALSE(snapshot->front().reset());
+    token = first.last_token();
+  }
+  ASSERT_FALSE(token.empty());
+  {
+    CounterStream moved(replicas_[1]->channel(), token);
+    auto messages = moved.WaitSynced(absl::Seconds(10));
+    ASSERT_TRUE(messages.has_value());
+    EXPECT_TRUE(messages->front().reset());  // drop what you hold
+    std::set<int64_t> ids;
+    for (const auto& m : *messages) {
+      for (const auto& e : m.events()) {
+        EXPECT_EQ(e.type(), v1::UploadingEvent::ADDED);
+        ids.insert(e.uploading().id());
+      }
+    }
+    EXPECT_EQ(ids, (std::set<int64_t>{20, 21, 22}));  // the whole counter
+  }
+  CounterStream back(replicas_[0]->channel(), token);
+  auto resumed = back.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_FALSE(resumed->front().reset());
+  for (const auto& m : *resumed) EXPECT_EQ(m.events_size(), 0);  // nothing new
 }
 
 // While Redis is down every replica numbers what it polls on its own, so a
