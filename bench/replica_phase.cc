@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/flags/flag.h"
@@ -30,7 +31,6 @@
 #include "grpcpp/grpcpp.h"
 #include "hiredis/hiredis.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
-#include "service/auth/token.h"
 
 ABSL_FLAG(int, replicas_watchers, 60,
           "replicas phase: WatchUploading streams, spread over the replicas");
@@ -138,13 +138,17 @@ class RedisProcess {
         c, static_cast<int>(args.size()), args.data(), lens.data()));
     std::optional<std::string> out;
     if (reply != nullptr) {
-      if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS ||
-          reply->type == REDIS_REPLY_VERB) {
+      if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
         out = std::string(reply->str, reply->len);
       } else if (reply->type == REDIS_REPLY_INTEGER) {
         out = absl::StrCat(reply->integer);
       } else if (reply->type == REDIS_REPLY_NIL) {
         out = "";
+      } else if (reply->type == REDIS_REPLY_ARRAY) {  // its first string
+        out = "";
+        if (reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_STRING) {
+          out = std::string(reply->element[0]->str, reply->element[0]->len);
+        }
       }
       freeReplyObject(reply);
     }
@@ -218,7 +222,7 @@ class MarkerWatch {
   }
   std::optional<absl::Time> Await(int32_t marker, absl::Duration limit) {
     absl::MutexLock lock(&mu_);
-    auto has = [&] { return arrivals_.contains(marker); };
+    auto has = [&]() -> bool { return arrivals_.count(marker) > 0; };
     mu_.AwaitWithTimeout(absl::Condition(&has), limit);
     auto it = arrivals_.find(marker);
     if (it == arrivals_.end()) return std::nullopt;
@@ -268,7 +272,7 @@ std::string Target(const Server& s) {
 absl::StatusOr<double> RequestsPerInterval(const ReplicaPhaseSetup& setup,
                                            const std::vector<Server>& servers,
                                            const std::vector<int64_t>& ids,
-                                           WatchFleet& fleet,
+                                           int watchers, WatchFleet& fleet,
                                            const std::function<void()>& at_start,
                                            int* requests) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
@@ -276,10 +280,14 @@ absl::StatusOr<double> RequestsPerInterval(const ReplicaPhaseSetup& setup,
     auto one = MakeChannels(Target(servers[c % servers.size()]), 1);
     channels.push_back(one[0]);
   }
-  fleet.Open(channels, kReplicaCounter, ids, absl::GetFlag(FLAGS_replicas_watchers));
+  fleet.Open(channels, kReplicaCounter, ids, watchers);
   if (!fleet.AwaitFirstMessages(absl::Seconds(60))) {
-    return absl::DeadlineExceededError("not every watcher got a first state");
+    return absl::DeadlineExceededError(absl::StrCat(
+        "not every watcher got a first state (", fleet.streams_with_message(),
+        " did, ", fleet.ended(), " ended; ",
+        setup.metrica->requests().size(), " upstream requests)"));
   }
+
   // Past the first states and the leases' first decisions.
   absl::SleepFor(setup.poll_interval * 3);
   if (at_start) at_start();
@@ -287,6 +295,7 @@ absl::StatusOr<double> RequestsPerInterval(const ReplicaPhaseSetup& setup,
   const absl::Time start = absl::Now();
   absl::SleepFor(setup.poll_interval * absl::GetFlag(FLAGS_replicas_intervals));
   *requests = CounterRequests(*setup.metrica);
+
   return *requests / ((absl::Now() - start) / setup.poll_interval);
 }
 
@@ -304,20 +313,30 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
   Print("replicas_watchers", absl::GetFlag(FLAGS_replicas_watchers));
   Print("replicas_uploadings", ids.size());
 
-  // One replica alone.
+  // The same two loads, on one replica alone and then on three: watchers of
+  // one uploading (what leases share), and dashboards of many uploadings of
+  // one counter (what one replica batches into one List).
+  const std::vector<int64_t> one_id = {ids[0]};
+  const std::vector<int64_t>& all_ids = ids;
+  const int dashboards = absl::GetFlag(FLAGS_replicas_watchers);
   {
     Progress("one replica");
     absl::StatusOr<Server> one = StartServer(setup, "replicas_one", {});
     if (!one.ok()) return one.status();
     std::vector<Server> servers;
     servers.push_back(*std::move(one));
-    WatchFleet fleet;
     int requests = 0;
-    absl::StatusOr<double> rate =
-        RequestsPerInterval(setup, servers, ids, fleet, nullptr, &requests);
-    if (!rate.ok()) return rate.status();
-    Print("replicas_1_upstream_requests_per_interval", *rate, 2);
-    fleet.CancelAll();
+    for (const auto& [name, load, watchers] :
+         {std::make_tuple("uploading", &one_id, 6),
+          std::make_tuple("counter", &all_ids, dashboards)}) {
+      WatchFleet fleet;
+      absl::StatusOr<double> rate = RequestsPerInterval(
+          setup, servers, *load, watchers, fleet, nullptr, &requests);
+      if (!rate.ok()) return rate.status();
+      Print(absl::StrCat("replicas_1_", name, "_upstream_requests_per_interval"),
+            *rate, 2);
+      fleet.CancelAll();
+    }
     servers[0].process->Stop();
   }
 
@@ -343,21 +362,29 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     for (const Server& s : servers) total += CommandsSent(s.metrics_port);
     return total;
   };
-  WatchFleet fleet;
   int requests = 0;
-  int64_t commands_before = 0;
-  absl::StatusOr<double> rate = RequestsPerInterval(
-      setup, servers, ids, fleet, [&] { commands_before = commands(); },
-      &requests);
-  if (!rate.ok()) return rate.status();
-  const int64_t sent = commands() - commands_before;
-  Print("replicas_3_upstream_requests_per_interval", *rate, 2);
-  Print("replicas_3_redis_commands_per_interval",
-        sent / static_cast<double>(absl::GetFlag(FLAGS_replicas_intervals)), 1);
-  Print("replicas_3_redis_commands_per_upstream_request",
-        sent / static_cast<double>(std::max(requests, 1)), 2);
+  for (const auto& [name, load, watchers] :
+       {std::make_tuple("uploading", &one_id, 6),
+        std::make_tuple("counter", &all_ids, dashboards)}) {
+    WatchFleet fleet;
+    int64_t commands_before = 0;
+    absl::StatusOr<double> rate = RequestsPerInterval(
+        setup, servers, *load, watchers, fleet,
+        [&] { commands_before = commands(); }, &requests);
+    if (!rate.ok()) return rate.status();
+    const int64_t sent = commands() - commands_before;
+    const std::string prefix = absl::StrCat("replicas_3_", name);
+    Print(absl::StrCat(prefix, "_upstream_requests_per_interval"), *rate, 2);
+    Print(absl::StrCat(prefix, "_redis_commands_per_interval"),
+          sent / static_cast<double>(absl::GetFlag(FLAGS_replicas_intervals)), 1);
+    Print(absl::StrCat(prefix, "_redis_commands_per_upstream_request"),
+          sent / static_cast<double>(std::max(requests, 1)), 2);
+    fleet.CancelAll();
+  }
+  absl::SleepFor(setup.poll_interval);  // the leases are handed back
 
-  // One uploading watched on every replica: who polls it, who follows.
+  // One uploading watched on every replica (nothing else of its counter):
+  // who polls it, who follows.
   Progress("changes of one uploading watched on every replica");
   const int64_t id = ids[0];
   std::vector<std::unique_ptr<MarkerWatch>> watches;
@@ -365,9 +392,14 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     watches.push_back(
         std::make_unique<MarkerWatch>(MakeChannels(Target(s), 1)[0], id));
   }
-  const std::string lease_key =
-      absl::StrCat(kPrefix, "lease:", Credentials(setup.token).fingerprint(),
-                   ":", kReplicaCounter, ":", id);
+  // lease:<token fingerprint>:<counter>:<uploading>
+  const std::string lease_pattern =
+      absl::StrCat("KEYS ", kPrefix, "lease:*:", kReplicaCounter, ":", id);
+  for (const auto& w : watches) {  // first states: the lease is taken
+    if (!w->Await(0, absl::Seconds(30))) {
+      return absl::DeadlineExceededError("no first state on a replica");
+    }
+  }
   std::vector<double> behind_ms, holder_ms;
   int late = 0;
   for (int32_t marker = 1; marker <= absl::GetFlag(FLAGS_replicas_rounds);
@@ -377,7 +409,9 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     const absl::Time changed = absl::Now();
     std::vector<std::optional<absl::Time>> at;
     for (auto& w : watches) at.push_back(w->Await(marker, setup.poll_interval * 5));
-    const std::string owner = (*redis)->Command("GET " + lease_key).value_or("");
+    const std::string lease_key = (*redis)->Command(lease_pattern).value_or("");
+    const std::string owner =
+        lease_key.empty() ? "" : (*redis)->Command("GET " + lease_key).value_or("");
     int holder = -1;
     for (size_t i = 0; i < servers.size(); ++i) {
       if (absl::StrContains(owner, absl::StrCat("-", servers[i].process->pid(), "-"))) {
@@ -412,7 +446,6 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     // From the change in Metrica: mostly the wait for the next poll.
     Print("replicas_holder_change_to_watcher_p50_ms", Percentile(holder_ms, 0.5), 1);
   }
-  fleet.CancelAll();
   for (Server& s : servers) s.process->Stop();
   return absl::OkStatus();
 }

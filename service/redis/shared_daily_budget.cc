@@ -116,6 +116,7 @@ std::string SharedDailyBudget::Key(const std::string& token_fingerprint,
 
 std::optional<QuotaUsage> SharedDailyBudget::Usage(
     const std::string& token_fingerprint) const {
+  if (state_->options.per_token <= 0) return std::nullopt;
   const absl::Time now = state_->clock->Now();
   const std::string key = state_->Key(token_fingerprint, now);
   absl::MutexLock lock(&state_->mu);
@@ -133,6 +134,13 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
     auto self = weak.lock();
     if (self == nullptr) return done(BudgetCharge{});  // shutting down
     absl::Time now = self->clock->Now();
+    if (self->options.per_token <= 0) {  // no budget (--daily_budget=0)
+      BudgetCharge unlimited;
+      unlimited.granted = true;
+      unlimited.resets_at = self->NextReset(now);
+      done(unlimited);
+      return;
+    }
     std::string key = self->Key(fingerprint, now);
     absl::Time resets_at = self->NextReset(now);
     std::optional<std::string> next_key;

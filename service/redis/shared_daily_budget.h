@@ -16,7 +16,8 @@ namespace uploadwatch::redis {
 
 struct SharedBudgetOptions {
   // Requests per token per day over all replicas (the same number as
-  // DailyBudget::Options::per_token; Metrica allows 5000).
+  // DailyBudget::Options::per_token; Metrica allows 5000); <= 0: no budget
+  // (every charge granted at once, nothing counted, as --daily_budget=0).
   int64_t per_token = 4000;
   // What this replica may spend per token and day on its own while Redis is
   // unreachable: its share, so that N replicas stay within N times it.

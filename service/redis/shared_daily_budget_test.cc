@@ -128,6 +128,19 @@ TEST_F(SharedDailyBudgetTest, WithoutRedisItSpendsOnlyItsShareAndAddsItLater) {
   EXPECT_EQ(server_.Integer({"GET", r->budget->Key(kToken, absl::Now())}), 4);
 }
 
+TEST_F(SharedDailyBudgetTest, ABudgetOfZeroIsNoBudgetWithRedisOrWithout) {
+  SharedBudgetOptions o;
+  o.per_token = 0;  // --daily_budget=0
+  o.fallback_per_token = 1;
+  auto r = NewReplica(o);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(r->Charge().granted);
+  EXPECT_EQ(server_.Integer({"EXISTS", r->budget->Key(kToken, absl::Now())}), 0);
+  EXPECT_FALSE(r->budget->Usage(kToken).has_value());  // nothing to pace by
+  server_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !r->Connected(); }));
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(r->Charge().granted);
+}
+
 TEST_F(SharedDailyBudgetTest, UsageIsTheSharedCountAsRedisLastAnswered) {
   SharedBudgetOptions o;
   o.per_token = 100;
