@@ -693,8 +693,9 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
     return u;
   };
   metrica_->AddUploading(kCounter, state(v1::Uploading::UPLOADED, 0));
-  // A lease of 4 s outlives the holder's pause below (renewed every 1.3 s).
-  StartReplicas(2, /*shared=*/true, {"--redis_lease_ttl=4s"});
+  // A lease of 9 s outlives the holder's pause below (at most 5 s; renewed
+  // every 3 s).
+  StartReplicas(2, /*shared=*/true, {"--redis_lease_ttl=9s"});
   std::vector<std::unique_ptr<Watch>> watches;
   for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 6));
   for (auto& w : watches) {
@@ -710,9 +711,10 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
   replicas_[holder]->Pause();
   metrica_->SetUploading(kCounter, state(v1::Uploading::UPLOADED, 1));
   EXPECT_TRUE(Eventually([&] { return watches[other]->count() >= 2; },
-                         absl::Seconds(1)));
+                         absl::Milliseconds(2500)));
   metrica_->SetUploading(kCounter, state(v1::Uploading::EXPORTED, 1));
-  EXPECT_TRUE(watches[other]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(1)));
+  EXPECT_TRUE(watches[other]->WaitFor(v1::Uploading::EXPORTED,
+                                      absl::Milliseconds(2500)));
   replicas_[holder]->Resume();
   ASSERT_TRUE(watches[holder]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(10)));
   // The holder polls on: its next changes reach the other replica's watcher.
