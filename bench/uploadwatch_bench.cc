@@ -54,6 +54,7 @@
 #include "bench/child_process.h"
 #include "bench/counter_load.h"
 #include "bench/load.h"
+#include "bench/replica_phase.h"
 #include "bench/workload.h"
 #include "grpcpp/grpcpp.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
@@ -69,7 +70,7 @@ ABSL_FLAG(std::vector<std::string>, server_env, {},
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
-          "comma-separated: unary, watch, counter");
+          "comma-separated: unary, watch, counter, replicas");
 ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
           "extra flags for the uploadwatch server, e.g. --max_watches=100000 "
           "for a watch phase beyond the default cap");
@@ -712,6 +713,11 @@ int Main() {
       status = harness.RunWatch();
     } else if (phase == "counter") {
       status = harness.RunCounter();
+    } else if (phase == "replicas") {
+      status = RunReplicaPhase(ReplicaPhaseSetup{
+          &metrica, kToken, absl::GetFlag(FLAGS_server_binary),
+          absl::GetFlag(FLAGS_server_env), work_dir,
+          absl::GetFlag(FLAGS_poll_interval)});
     } else {
       status =
           absl::InvalidArgumentError(absl::StrCat("unknown phase ", phase));

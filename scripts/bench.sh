@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh                          # everything, a few minutes
 #   scripts/bench.sh --phases=unary --unary_pairs=9
+#   scripts/bench.sh --phases=replicas        # issue 14: 1 vs 3 replicas on Redis
 #   scripts/bench.sh --server_env=LD_PRELOAD=...   # bench/no_deadlock_detection.cc
 #
 # Arguments go to the harness: see

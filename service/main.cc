@@ -23,6 +23,7 @@
 #include "service/metrica/curl_metrica_client.h"
 #include "service/redis/redis_coordinator.h"
 #include "service/redis/shared_upstream_permits.h"
+#include "service/redis/shared_usage_client.h"
 #include "service/redis/stream_bridge.h"
 #include "service/server/uploading_server.h"
 
@@ -212,6 +213,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  absl::StatusOr<uploadwatch::DailyReset> reset =
+      uploadwatch::ParseDailyReset(absl::GetFlag(FLAGS_daily_reset_zone));
+  if (!reset.ok()) {
+    std::fprintf(stderr, "uploading_server: --daily_reset_zone: %s\n",
+                 std::string(reset.status().message()).c_str());
+    return 2;
+  }
   // Multi-replica mode first: the fetcher's quota is shared through it.
   std::unique_ptr<uploadwatch::redis::StreamBridge> replicas;
   std::unique_ptr<uploadwatch::redis::SharedUpstreamPermits> shared_quota;
@@ -223,6 +231,7 @@ int main(int argc, char** argv) {
     flags.redis_fallback_parallel = absl::GetFlag(FLAGS_redis_fallback_parallel);
     flags.max_in_flight_per_token = absl::GetFlag(FLAGS_max_in_flight_per_token);
     flags.daily_budget = absl::GetFlag(FLAGS_daily_budget);
+    flags.daily_reset = *reset;
     flags.lease_ttl = absl::GetFlag(FLAGS_redis_lease_ttl);
     absl::StatusOr<uploadwatch::redis::CoordinatorOptions> redis =
         uploadwatch::redis::OptionsFromFlags(flags);
@@ -245,22 +254,23 @@ int main(int argc, char** argv) {
   upstream_options.quota.requests_per_second =
       absl::GetFlag(FLAGS_max_requests_per_second);
   upstream_options.daily_budget.per_token = absl::GetFlag(FLAGS_daily_budget);
-  absl::StatusOr<uploadwatch::DailyReset> reset =
-      uploadwatch::ParseDailyReset(absl::GetFlag(FLAGS_daily_reset_zone));
-  if (!reset.ok()) {
-    std::fprintf(stderr, "uploading_server: --daily_reset_zone: %s\n",
-                 std::string(reset.status().message()).c_str());
-    return 2;
-  }
   upstream_options.daily_budget.reset = *reset;
   upstream_options.ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
   // A request whose caller gave up keeps its slot at most this long.
   upstream_options.quota.abandoned_hold = absl::GetFlag(FLAGS_upstream_timeout);
-  auto upstream = uploadwatch::CurlMetricaClient::Create(upstream_options);
-  if (!upstream.ok()) {
+  auto curl = uploadwatch::CurlMetricaClient::Create(upstream_options);
+  if (!curl.ok()) {
     std::fprintf(stderr, "uploading_server: %s\n",
-                 std::string(upstream.status().message()).c_str());
+                 std::string(curl.status().message()).c_str());
     return 2;
+  }
+  std::unique_ptr<uploadwatch::MetricaClient> upstream = *std::move(curl);
+  if (replicas != nullptr) {
+    // Budget pacing and the quota gauges read the day all replicas spent.
+    upstream = std::make_unique<uploadwatch::redis::SharedUsageMetricaClient>(
+        std::move(upstream),
+        [budget = &replicas->coordinator().daily_budget()](
+            const std::string& fingerprint) { return budget->Usage(fingerprint); });
   }
 
   uploadwatch::ServerConfig config;
@@ -338,7 +348,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto server =
-      uploadwatch::UploadingServer::Start(config, *std::move(upstream));
+      uploadwatch::UploadingServer::Start(config, std::move(upstream));
   if (!server.ok()) {
     std::fprintf(stderr, "uploading_server: %s\n",
                  std::string(server.status().message()).c_str());

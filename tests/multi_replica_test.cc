@@ -13,6 +13,8 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -20,6 +22,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -53,7 +56,9 @@ std::string ServerBinary() {
 // One uploading_server process. Its stderr goes to a file, read for the port.
 class Replica {
  public:
-  Replica(const std::string& upstream, const std::string& redis, int n)
+  // `extra` flags come last (the last value of a flag wins).
+  Replica(const std::string& upstream, const std::string& redis, int n,
+          const std::vector<std::string>& extra = {})
       : log_(absl::StrCat(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR"), "/replica", n, "-",
                           absl::ToUnixNanos(absl::Now()), ".log")) {
     std::vector<std::string> args = {
@@ -76,6 +81,7 @@ class Replica {
       args.push_back(absl::StrCat("--redis=", redis));
       args.push_back(absl::StrCat("--redis_key_prefix=", kPrefix));
     }
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -121,6 +127,10 @@ class Replica {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+
+  // SIGSTOP / SIGCONT: a replica that stalls (no polls, no renewals).
+  void Pause() { kill(pid_, SIGSTOP); }
+  void Resume() { kill(pid_, SIGCONT); }
 
   pid_t pid() const { return pid_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
@@ -225,6 +235,71 @@ class Watch {
   std::thread thread_;
 };
 
+// One WatchUploadings stream (a whole counter) on a thread of its own.
+class CounterStream {
+ public:
+  CounterStream(std::shared_ptr<grpc::Channel> channel,
+                const std::string& resume_token = "")
+      : stub_(v1::UploadingService::NewStub(std::move(channel))) {
+    thread_ = std::thread([this, resume_token] {
+      v1::WatchUploadingsRequest request;
+      request.set_counter_id(kCounter);
+      request.set_resume_token(resume_token);
+      auto reader = stub_->WatchUploadings(&ctx_, request);
+      v1::WatchUploadingsResponse response;
+      while (reader->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        messages_.push_back(response);
+      }
+      reader->Finish();
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    });
+  }
+  ~CounterStream() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // Waits until a message is `synced`; the messages up to it.
+  std::optional<std::vector<v1::WatchUploadingsResponse>> WaitSynced(
+      absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    auto synced = [&] {
+      for (const auto& m : messages_) {
+        if (m.synced()) return true;
+      }
+      return done_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&synced), limit);
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      if (messages_[i].synced()) {
+        return std::vector<v1::WatchUploadingsResponse>(
+            messages_.begin(), messages_.begin() + i + 1);
+      }
+    }
+    return std::nullopt;
+  }
+  std::string last_token() {
+    absl::MutexLock lock(&mu_);
+    return messages_.empty() ? "" : messages_.back().resume_token();
+  }
+
+ private:
+  std::unique_ptr<v1::UploadingService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  absl::Mutex mu_;
+  std::vector<v1::WatchUploadingsResponse> messages_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+bool Increasing(const std::vector<int64_t>& versions) {
+  for (size_t i = 1; i < versions.size(); ++i) {
+    if (versions[i] <= versions[i - 1]) return false;
+  }
+  return true;
+}
+
 v1::Uploading MakeUploading(int64_t id, v1::Uploading::Status status) {
   v1::Uploading u;
   u.set_id(id);
@@ -256,11 +331,12 @@ class MultiReplicaTest : public ::testing::Test {
 
   // Starts `n` replicas on the test's Redis (or alone when `shared` is
   // false) and waits until each serves.
-  void StartReplicas(int n, bool shared = true) {
+  void StartReplicas(int n, bool shared = true,
+                     const std::vector<std::string>& extra = {}) {
     for (int i = 0; i < n; ++i) {
       replicas_.push_back(std::make_unique<Replica>(
           metrica_->base_url(), shared ? redis_.address() : "",
-          static_cast<int>(replicas_.size())));
+          static_cast<int>(replicas_.size()), extra));
       ASSERT_TRUE(replicas_.back()->WaitServing()) << "replica " << i;
     }
   }
@@ -418,6 +494,67 @@ TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasStayWithinTheTokensCap) {
   EXPECT_LE(metrica_->max_in_flight(kToken), 3);  // 3 replicas x 1
 }
 
+// Upstream requests of `token` in the simulator's log.
+int RequestsOf(const FakeMetrica& metrica, const std::string& token) {
+  int n = 0;
+  for (const auto& r : metrica.requests()) n += r.token == token;
+  return n;
+}
+
+TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasNeverOverspendTheSharedBudget) {
+  constexpr int kBudget = 9;
+  for (int id = 300; id < 330; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  }
+  FakeMetrica::Fault slow;
+  slow.path_substring = "/uploading/";
+  slow.times = -1;
+  slow.delay = absl::Milliseconds(300);
+  metrica_->InjectFault(slow);
+  // Callers may spend the whole budget (no part kept for watches), each its
+  // own caller: what limits them is the budget shared by the replicas; each
+  // replica alone would allow kBudget.
+  StartReplicas(3, /*shared=*/true,
+                {absl::StrCat("--daily_budget=", kBudget),
+                 "--budget_reserve=1", "--caller_budget_share=1"});
+  metrica_->ClearRequests();
+  std::vector<grpc::StatusCode> codes(30);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 30; ++i) {
+    threads.emplace_back([&, i] {
+      codes[i] = replicas_[i % 3]->Get(300 + i, nullptr).error_code();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const int ok = std::count(codes.begin(), codes.end(), grpc::StatusCode::OK);
+  const int spent = std::count(codes.begin(), codes.end(),
+                               grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const int sent = RequestsOf(*metrica_, kToken);
+  std::printf("FIGURE 30 Gets over 3 replicas, shared daily budget %d: %d "
+              "sent to Metrica, %d answered, %d refused (budget spent); at "
+              "most %d at once\n",
+              kBudget, sent, ok, spent, metrica_->max_in_flight(kToken));
+  EXPECT_LE(sent, kBudget);  // never overspent, over all three replicas
+  EXPECT_EQ(ok, sent);       // every request sent was a Get answered
+  EXPECT_GE(ok, kBudget - 1);  // and the budget was used, not refused early
+  EXPECT_EQ(ok + spent, 30);
+  EXPECT_LE(metrica_->max_in_flight(kToken), 3);
+  // The shared count in Redis says the same (the day of the default
+  // --daily_reset_zone, conservative: UTC).
+  const std::string day =
+      absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone());
+  EXPECT_EQ(redis_.Integer({"GET", absl::StrCat(kPrefix, "budget:",
+                                                Credentials(kToken).fingerprint(),
+                                                ":", day)}),
+            sent);
+  // More Gets later, on any replica: still refused, nothing sent.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(replicas_[i]->Get(340 + i, nullptr).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  EXPECT_EQ(RequestsOf(*metrica_, kToken), sent);
+}
+
 TEST_F(MultiReplicaTest, WatchersOnOtherReplicasSeeTheHoldersStates) {
   metrica_->AddUploading(kCounter, MakeUploading(3, v1::Uploading::MATCHED));
   StartReplicas(3);
@@ -541,6 +678,178 @@ TEST_F(MultiReplicaTest, RedisDownMeansLocalPollingThenSharedAgain) {
   metrica_->SetUploading(kCounter, MakeUploading(5, v1::Uploading::PROCESSED));
   for (auto& w : watches) {
     EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+}
+
+// A counter watch polls the counter on its own replica (counter watches are
+// not leased), so that replica can see, and number, a change before the
+// uploading's holder does. The holder must then number after it: otherwise
+// its next versions are ignored there (the watchers of that replica miss
+// changes) and a client moving between the two sees versions go back.
+TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDiverge) {
+  auto state = [](v1::Uploading::Status status, int linked) {
+    v1::Uploading u = MakeUploading(6, status);
+    u.set_linked_quantity(linked);
+    return u;
+  };
+  metrica_->AddUploading(kCounter, state(v1::Uploading::UPLOADED, 0));
+  // A lease of 9 s outlives the holder's pause below (at most 5 s; renewed
+  // every 3 s).
+  StartReplicas(2, /*shared=*/true, {"--redis_lease_ttl=9s"});
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 6));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(6)) >= 0; },
+                         absl::Seconds(5)));
+  const int other = 1 - holder;
+  CounterStream counter(replicas_[other]->channel());
+  ASSERT_TRUE(counter.WaitSynced(absl::Seconds(10)).has_value());
+  // The holder stalls; the other replica's counter list sees two changes.
+  replicas_[holder]->Pause();
+  metrica_->SetUploading(kCounter, state(v1::Uploading::UPLOADED, 1));
+  EXPECT_TRUE(Eventually([&] { return watches[other]->count() >= 2; },
+                         absl::Milliseconds(2500)));
+  metrica_->SetUploading(kCounter, state(v1::Uploading::EXPORTED, 1));
+  EXPECT_TRUE(watches[other]->WaitFor(v1::Uploading::EXPORTED,
+                                      absl::Milliseconds(2500)));
+  replicas_[holder]->Resume();
+  ASSERT_TRUE(watches[holder]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(10)));
+  // The holder polls on: its next changes reach the other replica's watcher.
+  metrica_->SetUploading(kCounter, state(v1::Uploading::MATCHED, 1));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  EXPECT_EQ(Holder(6), holder);  // the lease never moved
+  metrica_->SetUploading(kCounter, state(v1::Uploading::PROCESSED, 1));
+  for (auto& w : watches) {
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+  const std::vector<int64_t> on_holder = watches[holder]->versions();
+  const std::vector<int64_t> on_other = watches[other]->versions();
+  std::printf("FIGURE versions on the holder %s, on the replica with the "
+              "counter watch %s\n",
+              absl::StrJoin(on_holder, ",").c_str(),
+              absl::StrJoin(on_other, ",").c_str());
+  EXPECT_TRUE(Increasing(on_holder));
+  EXPECT_TRUE(Increasing(on_other));
+  ASSERT_FALSE(on_holder.empty());
+  ASSERT_FALSE(on_other.empty());
+  EXPECT_EQ(on_holder.back(), on_other.back());  // one numbering again
+  // A client of the other replica re-watching on the holder (and back):
+  // never a version below the last it saw.
+  for (int to : {holder, other}) {
+    Watch again(replicas_[to]->channel(), 6);
+    ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+    EXPECT_GE(again.versions().front(), on_other.back()) << "replica " << to;
+  }
+}
+
+// WatchUploadings resume tokens are each replica's own (its sequence of a
+// counter's changes, from its own polls; counter watches are not leased): on
+// another replica a token gets the documented answer, `reset` and a full
+// snapshot, never a wrong catch-up; on the replica that issued it, a resume.
+TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
+  for (int id = 20; id < 23; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  }
+  StartReplicas(2);
+  std::string token;
+  {
+    CounterStream first(replicas_[0]->channel());
+    auto snapshot = first.WaitSynced(absl::Seconds(10));
+    ASSERT_TRUE(snapshot.has_value());
+    EXPECT_FALSE(snapshot->front().reset());
+    token = first.last_token();
+  }
+  ASSERT_FALSE(token.empty());
+  {
+    CounterStream moved(replicas_[1]->channel(), token);
+    auto messages = moved.WaitSynced(absl::Seconds(10));
+    ASSERT_TRUE(messages.has_value());
+    EXPECT_TRUE(messages->front().reset());  // drop what you hold
+    std::set<int64_t> ids;
+    for (const auto& m : *messages) {
+      for (const auto& e : m.events()) {
+        EXPECT_EQ(e.type(), v1::UploadingEvent::ADDED);
+        ids.insert(e.uploading().id());
+      }
+    }
+    EXPECT_EQ(ids, (std::set<int64_t>{20, 21, 22}));  // the whole counter
+  }
+  CounterStream back(replicas_[0]->channel(), token);
+  auto resumed = back.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_FALSE(resumed->front().reset());
+  for (const auto& m : *resumed) EXPECT_EQ(m.events_size(), 0);  // nothing new
+}
+
+// While Redis is down every replica numbers what it polls on its own, so a
+// replica that saw more changes is ahead. When Redis is back, whoever holds
+// the lease, every watcher still gets the next change, all end on one
+// version, and a client re-watching anywhere never gets a lower one.
+TEST_F(MultiReplicaTest, AfterDegradedModeVersionsGoOnFromTheHighestShown) {
+  metrica_->AddUploading(kCounter, MakeUploading(7, v1::Uploading::UPLOADED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (auto& r : replicas_) watches.push_back(std::make_unique<Watch>(r->channel(), 7));
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
+  }
+  redis_.Kill();
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
+        },
+        absl::Seconds(5)));
+  }
+  // Replica 0 alone sees two changes; the others wake up to the second.
+  replicas_[1]->Pause();
+  replicas_[2]->Pause();
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::EXPORTED));
+  EXPECT_TRUE(watches[0]->WaitFor(v1::Uploading::EXPORTED, absl::Seconds(5)));
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::MATCHED));
+  EXPECT_TRUE(watches[0]->WaitFor(v1::Uploading::MATCHED, absl::Seconds(5)));
+  replicas_[1]->Resume();
+  replicas_[2]->Resume();
+  for (auto& w : watches) {
+    ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  std::printf("FIGURE versions while Redis was down: %s / %s / %s\n",
+              absl::StrJoin(watches[0]->versions(), ",").c_str(),
+              absl::StrJoin(watches[1]->versions(), ",").c_str(),
+              absl::StrJoin(watches[2]->versions(), ",").c_str());
+  ASSERT_TRUE(redis_.Start().ok());  // same port, empty
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
+        absl::Seconds(15)));
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(7)) >= 0; },
+                         absl::Seconds(10)));
+  metrica_->SetUploading(kCounter, MakeUploading(7, v1::Uploading::PROCESSED));
+  for (size_t i = 0; i < watches.size(); ++i) {
+    EXPECT_TRUE(watches[i]->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)))
+        << "replica " << i << " (holder " << holder << ")";
+  }
+  int64_t highest = 0;
+  for (size_t i = 0; i < watches.size(); ++i) {
+    const std::vector<int64_t> v = watches[i]->versions();
+    std::printf("FIGURE versions on replica %zu (holder %d): %s\n", i, holder,
+                absl::StrJoin(v, ",").c_str());
+    EXPECT_TRUE(Increasing(v)) << "replica " << i;
+    ASSERT_FALSE(v.empty());
+    highest = std::max(highest, v.back());
+  }
+  for (size_t i = 0; i < watches.size(); ++i) {
+    EXPECT_EQ(watches[i]->versions().back(), highest) << "replica " << i;
+    Watch again(replicas_[i]->channel(), 7);
+    ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+    EXPECT_GE(again.versions().front(), highest) << "replica " << i;
   }
 }
 

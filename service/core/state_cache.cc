@@ -47,13 +47,18 @@ const UploadingState& StateCache::RecordShared(const UploadingKey& key,
     *changed = false;
     return e.state;
   }
-  *changed = true;
   // A local fetch sent before this arrived is older news.
   e.sent = now;
-  e.state.uploading = uploading;
   e.state.version = version;
-  e.state.observe_time = now;
   e.state.check_time = now;
+  // The same state numbered anew by the holder (after versions diverged,
+  // redis::StreamBridge): the version moves on, watchers are not told again.
+  *changed = inserted || !google::protobuf::util::MessageDifferencer::Equals(
+                             e.state.uploading, uploading);
+  if (*changed) {
+    e.state.uploading = uploading;
+    e.state.observe_time = now;
+  }
   return e.state;
 }
 

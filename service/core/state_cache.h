@@ -69,8 +69,10 @@ class StateCache {
                                absl::Time sent, bool* changed);
 
   // Records a state another replica observed with `version` (its history
-  // across replicas): a change when `version` is above the stored one, older
-  // news otherwise; a terminal state still never turns back.
+  // across replicas): older news unless `version` is above the stored one;
+  // then the version is taken, and it is a change unless the state is the
+  // one stored (the holder numbered it anew). A terminal state still never
+  // turns back.
   const UploadingState& RecordShared(const UploadingKey& key,
                                      const v1::Uploading& uploading,
                                      int64_t version, absl::Time now,

@@ -119,6 +119,37 @@ TEST(StateCache, SweepKeepsWhatTheOwnerStillNeeds) {
   EXPECT_EQ(cache.Find(kKey)->version, 1);
 }
 
+TEST(StateCache, ASharedStateTakesItsVersionAndIsAChangeOnlyIfItDiffers) {
+  StateCache cache(Opts());
+  bool changed;
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, kT0, &changed);  // v1
+  cache.Record(kKey, Make(v1::Uploading::MATCHED), kT0 + absl::Seconds(1),
+               kT0 + absl::Seconds(1), &changed);  // v2, seen here alone
+  // Older by version: news to nobody.
+  cache.RecordShared(kKey, Make(v1::Uploading::EXPORTED), 2,
+                     kT0 + absl::Seconds(2), &changed);
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(cache.Find(kKey)->uploading.status(), v1::Uploading::MATCHED);
+  // The holder numbered the same state after ours: the version moves on,
+  // watchers are not told the same state again.
+  const UploadingState& same = cache.RecordShared(
+      kKey, Make(v1::Uploading::MATCHED), 5, kT0 + absl::Seconds(3), &changed);
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(same.version, 5);
+  EXPECT_EQ(same.observe_time, kT0 + absl::Seconds(1));
+  // A different state above it is a change.
+  const UploadingState& next = cache.RecordShared(
+      kKey, Make(v1::Uploading::EXPORTED), 6, kT0 + absl::Seconds(4), &changed);
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(next.version, 6);
+  EXPECT_EQ(next.observe_time, kT0 + absl::Seconds(4));
+  // And a local fetch continues from it.
+  EXPECT_EQ(cache.Record(kKey, Make(v1::Uploading::PROCESSED),
+                         kT0 + absl::Seconds(6), kT0 + absl::Seconds(5), &changed)
+                .version,
+            7);
+}
+
 TEST(IsTerminal, OnlyProcessedAndLinkageFailure) {
   for (int s = 0; s <= 6; ++s) {
     const auto status = static_cast<v1::Uploading::Status>(s);

@@ -39,6 +39,7 @@ absl::StatusOr<CoordinatorOptions> OptionsFromFlags(
   o.parallel_cap.fallback_parallel =
       std::min(flags.redis_fallback_parallel, flags.max_in_flight_per_token);
   o.daily_budget.per_token = flags.daily_budget;
+  o.daily_budget.reset = flags.daily_reset;
   // A replica alone spends a quarter: three replicas cut off from Redis stay
   // within the budget.
   o.daily_budget.fallback_per_token = std::max<int64_t>(1, flags.daily_budget / 4);

@@ -22,6 +22,7 @@ struct MultiReplicaFlags {
   int redis_fallback_parallel = 1;  // --redis_fallback_parallel
   int max_in_flight_per_token = 3;  // --max_in_flight_per_token
   int64_t daily_budget = 4000;      // --daily_budget
+  DailyReset daily_reset;           // --daily_reset_zone
   absl::Duration lease_ttl = absl::Seconds(10);  // --redis_lease_ttl
 };
 

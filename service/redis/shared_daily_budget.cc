@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -13,8 +14,9 @@ namespace uploadwatch::redis {
 
 namespace {
 
-// KEYS[1] today's counter; ARGV: budget, expire-at (unix s), spent in
-// fallback since the last answer (added first, whatever the outcome).
+// KEYS[1] today's counter, KEYS[2] (in the carry-over window only) the next
+// day's; ARGV: budget, expire-at (unix s), spent in fallback since the last
+// answer (added first, whatever the outcome), the next day's expire-at.
 // Returns {granted, used}.
 const RedisScript& ChargeScript() {
   static const RedisScript* script = new RedisScript(R"lua(
@@ -25,6 +27,10 @@ local granted = 0
 if used < tonumber(ARGV[1]) then
   used = redis.call('INCR', KEYS[1])
   granted = 1
+  if KEYS[2] then
+    redis.call('INCR', KEYS[2])
+    redis.call('EXPIREAT', KEYS[2], ARGV[4])
+  end
 end
 if used > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
 return {granted, used}
@@ -43,24 +49,32 @@ struct SharedDailyBudget::State {
 
   RedisConnection* connection;
   SharedBudgetOptions options;
-  absl::Mutex mu;
+  const Clock* clock;
+  mutable absl::Mutex mu;
   // Keyed by the day's Redis key, so a new day starts from zero.
   absl::flat_hash_map<std::string, Local> local ABSL_GUARDED_BY(mu);
 
   absl::Time NextReset(absl::Time now) const {
-    absl::CivilDay today = absl::ToCivilDay(now, options.reset_zone);
-    return absl::FromCivil(today + 1, options.reset_zone);
+    absl::CivilDay today = absl::ToCivilDay(now, options.reset.zone);
+    return absl::FromCivil(today + 1, options.reset.zone);
+  }
+  // Sent now, a request also counts in the next day.
+  bool Carried(absl::Time now) const {
+    return now >= NextReset(now) - options.reset.carry_over;
   }
 
   std::string Key(const std::string& fingerprint, absl::Time now) const {
-    absl::CivilDay today = absl::ToCivilDay(now, options.reset_zone);
+    absl::CivilDay today = absl::ToCivilDay(now, options.reset.zone);
     return connection->Key(absl::StrCat(
         "budget:", fingerprint, ":",
         absl::StrFormat("%04d-%02d-%02d", today.year(), today.month(),
                         today.day())));
   }
 
-  BudgetCharge ChargeLocally(const std::string& key, absl::Time resets_at) {
+  // `next_key`: the next day's, when the charge is carried into it.
+  BudgetCharge ChargeLocally(const std::string& key,
+                             const std::optional<std::string>& next_key,
+                             absl::Time resets_at) {
     absl::MutexLock lock(&mu);
     Local& l = local[key];
     BudgetCharge c;
@@ -78,6 +92,8 @@ struct SharedDailyBudget::State {
     c.remaining = std::max<int64_t>(
         0, std::min(options.per_token - used,
                     options.fallback_per_token - l.spent_in_fallback));
+    // Last: the insertion may move `l`.
+    if (c.granted && next_key) ++local[*next_key].unsynced;
     return c;
   }
 };
@@ -87,6 +103,7 @@ SharedDailyBudget::SharedDailyBudget(RedisConnection* connection,
     : state_(std::make_shared<State>()) {
   state_->connection = connection;
   connection->Preload(ChargeScript());
+  state_->clock = options.clock != nullptr ? options.clock : Clock::Real();
   state_->options = std::move(options);
 }
 
@@ -97,6 +114,18 @@ std::string SharedDailyBudget::Key(const std::string& token_fingerprint,
   return state_->Key(token_fingerprint, now);
 }
 
+std::optional<QuotaUsage> SharedDailyBudget::Usage(
+    const std::string& token_fingerprint) const {
+  if (state_->options.per_token <= 0) return std::nullopt;
+  const absl::Time now = state_->clock->Now();
+  const std::string key = state_->Key(token_fingerprint, now);
+  absl::MutexLock lock(&state_->mu);
+  auto it = state_->local.find(key);
+  if (it == state_->local.end()) return std::nullopt;
+  return QuotaUsage{it->second.last_shared_used + it->second.unsynced,
+                    state_->options.per_token, state_->NextReset(now)};
+}
+
 void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
                                   ChargeCallback done) {
   std::weak_ptr<State> weak = state_;
@@ -104,11 +133,20 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
                                     done = std::move(done)]() mutable {
     auto self = weak.lock();
     if (self == nullptr) return done(BudgetCharge{});  // shutting down
-    absl::Time now = absl::Now();
+    absl::Time now = self->clock->Now();
+    if (self->options.per_token <= 0) {  // no budget (--daily_budget=0)
+      BudgetCharge unlimited;
+      unlimited.granted = true;
+      unlimited.resets_at = self->NextReset(now);
+      done(unlimited);
+      return;
+    }
     std::string key = self->Key(fingerprint, now);
     absl::Time resets_at = self->NextReset(now);
+    std::optional<std::string> next_key;
+    if (self->Carried(now)) next_key = self->Key(fingerprint, resets_at);
     if (self->connection->state() != ConnectionState::kConnected) {
-      done(self->ChargeLocally(key, resets_at));
+      done(self->ChargeLocally(key, next_key, resets_at));
       return;
     }
     int64_t unsynced;
@@ -121,11 +159,15 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
     // An hour past the reset: yesterday's counters clean themselves up.
     std::string expire_at =
         absl::StrCat(absl::ToUnixSeconds(resets_at + absl::Hours(1)));
+    std::vector<std::string> keys = {key};
+    if (next_key) keys.push_back(*next_key);
     self->connection->Eval(
-        ChargeScript(), {key},
+        ChargeScript(), keys,
         {absl::StrCat(self->options.per_token), expire_at,
-         absl::StrCat(unsynced)},
-        [weak, key, resets_at, unsynced,
+         absl::StrCat(unsynced),
+         absl::StrCat(absl::ToUnixSeconds(self->NextReset(resets_at) +
+                                           absl::Hours(1)))},
+        [weak, key, next_key, resets_at, unsynced,
          done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
           auto self = weak.lock();
           if (self == nullptr) return done(BudgetCharge{});  // shutting down
@@ -135,7 +177,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
               absl::MutexLock lock(&self->mu);
               self->local[key].unsynced += unsynced;
             }
-            done(self->ChargeLocally(key, resets_at));
+            done(self->ChargeLocally(key, next_key, resets_at));
             return;
           }
           BudgetCharge c;

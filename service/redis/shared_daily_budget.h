@@ -3,23 +3,32 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
+#include "service/common/clock.h"
+#include "service/metrica/daily_budget.h"
 #include "service/redis/redis_connection.h"
 
 namespace uploadwatch::redis {
 
 struct SharedBudgetOptions {
   // Requests per token per day over all replicas (the same number as
-  // DailyBudget::Options::per_token; Metrica allows 5000).
+  // DailyBudget::Options::per_token; Metrica allows 5000); <= 0: no budget
+  // (every charge granted at once, nothing counted, as --daily_budget=0).
   int64_t per_token = 4000;
   // What this replica may spend per token and day on its own while Redis is
   // unreachable: its share, so that N replicas stay within N times it.
   int64_t fallback_per_token = 1000;
-  // Where "00:00" is: Moscow, UTC+3 all year (as DailyBudget).
-  absl::TimeZone reset_zone = absl::FixedTimeZone(3 * 60 * 60);
+  // Where a day ends, as the local DailyBudget's (--daily_reset_zone): a
+  // request sent in the last `carry_over` before the reset counts in both
+  // days, so whichever day Metrica counts, no day of it sees more than
+  // `per_token` from all replicas together.
+  DailyReset reset = DailyReset::Conservative();
+  // Not owned; default Clock::Real(). A test's clock moves the day.
+  const Clock* clock = nullptr;
 };
 
 // The answer to one charge.
@@ -33,8 +42,8 @@ struct BudgetCharge {
 
 // The daily budget of each token counted in Redis, per token fingerprint and
 // day (`budget:<fp>:<yyyy-mm-dd>`), by one Lua script (INCR below the budget,
-// EXPIREAT after the reset), so replicas together never spend more than
-// `per_token`.
+// also INCR of the next day's counter in the carry-over window, EXPIREAT
+// after the reset), so replicas together never spend more than `per_token`.
 //
 // Fallback contract: while the connection is not kConnected, or when Redis
 // fails to answer, the charge is decided at once against this replica's own
@@ -54,7 +63,14 @@ class SharedDailyBudget {
   // `done` runs exactly once; once destruction began it answers not granted.
   void TryCharge(const std::string& token_fingerprint, ChargeCallback done);
 
-  // The key of today's counter (for tests and operators).
+  // Today's use of the token over all replicas, as Redis last answered
+  // (plus what this replica spent alone since): what budget pacing must
+  // read, since N replicas spend one day of one token. nullopt before the
+  // first charge of the day. Never blocks.
+  std::optional<QuotaUsage> Usage(const std::string& token_fingerprint) const;
+
+  // The key of the day's counter that `now` falls in (for tests and
+  // operators).
   std::string Key(const std::string& token_fingerprint, absl::Time now) const;
 
  private:

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -89,7 +91,7 @@ TEST_F(SharedDailyBudgetTest, AnswersUsedAndRemainingAndExpiresAfterTheReset) {
   BudgetCharge spent = r->Charge();
   EXPECT_FALSE(spent.granted);
   EXPECT_EQ(spent.remaining, 0);
-  // Moscow midnight, within a day from now.
+  // The next reset (00:00 UTC by default), within a day from now.
   absl::Time now = absl::Now();
   EXPECT_GT(spent.resets_at, now);
   EXPECT_LE(spent.resets_at, now + absl::Hours(24));
@@ -124,6 +126,65 @@ TEST_F(SharedDailyBudgetTest, WithoutRedisItSpendsOnlyItsShareAndAddsItLater) {
   // The 3 spent alone were added before this one.
   EXPECT_EQ(back.used, 4);
   EXPECT_EQ(server_.Integer({"GET", r->budget->Key(kToken, absl::Now())}), 4);
+}
+
+TEST_F(SharedDailyBudgetTest, ABudgetOfZeroIsNoBudgetWithRedisOrWithout) {
+  SharedBudgetOptions o;
+  o.per_token = 0;  // --daily_budget=0
+  o.fallback_per_token = 1;
+  auto r = NewReplica(o);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(r->Charge().granted);
+  EXPECT_EQ(server_.Integer({"EXISTS", r->budget->Key(kToken, absl::Now())}), 0);
+  EXPECT_FALSE(r->budget->Usage(kToken).has_value());  // nothing to pace by
+  server_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !r->Connected(); }));
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(r->Charge().granted);
+}
+
+TEST_F(SharedDailyBudgetTest, UsageIsTheSharedCountAsRedisLastAnswered) {
+  SharedBudgetOptions o;
+  o.per_token = 100;
+  auto a = NewReplica(o);
+  auto b = NewReplica(o);
+  EXPECT_FALSE(b->budget->Usage(kToken).has_value());  // nothing known today
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(a->Charge().granted);
+  EXPECT_EQ(a->budget->Usage(kToken)->used, 5);
+  EXPECT_TRUE(b->Charge().granted);  // its first: Redis says 6
+  std::optional<QuotaUsage> usage = b->budget->Usage(kToken);
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_EQ(usage->used, 6);
+  EXPECT_EQ(usage->budget, 100);
+  EXPECT_EQ(usage->remaining(), 94);
+  EXPECT_GT(usage->resets_at, absl::Now());
+}
+
+TEST_F(SharedDailyBudgetTest, ARequestInTheCarryOverWindowCountsInBothDays) {
+  // 22:30 UTC today (in the future, so that Redis keeps the keys): within
+  // the conservative rule's 3 h before 00:00 UTC.
+  const absl::CivilDay today = absl::ToCivilDay(absl::Now(), absl::UTCTimeZone());
+  FakeClock clock(absl::FromCivil(absl::CivilSecond(today.year(), today.month(),
+                                                    today.day(), 22, 30, 0),
+                                  absl::UTCTimeZone()));
+  SharedBudgetOptions o;
+  o.per_token = 5;
+  o.clock = &clock;
+  auto r = NewReplica(o);
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(r->Charge().granted);
+  const std::string day1 = r->budget->Key(kToken, clock.Now());
+  clock.Advance(absl::Hours(2));  // 00:30 UTC: the next day
+  const std::string day2 = r->budget->Key(kToken, clock.Now());
+  ASSERT_NE(day1, day2);
+  EXPECT_EQ(server_.Integer({"GET", day1}), 2);
+  EXPECT_EQ(server_.Integer({"GET", day2}), 2);  // carried
+  // The new day starts with the two: three more, then spent.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(r->Charge().granted) << i;
+  BudgetCharge spent = r->Charge();
+  EXPECT_FALSE(spent.granted);
+  EXPECT_EQ(spent.used, 5);
+  // Outside the window nothing is carried.
+  EXPECT_EQ(server_.Integer({"EXISTS", r->budget->Key(kToken,
+                                                      clock.Now() + absl::Hours(24))}),
+            0);
 }
 
 }  // namespace

@@ -13,25 +13,56 @@ namespace uploadwatch::redis {
 
 namespace {
 
-// KEYS[1] the stream, KEYS[2] the lease (the stream again when unfenced).
-// ARGV: owner ('' = unfenced), version, payload, max length.
+// KEYS[1] the stream, KEYS[2] the lease (the stream again when unfenced),
+// KEYS[3] the version floor. ARGV: owner ('' = unfenced), version, payload,
+// max length. The entry's version is above the floor (versions some replica
+// showed on its own, RaiseFloor): the asked one, or floor + 1.
 const RedisScript& PublishScript() {
   static const RedisScript* script = new RedisScript(R"lua(
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('NOTOWNER the poll lease is held by another replica')
 end
+local v = tonumber(ARGV[2])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local fields = last[1][2]
+  local lv, floor_mark = nil, false
+  for i = 1, #fields, 2 do
+    if fields[i] == 'v' then lv = tonumber(fields[i + 1]) end
+    if fields[i] == 'f' then floor_mark = true end
+  end
+  -- After a floor mark the floor decides (it is above every entry).
+  if lv ~= nil and not floor_mark and lv >= v then
+    return redis.error_reply('STALE version ' .. ARGV[2] .. ' is not after ' .. lv)
+  end
+end
+local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
+if floor >= v then v = floor + 1 end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                  'v', tostring(v), 's', ARGV[3])
+)lua");
+  return *script;
+}
+
+// KEYS[1] the stream, KEYS[2] the version floor. ARGV: version, max length,
+// floor TTL (ms). Raises the floor to the version; when the history's newest
+// entry is below it, appends a floor mark {v, f} (no state) so that the
+// holder learns it must number after it. Returns 1 when a mark was added.
+const RedisScript& RaiseFloorScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+local v = tonumber(ARGV[1])
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+if v <= floor then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last > 0 then
   local fields = last[1][2]
   for i = 1, #fields, 2 do
-    if fields[i] == 'v' and tonumber(fields[i + 1]) >= tonumber(ARGV[2]) then
-      return redis.error_reply('STALE version ' .. ARGV[2] ..
-                               ' is not after ' .. fields[i + 1])
-    end
+    if fields[i] == 'v' and tonumber(fields[i + 1]) >= v then return 0 end
   end
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                  'v', ARGV[2], 's', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'v', ARGV[1], 'f', '1')
+return 1
 )lua");
   return *script;
 }
@@ -62,6 +93,8 @@ std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
       if (!absl::SimpleAtoi(fields[i + 1].str, &e.version)) return std::nullopt;
     } else if (fields[i].str == "s") {
       e.payload = fields[i + 1].str;
+    } else if (fields[i].str == "f") {
+      e.floor = true;
     }
   }
   return e;
@@ -284,6 +317,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
     : state_(std::make_shared<State>()) {
   state_->commands = commands;
   commands->Preload(PublishScript());
+  commands->Preload(RaiseFloorScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
@@ -320,6 +354,10 @@ std::string StateStream::Key(const std::string& group) const {
   return state_->Key(group);
 }
 
+std::string StateStream::FloorKey(const std::string& group) const {
+  return state_->commands->Key(absl::StrCat("floor:", group));
+}
+
 void StateStream::Publish(const std::string& group, int64_t version,
                           std::string payload, std::optional<PublishFence> fence,
                           IdCallback done) {
@@ -327,7 +365,7 @@ void StateStream::Publish(const std::string& group, int64_t version,
   std::string lease_key = fence.has_value() ? fence->lease_key : key;
   std::string owner = fence.has_value() ? fence->owner : "";
   state_->commands->Eval(
-      PublishScript(), {key, lease_key},
+      PublishScript(), {key, lease_key, FloorKey(group)},
       {owner, absl::StrCat(version), std::move(payload),
        absl::StrCat(state_->options.max_len)},
       [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
@@ -341,6 +379,21 @@ void StateStream::Publish(const std::string& group, int64_t version,
           return done(absl::InternalError("XADD answered no id"));
         }
         done(r->str);
+      });
+}
+
+void StateStream::RaiseFloor(const std::string& group, int64_t version,
+                             FloorCallback done) {
+  state_->commands->Eval(
+      RaiseFloorScript(), {Key(group), FloorKey(group)},
+      {absl::StrCat(version), absl::StrCat(state_->options.max_len),
+       absl::StrCat(absl::ToInt64Milliseconds(state_->options.floor_ttl))},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        if (r->type != RedisReply::Type::kInteger) {
+          return done(absl::InternalError("the floor script answered no integer"));
+        }
+        done(r->integer == 1);
       });
 }
 

@@ -28,6 +28,9 @@ struct StreamEntry {
   // consumer treats it like client-go's "too old": this entry is the full
   // current state, the transitions before it are not all known.
   bool after_gap = false;
+  // A floor mark (RaiseFloor), not a state: `version` is a floor some replica
+  // showed on its own; the holder's next state is numbered after it.
+  bool floor = false;
 };
 
 struct StateStreamOptions {
@@ -37,6 +40,10 @@ struct StateStreamOptions {
   // How long one XREAD waits for news before asking again.
   absl::Duration block = absl::Seconds(5);
   int read_count = 100;
+  // How long a version floor (RaiseFloor) is kept after its last raise:
+  // longer than the core keeps an unwatched state (1 h), after which its
+  // versions start again from the history.
+  absl::Duration floor_ttl = absl::Hours(24);
 };
 
 // Only the lease holder may publish: the lease key and this replica's owner
@@ -67,6 +74,7 @@ class StateStream {
   using IdCallback = absl::AnyInvocable<void(absl::StatusOr<std::string>)>;
   using LastCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::optional<StreamEntry>>)>;
+  using FloorCallback = absl::AnyInvocable<void(absl::StatusOr<bool>)>;
 
   // Neither connection is owned; both must outlive this object. `reader` is
   // used by nothing else (XREAD BLOCK holds it), and is on the same loop.
@@ -76,9 +84,19 @@ class StateStream {
 
   // Appends a state; answers its stream id. FAILED_PRECONDITION ("NOTOWNER")
   // when `fence` is given and the lease is not this owner's; ABORTED
-  // ("STALE") when `version` is not above the last published one.
+  // ("STALE") when `version` is not above the last published one. The entry
+  // carries `version`, or the floor + 1 when the floor (RaiseFloor) is not
+  // below it: subscribers, the publisher too, read the version it got.
   void Publish(const std::string& group, int64_t version, std::string payload,
                std::optional<PublishFence> fence, IdCallback done);
+  // A replica that does not hold the lease showed `version` to its own
+  // watchers (polling alone while Redis was unreachable, or a counter
+  // watch's list): every later entry must be above it, or a client moving to
+  // another replica would see versions go back. Raises the group's floor
+  // (`floor:<group>`, kept `floor_ttl`) and, when the history's newest entry
+  // is below it, appends a floor mark. Answers whether a mark was added;
+  // UNAVAILABLE at once while not connected (raise it again later).
+  void RaiseFloor(const std::string& group, int64_t version, FloorCallback done);
   // The newest entry (nullopt for an empty history): where a new poller
   // continues the versions.
   void Last(const std::string& group, LastCallback done);
@@ -94,6 +112,7 @@ class StateStream {
   std::string LastDeliveredId(const std::string& group) const;
 
   std::string Key(const std::string& group) const;
+  std::string FloorKey(const std::string& group) const;
 
  private:
   struct State;

@@ -12,11 +12,35 @@ StreamBridge::StreamBridge(CoordinatorOptions options) {
       std::move(options), [this](const std::string& name, bool should_poll) {
         OnChange(name, should_poll);
       });
+  listener_ = coordinator_->commands().AddStateListener(
+      [this](ConnectionState state) { OnConnectionState(state); });
 }
 
 StreamBridge::~StreamBridge() {
   Detach();
+  coordinator_->commands().RemoveStateListener(listener_);
   coordinator_.reset();
+}
+
+void StreamBridge::OnConnectionState(ConnectionState state) {
+  if (state != ConnectionState::kConnected) return;
+  absl::flat_hash_map<std::string, int64_t> unsent;
+  {
+    absl::MutexLock lock(&mu_);
+    unsent.swap(floor_unsent_);
+  }
+  for (const auto& [name, version] : unsent) RaiseFloor(name, version);
+}
+
+void StreamBridge::RaiseFloor(const std::string& name, int64_t version) {
+  coordinator_->history().RaiseFloor(
+      name, version, [this, name, version](absl::StatusOr<bool> marked) {
+        if (marked.ok()) return;
+        absl::MutexLock lock(&mu_);
+        if (!followed_.contains(name)) return;
+        int64_t& unsent = floor_unsent_[name];
+        unsent = std::max(unsent, version);
+      });
 }
 
 void StreamBridge::Attach(UploadingHub* hub) {
@@ -90,6 +114,9 @@ void StreamBridge::Unwant(const std::string& name) {
     absl::MutexLock lock(&mu_);
     followed_.erase(name);
     in_history_.erase(name);
+    floor_.erase(name);
+    floor_asked_.erase(name);
+    floor_unsent_.erase(name);
   }
   coordinator_->history().Unsubscribe(name);
   coordinator_->leases().Unwant(name);
@@ -107,6 +134,14 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
     return;
   }
   key.counter_id = static_cast<int32_t>(counter_id);
+  if (entry.floor) {
+    absl::MutexLock lock(&mu_);
+    if (followed_.contains(name)) {
+      int64_t& floor = floor_[name];
+      floor = std::max(floor, entry.version);
+    }
+    return;  // not a state
+  }
   v1::Uploading uploading;
   if (!uploading.ParseFromString(entry.payload) ||
       uploading.id() != key.uploading_id) {
@@ -125,13 +160,37 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
   const std::string name =
       PollUploadingKey(key.token_fingerprint, key.counter_id, key.uploading_id);
   LeaseManager& leases = coordinator_->leases();
-  // Only the holder writes (the fence checks it again in Redis); a Get of a
-  // caller or a fallback poll is this replica's own news.
-  if (!leases.Holds(name)) return;
+  // Only the holder writes (the fence checks it again in Redis).
+  if (!leases.Holds(name)) {
+    // This replica's own news (a fallback poll, a counter watch's list, a
+    // caller's Get): a version above the history's was shown to its
+    // watchers, and the holder must number after it.
+    bool raise = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!followed_.contains(name)) return;  // shown to no watcher
+      auto known = in_history_.find(name);
+      int64_t& asked = floor_asked_[name];
+      if ((known == in_history_.end() || state.version > known->second) &&
+          state.version > asked) {
+        asked = state.version;
+        raise = true;
+      }
+    }
+    if (raise) RaiseFloor(name, state.version);
+    return;
+  }
   {
     absl::MutexLock lock(&mu_);
     auto known = in_history_.find(name);
-    if (known != in_history_.end() && known->second >= state.version) return;
+    auto floor = floor_.find(name);
+    const bool below_floor = floor != floor_.end() &&
+                             (known == in_history_.end() ||
+                              known->second <= floor->second);
+    if (known != in_history_.end() && known->second >= state.version &&
+        !below_floor) {
+      return;
+    }
     ++published_;
   }
   coordinator_->history().Publish(
@@ -140,8 +199,12 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
       [this, name, version = state.version](absl::StatusOr<std::string> id) {
         // NOTOWNER (the lease just moved), STALE (another holder published
         // this version) or UNAVAILABLE: the holder of the moment publishes,
-        // at its next poll.
-        if (!id.ok()) return;
+        // at its next poll; this replica's watchers were shown `version`
+        // meanwhile, so the next one must be above it.
+        if (!id.ok()) {
+          RaiseFloor(name, version);
+          return;
+        }
         absl::MutexLock lock(&mu_);
         NoteInHistory(name, version);
       });

@@ -24,6 +24,14 @@ namespace uploadwatch::redis {
 // The holder publishes each version once (the hub offers every observation:
 // a new holder fills an empty history with its current state).
 //
+// A version this replica gave on its own while not the holder (polling alone
+// while Redis was unreachable, or a counter watch's list seeing a change
+// before the holder) raises the uploading's version floor in Redis
+// (StateStream::RaiseFloor; retried when the connection is back); the holder
+// numbers its next state after it. So versions never go back across
+// replicas: after such a divergence every replica converges on the holder's
+// state with a version above all the ones shown.
+//
 // Degraded (Redis unreachable): LeaseManager's fallback (everyone polls what
 // it watches); publishing fails at once and is dropped; following resumes
 // from the last entry seen when the reader is back.
@@ -60,6 +68,10 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   void OnChange(const std::string& name, bool should_poll);
   void Follow(const std::string& name, uint64_t generation);
   void Deliver(const std::string& name, const StreamEntry& entry);
+  // Raises `name`'s floor to `version` in Redis; remembered when that fails.
+  void RaiseFloor(const std::string& name, int64_t version);
+  // The command connection is back: the floors that could not be raised.
+  void OnConnectionState(ConnectionState state);
 
   std::unique_ptr<RedisCoordinator> coordinator_;
 
@@ -76,6 +88,15 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   absl::flat_hash_map<std::string, int64_t> in_history_ ABSL_GUARDED_BY(mu_);
   void NoteInHistory(const std::string& name, int64_t version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The highest floor mark read from each followed history: a holder whose
+  // last published version is below it publishes its next observation,
+  // changed or not, so that it is numbered above the floor.
+  absl::flat_hash_map<std::string, int64_t> floor_ ABSL_GUARDED_BY(mu_);
+  // Versions this replica showed on its own while not the holder: the
+  // highest asked of RaiseFloor, and the ones Redis has not taken yet.
+  absl::flat_hash_map<std::string, int64_t> floor_asked_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> floor_unsent_ ABSL_GUARDED_BY(mu_);
+  int listener_ = 0;
   int64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t published_ ABSL_GUARDED_BY(mu_) = 0;
 };
