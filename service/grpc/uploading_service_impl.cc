@@ -1,7 +1,14 @@
 #include "service/grpc/uploading_service_impl.h"
 
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
@@ -18,42 +25,142 @@ UploadingServiceImpl::UploadingServiceImpl(ServiceDeps deps)
 
 namespace {
 
+// One unary call whose caller may give up: the hub's answer and gRPC's
+// OnCancel (the client cancelled, or its deadline passed) race to finish it,
+// exactly once and with one log line. A cancel also leaves the hub's wait,
+// so that Metrica work nobody waits for any more is dropped (CallerWait).
+// Deletes itself in OnDone.
+class UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  // Finishes the call with `status` (its response filled first), or does
+  // nothing if it is finished already. May run on any thread, also after
+  // OnDone: it touches the call only if it is the one that finishes it.
+  using Answer = std::function<void(const absl::Status& status)>;
+
+  UnaryCall(const ServiceDeps& deps, grpc::CallbackServerContext* context,
+            const char* method, int32_t counter, int64_t id)
+      : ticket_(deps.reactors->Enter()),
+        race_(std::make_shared<Race>()),
+        log_(deps.log),
+        clock_(deps.clock),
+        method_(method),
+        counter_(counter),
+        id_(id),
+        start_(deps.clock->Now()),
+        deadline_(context->deadline() ==
+                          std::chrono::system_clock::time_point::max()
+                      ? absl::InfiniteFuture()
+                      : absl::FromChrono(context->deadline())) {}
+
+  // `fill()` writes the response of a successful answer, only if that
+  // answer finishes the call. Set `token_fingerprint` (for the log) first.
+  Answer Answerer(std::function<void()> fill_on_ok = nullptr) {
+    return [this, race = race_, fill = std::move(fill_on_ok)](
+               const absl::Status& status) {
+      if (race->finished.exchange(true)) return;  // cancelled first
+      if (status.ok() && fill) fill();
+      FinishWith(status);
+    };
+  }
+  void set_token_fingerprint(std::string fp) {
+    absl::MutexLock lock(&race_->mu);
+    race_->token_fingerprint = std::move(fp);
+  }
+  // Hands over the hub's wait, left at once if the call was cancelled
+  // meanwhile.
+  void Wait(CallerWait wait) { race_->Wait(std::move(wait)); }
+
+  void OnCancel() override {
+    race_->Cancel();  // leaves the hub's wait, outside our lock
+    if (race_->finished.exchange(true)) return;  // answered first
+    // gRPC reports both as a cancel; the log should say which it was.
+    FinishWith(absl::Now() >= deadline_
+                   ? absl::DeadlineExceededError(
+                         "the client's deadline passed before the answer")
+                   : absl::CancelledError(
+                         "the client cancelled the call before the answer"));
+  }
+  void OnDone() override { delete this; }  // ticket_ goes last
+
+ private:
+  // Shared with the answer callback, which may outlive the call.
+  struct Race {
+    void Wait(CallerWait wait) {
+      {
+        absl::MutexLock lock(&mu);
+        if (!cancelled) {
+          this->wait = std::move(wait);
+          return;
+        }
+      }
+      wait.Leave();
+    }
+    void Cancel() {
+      CallerWait left;
+      {
+        absl::MutexLock lock(&mu);
+        cancelled = true;
+        left = std::move(wait);
+      }
+      left.Leave();  // the hub takes its own locks
+    }
+    std::atomic<bool> finished{false};
+    absl::Mutex mu;
+    bool cancelled ABSL_GUARDED_BY(mu) = false;
+    CallerWait wait ABSL_GUARDED_BY(mu);
+    std::string token_fingerprint ABSL_GUARDED_BY(mu);
+  };
+
+  void FinishWith(const absl::Status& status) {
+    std::string fp;
+    {
+      absl::MutexLock lock(&race_->mu);
+      fp = race_->token_fingerprint;
+    }
+    log_->Log(method_, counter_, id_, status, clock_->Now() - start_, fp);
+    Finish(ToGrpcStatus(status));
+  }
+
+  const ReactorTracker::Ticket ticket_;  // first: it goes last
+  const std::shared_ptr<Race> race_;
+  const RpcLog* const log_;
+  const Clock* const clock_;
+  const char* const method_;
+  const int32_t counter_;
+  const int64_t id_;
+  const absl::Time start_;
+  const absl::Time deadline_;
+};
+
 // The shape every unary rpc shares: check the request, pick the token, hand
-// the call to `launch(credentials, finish)`, and finish it exactly once with
-// one log line. `finish(status, token_fingerprint)` may run on any thread.
+// the call to `launch(credentials, call)`, which starts the hub's work with
+// answers from `call->Answerer(...)` and returns the hub's wait.
 template <typename Launch>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    const ServiceDeps& deps,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
                                    Launch launch) {
-  // Two tickets (see ReactorTracker): this handler's, for the hub code that
-  // runs on this gRPC thread until `launch` returns (it may answer inline),
-  // and the finish's, let go right after Finish (copies of `finish` share it).
+  // This handler's ticket (see ReactorTracker), for the hub code that runs
+  // on this gRPC thread until `launch` returns (it may answer inline); the
+  // call holds its own until OnDone.
   const ReactorTracker::Ticket handler = deps.reactors->Enter();
-  auto finished =
-      std::make_shared<ReactorTracker::Ticket>(deps.reactors->Enter());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = deps.clock->Now();
-  auto finish = [=, log = deps.log, clock = deps.clock](
-                    const absl::Status& status, const std::string& fp) {
-    log->Log(method, counter, id, status, clock->Now() - start, fp);
-    reactor->Finish(ToGrpcStatus(status));
-    finished->Release();
-  };
+  auto* call = new UnaryCall(deps, context, method, counter, id);
   if (!valid.ok()) {
-    finish(valid, "");
-    return reactor;
+    call->Answerer()(valid);
+    return call;
   }
   absl::StatusOr<Credentials> credentials =
       CallerCredentials(*context, deps.callers);
   if (!credentials.ok()) {
-    finish(credentials.status(), "");
-    return reactor;
+    call->Answerer()(credentials.status());
+    return call;
   }
-  // The call, and so its response message, lives until Finish.
-  launch(*credentials, std::move(finish));
-  return reactor;
+  call->set_token_fingerprint(credentials->fingerprint());
+  // The call, and so its response message, lives until Finish; OnDone (and
+  // so `delete call`) cannot run before this handler returns.
+  call->Wait(launch(*credentials, call));
+  return call;
 }
 
 }  // namespace
@@ -66,16 +173,18 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
       [this, counter, id, response](const Credentials& credentials,
-                                    auto finish) {
-        hub_->Get(credentials, counter, id,
-                  [finish, response, fp = credentials.fingerprint()](
-                      absl::StatusOr<UploadingState> state) {
-                    if (state.ok()) {
-                      *response->mutable_uploading() =
-                          std::move(state->uploading);
-                    }
-                    finish(state.status(), fp);
-                  });
+                                    UnaryCall* call) {
+        // The answer's state, moved into the response only by the answer
+        // that finishes the call.
+        auto state = std::make_shared<absl::StatusOr<UploadingState>>();
+        UnaryCall::Answer answer = call->Answerer([state, response] {
+          *response->mutable_uploading() = std::move((*state)->uploading);
+        });
+        return hub_->Get(credentials, counter, id,
+                         [state, answer](absl::StatusOr<UploadingState> s) {
+                           *state = std::move(s);
+                           answer(state->status());
+                         });
       });
 }
 
@@ -91,13 +200,18 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
   return RunUnary(
       context, deps_, "ListUploadings", params.counter_id, 0,
       ValidateList(*request),
-      [this, params, response](const Credentials& credentials, auto finish) {
-        hub_->List(credentials, params,
-                   [finish, response, fp = credentials.fingerprint()](
-                       absl::StatusOr<v1::ListUploadingsResponse> list) {
-                     if (list.ok()) *response = std::move(*list);
-                     finish(list.status(), fp);
-                   });
+      [this, params, response](const Credentials& credentials,
+                               UnaryCall* call) {
+        auto list =
+            std::make_shared<absl::StatusOr<v1::ListUploadingsResponse>>();
+        UnaryCall::Answer answer = call->Answerer(
+            [list, response] { *response = std::move(**list); });
+        return hub_->List(
+            credentials, params,
+            [list, answer](absl::StatusOr<v1::ListUploadingsResponse> l) {
+              *list = std::move(l);
+              answer(list->status());
+            });
       });
 }
 
