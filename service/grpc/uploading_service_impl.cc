@@ -30,6 +30,11 @@ namespace {
 // exactly once and with one log line. A cancel also leaves the hub's wait,
 // so that Metrica work nobody waits for any more is dropped (CallerWait).
 // Deletes itself in OnDone.
+//
+// gRPC hands the reactor between its threads inside its own, uninstrumented
+// code, so every touch of the call's fields after the handler returns is
+// under `mu_`, which the handler takes last and OnDone takes before the
+// delete: the order is ours, and visible to ThreadSanitizer.
 class UnaryCall final : public grpc::ServerUnaryReactor {
  public:
   // Finishes the call with `status` (its response filled first), or does
@@ -40,7 +45,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   UnaryCall(const ServiceDeps& deps, grpc::CallbackServerContext* context,
             const char* method, int32_t counter, int64_t id)
       : ticket_(deps.reactors->Enter()),
-        race_(std::make_shared<Race>()),
+        finished_(std::make_shared<std::atomic<bool>>(false)),
         log_(deps.log),
         clock_(deps.clock),
         method_(method),
@@ -52,77 +57,68 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
                       ? absl::InfiniteFuture()
                       : absl::FromChrono(context->deadline())) {}
 
-  // `fill()` writes the response of a successful answer, only if that
-  // answer finishes the call. Set `token_fingerprint` (for the log) first.
+  // `fill_on_ok()` writes the response of a successful answer, only if that
+  // answer finishes the call.
   Answer Answerer(std::function<void()> fill_on_ok = nullptr) {
-    return [this, race = race_, fill = std::move(fill_on_ok)](
+    return [this, finished = finished_, fill = std::move(fill_on_ok)](
                const absl::Status& status) {
-      if (race->finished.exchange(true)) return;  // cancelled first
+      if (finished->exchange(true)) return;  // cancelled first
+      absl::MutexLock lock(&mu_);
       if (status.ok() && fill) fill();
-      FinishWith(status);
+      FinishLocked(status);
     };
   }
+  // Before the hub is asked: names the token in the log line.
   void set_token_fingerprint(std::string fp) {
-    absl::MutexLock lock(&race_->mu);
-    race_->token_fingerprint = std::move(fp);
+    absl::MutexLock lock(&mu_);
+    token_fingerprint_ = std::move(fp);
   }
   // Hands over the hub's wait, left at once if the call was cancelled
-  // meanwhile.
-  void Wait(CallerWait wait) { race_->Wait(std::move(wait)); }
+  // meanwhile. The handler's last touch of the call.
+  void Wait(CallerWait wait) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_) {
+        wait_ = std::move(wait);
+        return;
+      }
+    }
+    wait.Leave();
+  }
 
   void OnCancel() override {
-    race_->Cancel();  // leaves the hub's wait, outside our lock
-    if (race_->finished.exchange(true)) return;  // answered first
+    CallerWait left;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      left = std::move(wait_);
+    }
+    left.Leave();  // the hub takes its own locks: not under ours
+    absl::MutexLock lock(&mu_);
+    if (finished_->exchange(true)) return;  // answered first
     // gRPC reports both as a cancel; the log should say which it was.
-    FinishWith(absl::Now() >= deadline_
-                   ? absl::DeadlineExceededError(
-                         "the client's deadline passed before the answer")
-                   : absl::CancelledError(
-                         "the client cancelled the call before the answer"));
+    FinishLocked(absl::Now() >= deadline_
+                     ? absl::DeadlineExceededError(
+                           "the client's deadline passed before the answer")
+                     : absl::CancelledError(
+                           "the client cancelled the call before the answer"));
   }
-  void OnDone() override { delete this; }  // ticket_ goes last
+  void OnDone() override {
+    { absl::MutexLock lock(&mu_); }  // after every other touch (see above)
+    delete this;  // ticket_ goes last
+  }
 
  private:
-  // Shared with the answer callback, which may outlive the call.
-  struct Race {
-    void Wait(CallerWait wait) {
-      {
-        absl::MutexLock lock(&mu);
-        if (!cancelled) {
-          this->wait = std::move(wait);
-          return;
-        }
-      }
-      wait.Leave();
-    }
-    void Cancel() {
-      CallerWait left;
-      {
-        absl::MutexLock lock(&mu);
-        cancelled = true;
-        left = std::move(wait);
-      }
-      left.Leave();  // the hub takes its own locks
-    }
-    std::atomic<bool> finished{false};
-    absl::Mutex mu;
-    bool cancelled ABSL_GUARDED_BY(mu) = false;
-    CallerWait wait ABSL_GUARDED_BY(mu);
-    std::string token_fingerprint ABSL_GUARDED_BY(mu);
-  };
-
-  void FinishWith(const absl::Status& status) {
-    std::string fp;
-    {
-      absl::MutexLock lock(&race_->mu);
-      fp = race_->token_fingerprint;
-    }
-    log_->Log(method_, counter_, id_, status, clock_->Now() - start_, fp);
+  void FinishLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    log_->Log(method_, counter_, id_, status, clock_->Now() - start_,
+              token_fingerprint_);
     Finish(ToGrpcStatus(status));
   }
 
   const ReactorTracker::Ticket ticket_;  // first: it goes last
-  const std::shared_ptr<Race> race_;
+  // Shared with the answer callbacks, which may outlive the call.
+  const std::shared_ptr<std::atomic<bool>> finished_;
   const RpcLog* const log_;
   const Clock* const clock_;
   const char* const method_;
@@ -130,6 +126,10 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   const int64_t id_;
   const absl::Time start_;
   const absl::Time deadline_;
+  absl::Mutex mu_;
+  std::string token_fingerprint_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  CallerWait wait_ ABSL_GUARDED_BY(mu_);
 };
 
 // The shape every unary rpc shares: check the request, pick the token, hand
