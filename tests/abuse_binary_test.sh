@@ -118,5 +118,12 @@ check "  ...asking to re-watch" grep -q "re-watch" "$tmp/watch.out"
 UPLOADWATCH_SERVER_PID=""
 uploadwatch_stop_stack
 
+# A failure (a sanitizer's report ends the server with its own exit code)
+# is explained by the server's log, which lives in the test's temp folder.
+if [[ $failed -ne 0 ]]; then
+  echo "--- server log: sanitizer reports, then the last lines ---"
+  sed -n '/^WARNING: ThreadSanitizer\|^==[0-9]*==ERROR/,/^SUMMARY/p' "$log"
+  tail -n 40 "$log"
+fi
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

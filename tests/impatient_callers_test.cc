@@ -124,18 +124,17 @@ TEST_F(ImpatientCallersTest, GettersWhoGiveUpNeverPutMoreThanThreeAtMetrica) {
     });
   }
   for (std::thread& t : callers) t.join();
-  // Its wait is reported, not asserted: see the disabled test below.
+  // Its wait is asserted below.
   const absl::Duration wait = FreshGet();
   Report("getters", wait);
   EXPECT_LE(metrica_.max_in_flight(kToken), 3);
 }
 
-// Needs the hub to leave a Get's single flight when its caller gives up
-// (issue 10's SingleFlight: "when the last waiter leaves, a queued call is
-// never sent"): today WatchHub::Get has no way to know, so the dead Gets
-// stay queued in the fetcher with the hub's 20 s deadline and the fresh call
-// waits behind them (about 20 s, measured). Enable once that lands.
-TEST_F(ImpatientCallersTest, DISABLED_AFreshGetDoesNotWaitBehindDeadGets) {
+// A unary call whose caller gave up leaves its single flight (the server
+// sees the cancel: UnaryCall::OnCancel, CallerWait), so a dead Get still
+// queued in the fetcher is dropped, never sent: the fresh call waits only
+// for the three really at Metrica (about 20 s before, measured).
+TEST_F(ImpatientCallersTest, AFreshGetDoesNotWaitBehindDeadGets) {
   std::vector<std::thread> callers;
   for (int i = 0; i < kCallers; ++i) {
     callers.emplace_back([this, i] {

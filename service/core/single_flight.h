@@ -80,7 +80,10 @@ class SingleFlight {
   // Takes `ticket`'s waiter out. When it was the last one the flight is
   // removed: the result says which request to cancel (0: not sent yet, and
   // now never will be). nullopt when others still wait or it was not waiting.
-  std::optional<RequestId> Leave(const Ticket& ticket) {
+  // `left`, if given, receives the waiter's callback (never to be called),
+  // so that the owner destroys it outside its lock.
+  std::optional<RequestId> Leave(const Ticket& ticket,
+                                 Callback* left = nullptr) {
     auto it = flights_.find(ticket.key);
     if (it == flights_.end() || it->second.id != ticket.flight) {
       return std::nullopt;
@@ -89,6 +92,7 @@ class SingleFlight {
     const size_t before = waiters.size();
     for (auto w = waiters.begin(); w != waiters.end(); ++w) {
       if (w->first == ticket.waiter) {
+        if (left != nullptr) *left = std::move(w->second);
         waiters.erase(w);
         break;
       }

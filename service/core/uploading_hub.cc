@@ -111,14 +111,15 @@ void UploadingHub::RegisterGauges(Metrics* metrics) {
       {"token"}, quota(false));
 }
 
-void UploadingHub::Get(const Credentials& credentials, int32_t counter_id,
-                       int64_t uploading_id, StateCallback done) {
-  reader_.Get(credentials, counter_id, uploading_id, std::move(done));
+CallerWait UploadingHub::Get(const Credentials& credentials,
+                             int32_t counter_id, int64_t uploading_id,
+                             StateCallback done) {
+  return reader_.Get(credentials, counter_id, uploading_id, std::move(done));
 }
 
-void UploadingHub::List(const Credentials& credentials,
-                        const ListParams& params, ListCallback done) {
-  reader_.List(credentials, params, std::move(done));
+CallerWait UploadingHub::List(const Credentials& credentials,
+                              const ListParams& params, ListCallback done) {
+  return reader_.List(credentials, params, std::move(done));
 }
 
 absl::Status UploadingHub::Subscribe(const Credentials& credentials,

@@ -106,13 +106,15 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   UploadingHub(const UploadingHub&) = delete;
   UploadingHub& operator=(const UploadingHub&) = delete;
 
-  // The current state of one uploading. `done` runs once, possibly inline.
-  void Get(const Credentials& credentials, int32_t counter_id,
-           int64_t uploading_id, StateCallback done);
+  // The current state of one uploading. `done` runs once, possibly inline,
+  // unless the caller leaves the returned wait first (see CallerWait).
+  CallerWait Get(const Credentials& credentials, int32_t counter_id,
+                 int64_t uploading_id, StateCallback done);
   // One page of a counter's uploadings; briefly cached and single-flight like
-  // Get. The states it returns also refresh watchers. `done` runs once.
-  void List(const Credentials& credentials, const ListParams& params,
-            ListCallback done);
+  // Get. The states it returns also refresh watchers. `done` runs once,
+  // unless the caller leaves the wait first.
+  CallerWait List(const Credentials& credentials, const ListParams& params,
+                  ListCallback done);
 
   // Starts delivering the uploading's states to `subscriber` (the current
   // one first). RESOURCE_EXHAUSTED at the watch cap; UNAVAILABLE once shut

@@ -39,8 +39,9 @@ void UpstreamReader::Count(const char* endpoint, const absl::Status& status,
 }
 
 template <typename Callback, typename Fetch>
-void UpstreamReader::FetchAdmitted(const Credentials& credentials,
-                                   bool joining, Callback done, Fetch fetch) {
+CallerWait UpstreamReader::FetchAdmitted(const Credentials& credentials,
+                                         bool joining, Callback done,
+                                         Fetch fetch) {
   // How the slot taken is given back: (refund) -> void; none taken if null.
   std::function<void(bool)> give_back;
   absl::Status admitted;
@@ -61,14 +62,15 @@ void UpstreamReader::FetchAdmitted(const Credentials& credentials,
   }
   if (!admitted.ok()) {
     std::move(done)(std::move(admitted));
-    return;
+    return CallerWait();
   }
   if (!give_back) {
-    fetch(std::move(done));
-    return;
+    return CallerWait(
+        [this, ticket = fetch(std::move(done))] { Leave(ticket); });
   }
-  // Whoever clears it first gives the slot back: the answer, or, for a call
-  // that joined one under way, this function (refunded: it cost nothing).
+  // Whoever clears it first gives the slot back: the answer, the caller
+  // leaving (refunded if the request was never sent), or, for a call that
+  // joined one under way, this function (refunded: it cost nothing).
   auto held = std::make_shared<std::atomic<bool>>(true);
   const auto ticket =
       fetch([done = std::move(done), held, give_back](auto result) mutable {
@@ -76,6 +78,10 @@ void UpstreamReader::FetchAdmitted(const Credentials& credentials,
         std::move(done)(std::move(result));
       });
   if (!ticket.send && held->exchange(false)) give_back(true);
+  return CallerWait([this, ticket, held, give_back] {
+    const bool never_sent = Leave(ticket);
+    if (held->exchange(false)) give_back(never_sent);
+  });
 }
 
 std::optional<absl::Status> UpstreamReader::RejectedLocked(
@@ -126,8 +132,9 @@ std::optional<absl::Status> UpstreamReader::Negative(const UploadingKey& key) {
   return out;
 }
 
-void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
-                         int64_t uploading_id, StateCallback done) {
+CallerWait UpstreamReader::Get(const Credentials& credentials,
+                               int32_t counter_id, int64_t uploading_id,
+                               StateCallback done) {
   const UploadingKey key{credentials.fingerprint(), counter_id, uploading_id};
   std::optional<absl::Status> refused;
   {
@@ -136,16 +143,16 @@ void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
   }
   if (refused) {
     std::move(done)(*std::move(refused));
-    return;
+    return CallerWait();
   }
   if (std::optional<UploadingState> s = sink_->Servable(key, clock_->Now())) {
     if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "hit"});
     std::move(done)(*std::move(s));
-    return;
+    return CallerWait();
   }
   if (std::optional<absl::Status> negative = Negative(key)) {
     std::move(done)(*std::move(negative));
-    return;
+    return CallerWait();
   }
   if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "miss"});
   bool joining;
@@ -153,14 +160,15 @@ void UpstreamReader::Get(const Credentials& credentials, int32_t counter_id,
     absl::MutexLock lock(&mu_);
     joining = gets_.contains(key);
   }
-  FetchAdmitted(credentials, joining, std::move(done),
-                [this, &credentials, &key](StateCallback d) {
-                  return FetchGet(credentials.token(), key, std::move(d));
-                });
+  return FetchAdmitted(credentials, joining, std::move(done),
+                       [this, &credentials, &key](StateCallback d) {
+                         return FetchGet(credentials.token(), key,
+                                         std::move(d));
+                       });
 }
 
-void UpstreamReader::List(const Credentials& credentials,
-                          const ListParams& params, ListCallback done) {
+CallerWait UpstreamReader::List(const Credentials& credentials,
+                                const ListParams& params, ListCallback done) {
   const ListKey key{credentials.fingerprint(), params.counter_id, params.limit,
                     params.offset, static_cast<int32_t>(params.type)};
   std::optional<absl::StatusOr<v1::ListUploadingsResponse>> immediate;
@@ -185,7 +193,7 @@ void UpstreamReader::List(const Credentials& credentials,
   }
   if (immediate) {
     std::move(done)(*std::move(immediate));
-    return;
+    return CallerWait();
   }
   if (cache_lookups_) cache_lookups_->Inc({"ListUploadings", "miss"});
   bool joining;
@@ -193,10 +201,11 @@ void UpstreamReader::List(const Credentials& credentials,
     absl::MutexLock lock(&mu_);
     joining = lists_.contains(key);
   }
-  FetchAdmitted(credentials, joining, std::move(done),
-                [this, &credentials, &key](ListCallback d) {
-                  return FetchList(credentials.token(), key, std::move(d));
-                });
+  return FetchAdmitted(credentials, joining, std::move(done),
+                       [this, &credentials, &key](ListCallback d) {
+                         return FetchList(credentials.token(), key,
+                                          std::move(d));
+                       });
 }
 
 UpstreamReader::GetFlights::Ticket UpstreamReader::FetchGet(
@@ -298,23 +307,28 @@ void UpstreamReader::SendList(const std::string& token,
   if (!wanted) client_->Cancel(id);
 }
 
-void UpstreamReader::Leave(const GetFlights::Ticket& ticket) {
+template <typename Flights>
+bool UpstreamReader::LeaveFlight(Flights& flights,
+                                 const typename Flights::Ticket& ticket) {
   std::optional<MetricaClient::RequestId> cancel;
+  typename Flights::Callback left;  // destroyed after the lock
   {
     absl::MutexLock lock(&mu_);
-    cancel = gets_.Leave(ticket);
+    cancel = flights.Leave(ticket, &left);
   }
+  if (!cancel) return false;
+  if (*cancel == 0) return true;  // not sent yet: now never will be
   // Nobody waits for it any more: stop it, Metrica's quota is precious.
-  if (cancel && *cancel != 0) client_->Cancel(*cancel);
+  client_->Cancel(*cancel);
+  return false;
 }
 
-void UpstreamReader::Leave(const ListFlights::Ticket& ticket) {
-  std::optional<MetricaClient::RequestId> cancel;
-  {
-    absl::MutexLock lock(&mu_);
-    cancel = lists_.Leave(ticket);
-  }
-  if (cancel && *cancel != 0) client_->Cancel(*cancel);
+bool UpstreamReader::Leave(const GetFlights::Ticket& ticket) {
+  return LeaveFlight(gets_, ticket);
+}
+
+bool UpstreamReader::Leave(const ListFlights::Ticket& ticket) {
+  return LeaveFlight(lists_, ticket);
 }
 
 void UpstreamReader::OnGet(const UploadingKey& key, uint64_t flight,

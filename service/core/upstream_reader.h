@@ -55,6 +55,35 @@ struct ListKey {
   }
 };
 
+// A caller's Get or List that may still wait for Metrica. Leave() when the
+// caller gives up (cancelled, deadline passed): its `done` is then never
+// called (unless it is running already), the caller's admission slot is
+// given back, and the flight it waited on, if nobody else waits for it any
+// more, is abandoned: never sent while still queued, else cancelled (the
+// MetricaClient keeps the token's parallel slot while Metrica may still be
+// working on it, see CurlMetricaClient). Leave() after the answer does
+// nothing. Empty (Leave() does nothing) when the call was answered at once.
+// Move-only; Leave() from any thread, while the reader lives.
+class CallerWait {
+ public:
+  CallerWait() = default;
+  explicit CallerWait(absl::AnyInvocable<void() &&> leave)
+      : leave_(std::move(leave)) {}
+  CallerWait(CallerWait&&) = default;
+  CallerWait& operator=(CallerWait&&) = default;
+
+  // Idempotent.
+  void Leave() {
+    if (!leave_) return;
+    absl::AnyInvocable<void() &&> leave = std::move(leave_);
+    leave_ = nullptr;
+    std::move(leave)();
+  }
+
+ private:
+  absl::AnyInvocable<void() &&> leave_;
+};
+
 // Reads Metrica through the caches and SingleFlight: identical concurrent
 // requests (callers' and polls') share one upstream call; a caller's Get is
 // answered from the sink's servable state, a caller's List from a short-lived
@@ -102,24 +131,26 @@ class UpstreamReader {
   UpstreamReader(const UpstreamReader&) = delete;
   UpstreamReader& operator=(const UpstreamReader&) = delete;
 
-  // A caller's Get and List: through the caches, then the admission.
-  void Get(const Credentials& credentials, int32_t counter_id,
-           int64_t uploading_id, StateCallback done);
-  void List(const Credentials& credentials, const ListParams& params,
-            ListCallback done);
+  // A caller's Get and List: through the caches, then the admission. Leave
+  // the returned wait when the caller gives up.
+  CallerWait Get(const Credentials& credentials, int32_t counter_id,
+                 int64_t uploading_id, StateCallback done);
+  CallerWait List(const Credentials& credentials, const ListParams& params,
+                  ListCallback done);
   // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
   // UNAUTHENTICATED for its token, if any (counted as a negative_hit).
   std::optional<absl::Status> Negative(const UploadingKey& key);
 
   // Always from Metrica (joining a call under way); for polls. Leave() with
   // the ticket stops waiting: `done` is then never called, and the call is
-  // cancelled (or never sent) if nobody else waits.
+  // cancelled (or never sent) if nobody else waits. Leave() is true when it
+  // was the last waiter and the call had not been sent (so it never is).
   GetFlights::Ticket FetchGet(const std::string& token, const UploadingKey& key,
                               StateCallback done);
   ListFlights::Ticket FetchList(const std::string& token, const ListKey& key,
                                 ListCallback done);
-  void Leave(const GetFlights::Ticket& ticket);
-  void Leave(const ListFlights::Ticket& ticket);
+  bool Leave(const GetFlights::Ticket& ticket);
+  bool Leave(const ListFlights::Ticket& ticket);
 
   // Fails every waiter with `reason`, cancels every call, and fails calls
   // made afterwards with UNAVAILABLE.
@@ -148,10 +179,14 @@ class UpstreamReader {
   // server's token) or the unverified bucket (for a token Metrica has not
   // accepted) lets a caller's request through: `done'` frees its slot and
   // calls `done`. Refused: `done` gets the refusal. `joining`: a request for
-  // the same key is under way, which costs nothing more.
+  // the same key is under way, which costs nothing more. The wait leaves the
+  // flight and frees the slot (refunded if the request was never sent).
   template <typename Callback, typename Fetch>
-  void FetchAdmitted(const Credentials& credentials, bool joining,
-                     Callback done, Fetch fetch);
+  CallerWait FetchAdmitted(const Credentials& credentials, bool joining,
+                           Callback done, Fetch fetch);
+  // Leave()'s work for either kind of flight.
+  template <typename Flights>
+  bool LeaveFlight(Flights& flights, const typename Flights::Ticket& ticket);
   // Learns from Metrica's answer for a token: rejected (remembered), or
   // accepted (true: the caller tells the TokenTracker, outside the lock).
   bool Learn(const std::string& token_fingerprint, const absl::Status& status)

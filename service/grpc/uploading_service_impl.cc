@@ -1,7 +1,14 @@
 #include "service/grpc/uploading_service_impl.h"
 
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
@@ -18,42 +25,142 @@ UploadingServiceImpl::UploadingServiceImpl(ServiceDeps deps)
 
 namespace {
 
+// One unary call whose caller may give up: the hub's answer and gRPC's
+// OnCancel (the client cancelled, or its deadline passed) race to finish it,
+// exactly once and with one log line. A cancel also leaves the hub's wait,
+// so that Metrica work nobody waits for any more is dropped (CallerWait).
+// Deletes itself in OnDone.
+//
+// gRPC hands the reactor between its threads inside its own, uninstrumented
+// code, so every touch of the call's fields after the handler returns is
+// under `mu_`, which the handler takes last and OnDone takes before the
+// delete: the order is ours, and visible to ThreadSanitizer.
+class UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  // Finishes the call with `status` (its response filled first), or does
+  // nothing if it is finished already. May run on any thread, also after
+  // OnDone: it touches the call only if it is the one that finishes it.
+  using Answer = std::function<void(const absl::Status& status)>;
+
+  UnaryCall(const ServiceDeps& deps, grpc::CallbackServerContext* context,
+            const char* method, int32_t counter, int64_t id)
+      : ticket_(deps.reactors->Enter()),
+        finished_(std::make_shared<std::atomic<bool>>(false)),
+        log_(deps.log),
+        clock_(deps.clock),
+        method_(method),
+        counter_(counter),
+        id_(id),
+        start_(deps.clock->Now()),
+        deadline_(context->deadline() ==
+                          std::chrono::system_clock::time_point::max()
+                      ? absl::InfiniteFuture()
+                      : absl::FromChrono(context->deadline())) {}
+
+  // `fill_on_ok()` writes the response of a successful answer, only if that
+  // answer finishes the call.
+  Answer Answerer(std::function<void()> fill_on_ok = nullptr) {
+    return [this, finished = finished_, fill = std::move(fill_on_ok)](
+               const absl::Status& status) {
+      if (finished->exchange(true)) return;  // cancelled first
+      absl::MutexLock lock(&mu_);
+      if (status.ok() && fill) fill();
+      FinishLocked(status);
+    };
+  }
+  // Before the hub is asked: names the token in the log line.
+  void set_token_fingerprint(std::string fp) {
+    absl::MutexLock lock(&mu_);
+    token_fingerprint_ = std::move(fp);
+  }
+  // Hands over the hub's wait, left at once if the call was cancelled
+  // meanwhile. The handler's last touch of the call.
+  void Wait(CallerWait wait) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_) {
+        wait_ = std::move(wait);
+        return;
+      }
+    }
+    wait.Leave();
+  }
+
+  void OnCancel() override {
+    CallerWait left;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      left = std::move(wait_);
+    }
+    left.Leave();  // the hub takes its own locks: not under ours
+    absl::MutexLock lock(&mu_);
+    if (finished_->exchange(true)) return;  // answered first
+    // gRPC reports both as a cancel; the log should say which it was.
+    FinishLocked(absl::Now() >= deadline_
+                     ? absl::DeadlineExceededError(
+                           "the client's deadline passed before the answer")
+                     : absl::CancelledError(
+                           "the client cancelled the call before the answer"));
+  }
+  void OnDone() override {
+    { absl::MutexLock lock(&mu_); }  // after every other touch (see above)
+    delete this;  // ticket_ goes last
+  }
+
+ private:
+  void FinishLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    log_->Log(method_, counter_, id_, status, clock_->Now() - start_,
+              token_fingerprint_);
+    Finish(ToGrpcStatus(status));
+  }
+
+  const ReactorTracker::Ticket ticket_;  // first: it goes last
+  // Shared with the answer callbacks, which may outlive the call.
+  const std::shared_ptr<std::atomic<bool>> finished_;
+  const RpcLog* const log_;
+  const Clock* const clock_;
+  const char* const method_;
+  const int32_t counter_;
+  const int64_t id_;
+  const absl::Time start_;
+  const absl::Time deadline_;
+  absl::Mutex mu_;
+  std::string token_fingerprint_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  CallerWait wait_ ABSL_GUARDED_BY(mu_);
+};
+
 // The shape every unary rpc shares: check the request, pick the token, hand
-// the call to `launch(credentials, finish)`, and finish it exactly once with
-// one log line. `finish(status, token_fingerprint)` may run on any thread.
+// the call to `launch(credentials, call)`, which starts the hub's work with
+// answers from `call->Answerer(...)` and returns the hub's wait.
 template <typename Launch>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    const ServiceDeps& deps,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
                                    Launch launch) {
-  // Two tickets (see ReactorTracker): this handler's, for the hub code that
-  // runs on this gRPC thread until `launch` returns (it may answer inline),
-  // and the finish's, let go right after Finish (copies of `finish` share it).
+  // This handler's ticket (see ReactorTracker), for the hub code that runs
+  // on this gRPC thread until `launch` returns (it may answer inline); the
+  // call holds its own until OnDone.
   const ReactorTracker::Ticket handler = deps.reactors->Enter();
-  auto finished =
-      std::make_shared<ReactorTracker::Ticket>(deps.reactors->Enter());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = deps.clock->Now();
-  auto finish = [=, log = deps.log, clock = deps.clock](
-                    const absl::Status& status, const std::string& fp) {
-    log->Log(method, counter, id, status, clock->Now() - start, fp);
-    reactor->Finish(ToGrpcStatus(status));
-    finished->Release();
-  };
+  auto* call = new UnaryCall(deps, context, method, counter, id);
   if (!valid.ok()) {
-    finish(valid, "");
-    return reactor;
+    call->Answerer()(valid);
+    return call;
   }
   absl::StatusOr<Credentials> credentials =
       CallerCredentials(*context, deps.callers);
   if (!credentials.ok()) {
-    finish(credentials.status(), "");
-    return reactor;
+    call->Answerer()(credentials.status());
+    return call;
   }
-  // The call, and so its response message, lives until Finish.
-  launch(*credentials, std::move(finish));
-  return reactor;
+  call->set_token_fingerprint(credentials->fingerprint());
+  // The call, and so its response message, lives until Finish; OnDone (and
+  // so `delete call`) cannot run before this handler returns.
+  call->Wait(launch(*credentials, call));
+  return call;
 }
 
 }  // namespace
@@ -66,16 +173,18 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
       [this, counter, id, response](const Credentials& credentials,
-                                    auto finish) {
-        hub_->Get(credentials, counter, id,
-                  [finish, response, fp = credentials.fingerprint()](
-                      absl::StatusOr<UploadingState> state) {
-                    if (state.ok()) {
-                      *response->mutable_uploading() =
-                          std::move(state->uploading);
-                    }
-                    finish(state.status(), fp);
-                  });
+                                    UnaryCall* call) {
+        // The answer's state, moved into the response only by the answer
+        // that finishes the call.
+        auto state = std::make_shared<absl::StatusOr<UploadingState>>();
+        UnaryCall::Answer answer = call->Answerer([state, response] {
+          *response->mutable_uploading() = std::move((*state)->uploading);
+        });
+        return hub_->Get(credentials, counter, id,
+                         [state, answer](absl::StatusOr<UploadingState> s) {
+                           *state = std::move(s);
+                           answer(state->status());
+                         });
       });
 }
 
@@ -91,13 +200,18 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
   return RunUnary(
       context, deps_, "ListUploadings", params.counter_id, 0,
       ValidateList(*request),
-      [this, params, response](const Credentials& credentials, auto finish) {
-        hub_->List(credentials, params,
-                   [finish, response, fp = credentials.fingerprint()](
-                       absl::StatusOr<v1::ListUploadingsResponse> list) {
-                     if (list.ok()) *response = std::move(*list);
-                     finish(list.status(), fp);
-                   });
+      [this, params, response](const Credentials& credentials,
+                               UnaryCall* call) {
+        auto list =
+            std::make_shared<absl::StatusOr<v1::ListUploadingsResponse>>();
+        UnaryCall::Answer answer = call->Answerer(
+            [list, response] { *response = std::move(**list); });
+        return hub_->List(
+            credentials, params,
+            [list, answer](absl::StatusOr<v1::ListUploadingsResponse> l) {
+              *list = std::move(l);
+              answer(list->status());
+            });
       });
 }
 
