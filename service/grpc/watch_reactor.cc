@@ -3,18 +3,12 @@
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/request_checks.h"
+#include "service/grpc/state_proto.h"
 
 namespace uploadwatch {
 namespace {
 
 using ::metrika::offline_conversions::v1::WatchUploadingResponse;
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-}
 
 }  // namespace
 
@@ -81,6 +75,7 @@ void WatchReactor::OnState(const UploadingState& state) {
   SetTime(state.observe_time, message.mutable_observe_time());
   SetTime(state.check_time, message.mutable_check_time());
   message.set_terminal(terminal);
+  AddStatusHistory(state.statuses, message.mutable_status_history());
   pending_ = std::move(message);
   MaybeWriteLocked();
 }
