@@ -292,13 +292,28 @@ void CounterWatch::OnState(const UploadingState& state) {
   ChangeLocked(state);
 }
 
+void CounterWatch::OnConfirmed(const UploadingState& state) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  const int64_t id = state.uploading.id();
+  if (!live_) {
+    if (auto it = received_.find(id);
+        it != received_.end() && it->second.version == state.version) {
+      it->second.check_time = std::max(it->second.check_time, state.check_time);
+    }
+    return;
+  }
+  if (auto it = sent_.find(id); it != sent_.end()) {
+    it->second.checked = std::max(it->second.checked, state.check_time);
+  }
+}
+
 void CounterWatch::ChangeLocked(const UploadingState& state) {
   const int64_t id = state.uploading.id();
   const size_t content = ContentOf(state.uploading);
   auto sent = sent_.find(id);
   const bool added = sent == sent_.end();
   if (!added) {
-    // A confirmation is news for check_time only.
     sent->second.checked = std::max(sent->second.checked, state.check_time);
     // Never a duplicate, never backwards.
     if (state.version <= sent->second.version ||

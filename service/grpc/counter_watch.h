@@ -45,8 +45,8 @@ namespace uploadwatch {
 //   `bookmark_interval` without a message.
 // - Check times: each event carries its state's check_time; every message
 //   from the synced one on carries the oldest latest confirmation among the
-//   states the client holds (confirmations that change nothing are
-//   delivered too, and only move that time).
+//   states the client holds (OnConfirmed: poll rounds that change nothing
+//   only move that time).
 //
 // Thread-safe. Calls its Sink under its own lock, one Write at a time;
 // calls the hub and the scheduler without it.
@@ -94,6 +94,7 @@ class CounterWatch : public Subscriber {
 
   // Subscriber
   void OnState(const UploadingState& state) override;
+  void OnConfirmed(const UploadingState& state) override;
   void OnError(const absl::Status& status) override;
 
  private:
