@@ -1,12 +1,12 @@
 #include "service/grpc/state_proto.h"
 
+#include "google/protobuf/util/time_util.h"
+
 namespace uploadwatch {
 
 void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
+  *out = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(t));
 }
 
 void AddStatusHistory(
