@@ -60,6 +60,16 @@ TEST_F(WatchTest, FollowsTheJourneyToTheTerminalStatusThenEndsOk) {
                         v1::Uploading::EXPORTED, v1::Uploading::MATCHED,
                         v1::Uploading::PROCESSED));
   EXPECT_EQ(r.messages.back().version(), 5);
+  // The last message carries the timeline: each status with the
+  // observe_time of the message that first reported it.
+  const auto& history = r.messages.back().status_history();
+  ASSERT_EQ(history.size(), 5);
+  for (int i = 0; i < history.size(); ++i) {
+    EXPECT_EQ(history[i].status(), seen[i]) << i;
+    EXPECT_EQ(history[i].observe_time().SerializeAsString(),
+              r.messages[i].observe_time().SerializeAsString())
+        << i;
+  }
 }
 
 TEST_F(WatchTest, LinkageFailureIsTerminalToo) {

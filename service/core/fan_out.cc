@@ -88,15 +88,24 @@ void FanOut::Drain(const std::vector<Subscriber*>& batch) {
       items.swap(box->items);
       for (Item& item : items) {
         if (box->removed) break;
+        bool confirmation = false;
         if (item.state != nullptr) {
-          int64_t& last = box->delivered[item.state->uploading.id()];
-          if (item.state->version <= last) continue;
-          last = item.state->version;
+          Mailbox::Delivered& last =
+              box->delivered[item.state->uploading.id()];
+          if (item.state->version < last.version) continue;
+          confirmation = item.state->version == last.version;
+          if (confirmation &&
+              (last.version == 0 || item.state->check_time <= last.check_time)) {
+            continue;
+          }
+          last = {item.state->version, item.state->check_time};
         }
         box->delivering = true;
         box->delivering_on = std::this_thread::get_id();
         mu_.Unlock();
-        if (item.state != nullptr) {
+        if (confirmation) {
+          s->OnConfirmed(*item.state);
+        } else if (item.state != nullptr) {
           s->OnState(*item.state);
         } else {
           s->OnError(item.error);

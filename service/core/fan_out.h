@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "service/core/executor.h"
 #include "service/core/state_cache.h"
 #include "service/core/subscriber.h"
@@ -18,7 +19,8 @@ namespace uploadwatch {
 // caller's thread (so never on the upstream I/O thread). Per subscriber,
 // calls are in order and never overlap; a state whose version is not above
 // the last one delivered for its uploading is dropped (no duplicates, never
-// backwards). Remove() waits only for a delivery to that subscriber in
+// backwards), except that the same version with a later check_time goes to
+// OnConfirmed. Remove() waits only for a delivery to that subscriber in
 // progress: there is no global delivery lock. Thread-safe.
 class FanOut {
  public:
@@ -55,7 +57,11 @@ class FanOut {
     bool closed = false;   // an error was posted, or Remove(): nothing after
     bool removed = false;  // Remove() was called
     bool drain_erases = false;  // ... from inside its own delivery
-    absl::flat_hash_map<int64_t, int64_t> delivered;  // uploading -> version
+    struct Delivered {
+      int64_t version = 0;
+      absl::Time check_time;
+    };
+    absl::flat_hash_map<int64_t, Delivered> delivered;  // by uploading id
   };
 
   void PostItem(const std::vector<Subscriber*>& to, const Item& item);

@@ -68,6 +68,46 @@ TEST(FanOut, InOrderPerSubscriberWithoutDuplicatesOrStepsBack) {
   EXPECT_EQ(a.got(), (std::vector<int64_t>{101, 102, 201, 103}));
 }
 
+class ConfirmationRecorder : public Recorder {
+ public:
+  void OnConfirmed(const UploadingState& state) override {
+    absl::MutexLock lock(&mu_);
+    confirmed_.push_back(absl::ToUnixSeconds(state.check_time));
+  }
+  std::vector<int64_t> confirmed() {
+    absl::MutexLock lock(&mu_);
+    return confirmed_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> confirmed_;
+};
+
+std::shared_ptr<const UploadingState> Checked(int64_t id, int64_t version,
+                                              int64_t check_seconds) {
+  auto s = std::make_shared<UploadingState>(*State(id, version));
+  s->check_time = absl::FromUnixSeconds(check_seconds);
+  return s;
+}
+
+TEST(FanOut, TheSameVersionCheckedLaterIsAConfirmationNeverAState) {
+  SimulatedTime time;
+  FanOut fan_out(&time);
+  ConfirmationRecorder a;
+  fan_out.Add(&a);
+  fan_out.Post({&a}, Checked(1, 1, 10));
+  fan_out.Post({&a}, Checked(1, 1, 20));  // confirmed again
+  fan_out.Post({&a}, Checked(1, 1, 20));  // nothing new
+  fan_out.Post({&a}, Checked(1, 1, 15));  // older news
+  fan_out.Post({&a}, Checked(1, 2, 30));  // a change
+  fan_out.Post({&a}, Checked(1, 1, 40));  // a step back, however recent
+  fan_out.Post({&a}, Checked(1, 2, 50));
+  time.RunPending();
+  EXPECT_EQ(a.got(), (std::vector<int64_t>{101, 102}));
+  EXPECT_EQ(a.confirmed(), (std::vector<int64_t>{20, 50}));
+}
+
 TEST(FanOut, AnErrorIsTheLastCall) {
   SimulatedTime time;
   FanOut fan_out(&time);

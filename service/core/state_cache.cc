@@ -3,6 +3,19 @@
 #include "google/protobuf/util/message_differencer.h"
 
 namespace uploadwatch {
+namespace {
+
+// Appends the status of `state.uploading` if it is not the last one seen.
+void NoteStatus(UploadingState& state, absl::Time now) {
+  const v1::Uploading& u = state.uploading;
+  if (!state.statuses.empty() && state.statuses.back().status == u.status() &&
+      state.statuses.back().status_raw == u.status_raw()) {
+    return;
+  }
+  state.statuses.push_back(StatusSeen{u.status(), u.status_raw(), now});
+}
+
+}  // namespace
 
 bool IsTerminal(const v1::Uploading& uploading) {
   return uploading.status() == v1::Uploading::PROCESSED ||
@@ -30,6 +43,7 @@ const UploadingState& StateCache::Record(const UploadingKey& key,
     e.state.uploading = uploading;
     e.state.version += 1;
     e.state.observe_time = now;
+    NoteStatus(e.state, now);
   }
   e.state.check_time = now;
   return e.state;
@@ -58,6 +72,8 @@ const UploadingState& StateCache::RecordShared(const UploadingKey& key,
   if (*changed) {
     e.state.uploading = uploading;
     e.state.observe_time = now;
+    // When this replica learned it: the other replica's times are not shared.
+    NoteStatus(e.state, now);
   }
   return e.state;
 }

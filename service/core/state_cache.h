@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
@@ -33,12 +34,28 @@ struct UploadingKey {
   }
 };
 
+// A status of an uploading, and the first fetch that showed it.
+struct StatusSeen {
+  v1::Uploading::Status status = v1::Uploading::STATUS_UNSPECIFIED;
+  std::string status_raw;  // as Uploading.status_raw
+  absl::Time observe_time;
+
+  friend bool operator==(const StatusSeen& a, const StatusSeen& b) {
+    return std::tie(a.status, a.status_raw, a.observe_time) ==
+           std::tie(b.status, b.status_raw, b.observe_time);
+  }
+};
+
 // What the server knows of an uploading.
 struct UploadingState {
   v1::Uploading uploading;
   int64_t version = 0;       // +1 per observed change, from 1
   absl::Time observe_time;   // first fetch that showed this state
   absl::Time check_time;     // latest fetch that confirmed it
+  // Every status this server saw since it first recorded the uploading,
+  // oldest first; the last is the current one. Metrica keeps no history, so
+  // this is the only timeline there is (statuses only move forward: short).
+  std::vector<StatusSeen> statuses;
 };
 
 // PROCESSED and LINKAGE_FAILURE never change again.

@@ -150,6 +150,42 @@ TEST(StateCache, ASharedStateTakesItsVersionAndIsAChangeOnlyIfItDiffers) {
             7);
 }
 
+TEST(StateCache, KeepsEveryStatusSeenWithWhenItWasFirstSeen) {
+  StateCache cache(Opts());
+  bool changed = false;
+  const absl::Duration s = absl::Seconds(1);
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, kT0, &changed);
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0 + s, kT0 + s, &changed);
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED, 3), kT0 + 2 * s, kT0 + 2 * s, &changed);
+  cache.Record(kKey, Make(v1::Uploading::EXPORTED, 3), kT0 + 3 * s, kT0 + 3 * s, &changed);
+  v1::Uploading unknown = Make(v1::Uploading::STATUS_UNSPECIFIED, 3);
+  unknown.set_status_raw("ARCHIVED");
+  cache.Record(kKey, unknown, kT0 + 4 * s, kT0 + 4 * s, &changed);
+  cache.Record(kKey, Make(v1::Uploading::PROCESSED, 3), kT0 + 5 * s, kT0 + 5 * s, &changed);
+  // Older news changes nothing, so it adds no status either.
+  cache.Record(kKey, Make(v1::Uploading::MATCHED, 3), kT0 + 6 * s, kT0, &changed);
+  const std::vector<StatusSeen> want = {
+      {v1::Uploading::UPLOADED, "", kT0},
+      {v1::Uploading::EXPORTED, "", kT0 + 3 * s},
+      {v1::Uploading::STATUS_UNSPECIFIED, "ARCHIVED", kT0 + 4 * s},
+      {v1::Uploading::PROCESSED, "", kT0 + 5 * s},
+  };
+  EXPECT_EQ(cache.Find(kKey)->statuses, want);
+}
+
+TEST(StateCache, ASharedStateAddsItsStatusAsOfWhenItArrived) {
+  StateCache cache(Opts());
+  bool changed = false;
+  cache.Record(kKey, Make(v1::Uploading::UPLOADED), kT0, kT0, &changed);
+  cache.RecordShared(kKey, Make(v1::Uploading::MATCHED), 2, kT0 + absl::Seconds(7), &changed);
+  cache.RecordShared(kKey, Make(v1::Uploading::MATCHED, 9), 3, kT0 + absl::Seconds(8), &changed);
+  const std::vector<StatusSeen> want = {
+      {v1::Uploading::UPLOADED, "", kT0},
+      {v1::Uploading::MATCHED, "", kT0 + absl::Seconds(7)},
+  };
+  EXPECT_EQ(cache.Find(kKey)->statuses, want);
+}
+
 TEST(IsTerminal, OnlyProcessedAndLinkageFailure) {
   for (int s = 0; s <= 6; ++s) {
     const auto status = static_cast<v1::Uploading::Status>(s);

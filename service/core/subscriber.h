@@ -17,6 +17,11 @@ class Subscriber {
   // per uploading, versions only grow. After a terminal state of an
   // uploading target no further call comes (a counter target goes on).
   virtual void OnState(const UploadingState& state) = 0;
+  // A state already given to OnState (same version) was confirmed again with
+  // Metrica, at `state.check_time` (later than any before). Only counter
+  // targets get these (every poll round lists all their uploadings), for
+  // "checked N s ago"; ignored unless overridden.
+  virtual void OnConfirmed(const UploadingState& state) {}
   // The watch is over: a permanent upstream error, or shutdown. The last call.
   virtual void OnError(const absl::Status& status) = 0;
 };

@@ -4,20 +4,23 @@
 #include <utility>
 
 #include "absl/hash/hash.h"
-#include "google/protobuf/util/time_util.h"
 #include "service/core/resume_token.h"
+#include "service/grpc/state_proto.h"
 #include "service/metrica/metrica_limits.h"
 #include "service/metrica/upstream_status.h"
 
 namespace uploadwatch {
 namespace {
 
-using ::google::protobuf::util::TimeUtil;
-
 using ::metrika::offline_conversions::v1::UploadingEvent;
 
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  *out = TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+// By value: a state that is not needed any more is moved in.
+void FillEvent(UploadingState state, bool added, UploadingEvent* e) {
+  e->set_type(added ? UploadingEvent::ADDED : UploadingEvent::MODIFIED);
+  *e->mutable_uploading() = std::move(state.uploading);
+  SetTime(state.observe_time, e->mutable_observe_time());
+  SetTime(state.check_time, e->mutable_check_time());
+  AddStatusHistory(state.statuses, e->mutable_status_history());
 }
 
 size_t ContentOf(const v1::Uploading& u) {
@@ -90,7 +93,8 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
         live_ = true;
         sequence_ = catch_up->head;
         for (const UploadingState& s : catch_up->known) {
-          sent_[s.uploading.id()] = Sent{s.version, ContentOf(s.uploading)};
+          sent_[s.uploading.id()] =
+              Sent{s.version, ContentOf(s.uploading), s.check_time};
         }
         std::vector<std::pair<UploadingState, bool>> events;
         for (ChangeHistory::Change& c : catch_up->changes) {
@@ -222,13 +226,14 @@ void CounterWatch::MaybeSyncLocked(bool grace_over) {
     if (!received_.contains(id)) {
       // Never routed to this target (no recorded state): the list's copy,
       // version 0 so any recorded state replaces it (if it differs).
-      received_[id] = UploadingState{u, 0, now, now};
+      received_[id] = UploadingState{
+          u, 0, now, now, {StatusSeen{u.status(), u.status_raw(), now}}};
     }
   }
   std::vector<std::pair<UploadingState, bool>> events;
   events.reserve(received_.size());
   for (auto& [id, s] : received_) {
-    sent_[id] = Sent{s.version, ContentOf(s.uploading)};
+    sent_[id] = Sent{s.version, ContentOf(s.uploading), s.check_time};
     events.emplace_back(std::move(s), true);
   }
   // Metrica's order is not relied on; ids make the snapshot reproducible.
@@ -249,16 +254,18 @@ void CounterWatch::QueueChunksLocked(
   do {
     Message m;
     for (size_t end = std::min(i + chunk, events.size()); i < end; ++i) {
-      UploadingEvent* e = m.add_events();
-      e->set_type(events[i].second ? UploadingEvent::ADDED
-                                   : UploadingEvent::MODIFIED);
-      *e->mutable_uploading() = events[i].first.uploading;
-      SetTime(events[i].first.observe_time, e->mutable_observe_time());
+      FillEvent(events[i].first, events[i].second, m.add_events());
     }
     m.set_synced(synced && i >= events.size());
     m.set_resume_token(TokenLocked());
     out_.push_back(std::move(m));
   } while (i < events.size());
+}
+
+absl::Time CounterWatch::OldestCheckLocked() const {
+  absl::Time oldest = absl::InfiniteFuture();
+  for (const auto& [id, sent] : sent_) oldest = std::min(oldest, sent.checked);
+  return oldest;
 }
 
 std::string CounterWatch::TokenLocked() const {
@@ -285,12 +292,29 @@ void CounterWatch::OnState(const UploadingState& state) {
   ChangeLocked(state);
 }
 
+void CounterWatch::OnConfirmed(const UploadingState& state) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  const int64_t id = state.uploading.id();
+  if (!live_) {
+    if (auto it = received_.find(id);
+        it != received_.end() && it->second.version == state.version) {
+      it->second.check_time = std::max(it->second.check_time, state.check_time);
+    }
+    return;
+  }
+  if (auto it = sent_.find(id); it != sent_.end()) {
+    it->second.checked = std::max(it->second.checked, state.check_time);
+  }
+}
+
 void CounterWatch::ChangeLocked(const UploadingState& state) {
   const int64_t id = state.uploading.id();
   const size_t content = ContentOf(state.uploading);
   auto sent = sent_.find(id);
   const bool added = sent == sent_.end();
   if (!added) {
+    sent->second.checked = std::max(sent->second.checked, state.check_time);
     // Never a duplicate, never backwards.
     if (state.version <= sent->second.version ||
         content == sent->second.content) {
@@ -298,7 +322,8 @@ void CounterWatch::ChangeLocked(const UploadingState& state) {
       return;
     }
   }
-  sent_[id] = Sent{state.version, content};
+  sent_[id] = Sent{state.version, content,
+                   added ? state.check_time : sent->second.checked};
   auto [p, created] = pending_.try_emplace(id, Pending{state, added});
   if (created) {
     pending_order_.push_back(id);
@@ -350,10 +375,7 @@ void CounterWatch::MaybeWriteLocked() {
     Message m;
     for (int64_t id : pending_order_) {
       Pending& p = pending_[id];
-      UploadingEvent* e = m.add_events();
-      e->set_type(p.added ? UploadingEvent::ADDED : UploadingEvent::MODIFIED);
-      *e->mutable_uploading() = std::move(p.state.uploading);
-      SetTime(p.state.observe_time, e->mutable_observe_time());
+      FillEvent(std::move(p.state), p.added, m.add_events());
     }
     pending_.clear();
     pending_order_.clear();
@@ -363,6 +385,10 @@ void CounterWatch::MaybeWriteLocked() {
   if (!out_.empty()) {
     in_flight_ = std::move(out_.front());
     out_.pop_front();
+    synced_ = synced_ || in_flight_.synced();
+    if (synced_ && !sent_.empty()) {
+      SetTime(OldestCheckLocked(), in_flight_.mutable_check_time());
+    }
     write_in_flight_ = true;
     last_write_ = clock_->Now();
     sink_->Write(&in_flight_);

@@ -43,6 +43,10 @@ namespace uploadwatch {
 //   it, then `synced`; any other well-formed token a `reset` and a snapshot.
 // - Bookmarks: an empty message with a fresh token after
 //   `bookmark_interval` without a message.
+// - Check times: each event carries its state's check_time; every message
+//   from the synced one on carries the oldest latest confirmation among the
+//   states the client holds (OnConfirmed: poll rounds that change nothing
+//   only move that time).
 //
 // Thread-safe. Calls its Sink under its own lock, one Write at a time;
 // calls the hub and the scheduler without it.
@@ -90,6 +94,7 @@ class CounterWatch : public Subscriber {
 
   // Subscriber
   void OnState(const UploadingState& state) override;
+  void OnConfirmed(const UploadingState& state) override;
   void OnError(const absl::Status& status) override;
 
  private:
@@ -100,6 +105,7 @@ class CounterWatch : public Subscriber {
   struct Sent {
     int64_t version = 0;
     size_t content = 0;  // hash of the serialized uploading
+    absl::Time checked;  // its latest confirmation this watch was shown
   };
   struct Pending {
     UploadingState state;
@@ -132,6 +138,9 @@ class CounterWatch : public Subscriber {
                              events,
                          bool synced) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string TokenLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The oldest last confirmation among the states the client holds (for
+  // the message's check_time); sent_ must not be empty.
+  absl::Time OldestCheckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -150,6 +159,8 @@ class CounterWatch : public Subscriber {
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool live_ ABSL_GUARDED_BY(mu_) = false;  // the snapshot (or catch-up) is queued
+  // A message with `synced` was written: later ones carry check_time.
+  bool synced_ ABSL_GUARDED_BY(mu_) = false;
   // Snapshot in progress: what the list showed, and the recorded states.
   bool list_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<int64_t, v1::Uploading> listed_ ABSL_GUARDED_BY(mu_);

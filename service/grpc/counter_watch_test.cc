@@ -236,6 +236,86 @@ TEST_F(CounterWatchTest, OneMessagePerRoundAddedAndModifiedNeverADuplicate) {
   EXPECT_FALSE(s.sink.finished().has_value());
 }
 
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+std::vector<std::pair<v1::Uploading::Status, absl::Time>> History(
+    const UploadingEvent& e) {
+  std::vector<std::pair<v1::Uploading::Status, absl::Time>> out;
+  for (const auto& o : e.status_history()) {
+    out.emplace_back(o.status(), TimeOf(o.observe_time()));
+  }
+  return out;
+}
+
+TEST_F(CounterWatchTest, EventsCarryTheStatusesTheServerObservedWithTheirTimes) {
+  const absl::Time t0 = time_.Now();
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  ASSERT_EQ(s.sink.messages()[0].events_size(), 1);
+  EXPECT_EQ(History(s.sink.messages()[0].events(0)),
+            (std::vector<std::pair<v1::Uploading::Status, absl::Time>>{
+                {v1::Uploading::UPLOADED, t0}}));
+  Advance(kInterval);  // no change: no message
+  v1::Uploading linked = Make(1, v1::Uploading::UPLOADED);
+  linked.set_linked_quantity(7);  // not a status change: no new entry
+  Put(linked);
+  Advance(kInterval);
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Advance(kInterval);
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 4u);
+  const UploadingEvent& last = m[3].events(0);
+  EXPECT_EQ(History(last),
+            (std::vector<std::pair<v1::Uploading::Status, absl::Time>>{
+                {v1::Uploading::UPLOADED, t0},
+                {v1::Uploading::MATCHED, t0 + 3 * kInterval},
+                {v1::Uploading::PROCESSED, t0 + 4 * kInterval}}));
+  // A fresh watcher gets the same history in its snapshot.
+  Stream& later = Open();
+  Settle();
+  ASSERT_FALSE(later.sink.messages().empty());
+  EXPECT_EQ(History(later.sink.messages().back().events(0)), History(last));
+}
+
+TEST_F(CounterWatchTest, CheckTimesSayWhenEveryHeldStateWasLastConfirmed) {
+  options_.bookmark_interval = absl::Seconds(100);
+  const absl::Time t0 = time_.Now();
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  const Message snapshot = s.sink.messages()[0];
+  EXPECT_EQ(TimeOf(snapshot.check_time()), t0);
+  for (const auto& e : snapshot.events()) EXPECT_EQ(TimeOf(e.check_time()), t0);
+  // A change of one: its event is checked now; the message's check_time is
+  // the round's, since the round confirmed the other one too.
+  Advance(kInterval);
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(TimeOf(m[1].events(0).check_time()), t0 + 2 * kInterval);
+  EXPECT_EQ(TimeOf(m[1].check_time()), t0 + 2 * kInterval);
+  // Rounds that change nothing send nothing; the next bookmark says how
+  // recent the last confirmation is.
+  Advance(kInterval);
+  Advance(kInterval);
+  Advance(kInterval);  // t0 + 150 s: rounds at 90, 120, 150
+  EXPECT_EQ(s.sink.messages().size(), 2u);
+  Advance(absl::Seconds(10));  // 100 s after the last message
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[2].events_size(), 0);
+  EXPECT_EQ(TimeOf(m[2].check_time()), t0 + 5 * kInterval);
+}
+
 TEST_F(CounterWatchTest, AResumeWithinTheHistorySendsOnlyTheLatestChanges) {
   Put(Make(1, v1::Uploading::UPLOADED));
   Put(Make(2, v1::Uploading::UPLOADED));

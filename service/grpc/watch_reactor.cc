@@ -1,14 +1,12 @@
 #include "service/grpc/watch_reactor.h"
 
-#include "google/protobuf/util/time_util.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/request_checks.h"
+#include "service/grpc/state_proto.h"
 
 namespace uploadwatch {
 namespace {
-
-using ::google::protobuf::util::TimeUtil;
 
 using ::metrika::offline_conversions::v1::WatchUploadingResponse;
 
@@ -55,11 +53,10 @@ void WatchReactor::OnState(const UploadingState& state) {
   WatchUploadingResponse message;
   *message.mutable_uploading() = state.uploading;
   message.set_version(state.version);
-  *message.mutable_observe_time() =
-      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(state.observe_time));
-  *message.mutable_check_time() =
-      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(state.check_time));
+  SetTime(state.observe_time, message.mutable_observe_time());
+  SetTime(state.check_time, message.mutable_check_time());
   message.set_terminal(terminal);
+  AddStatusHistory(state.statuses, message.mutable_status_history());
   pending_ = std::move(message);
   MaybeWriteLocked();
 }

@@ -23,6 +23,7 @@ const ORDER = ["PREPARED", "UPLOADED", "EXPORTED", "MATCHED", "PROCESSED", "LINK
 describe("dashboard in Chromium", { skip: !URL && "UPLOADWATCH_WEB_URL is not set" }, () => {
   let context;
   let profile;
+  let liveId;  // the upload the live test followed
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
     profile = mkdtempSync(join(tmpdir(), "uploadwatch-chromium-"));  // a fresh profile
@@ -77,6 +78,7 @@ describe("dashboard in Chromium", { skip: !URL && "UPLOADWATCH_WEB_URL is not se
       (known) => [...document.querySelectorAll("tbody tr")].some((r) => !known.includes(r.dataset.id)),
       [...first], { timeout: 30000 });
     const fresh = (await ids()).find((id) => !first.has(id));
+    liveId = fresh;
     const seen = [await rowStatus(page, fresh)];
     // ...and it moves through its stages while the page stays loaded.
     await page.waitForFunction(
@@ -87,7 +89,40 @@ describe("dashboard in Chromium", { skip: !URL && "UPLOADWATCH_WEB_URL is not se
     await page.click(`tr[data-id="${fresh}"]`);
     await page.waitForSelector("#detail:not([hidden])");
     assert.match(await page.textContent("#detail-timeline"), new RegExp(seen[1]));
+    // "checked N s ago" on every row, ticking between messages.
+    const checked = () => page.textContent(`tr[data-id="12"] td.checked`);
+    const before = await checked();
+    assert.match(before, /^checked \d+ s ago$/);
+    await page.waitForFunction((was) =>
+      document.querySelector('tr[data-id="12"] td.checked')?.textContent !== was, before, { timeout: 5000 });
+    assert.match(await checked(), /^checked \d+ (s|min \d+ s) ago$/);
     await page.screenshot({ path: join(SHOTS, "live.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  // The timeline is the server's, not what the page saw: a page opened
+  // after the upload moved on still shows each status it went through.
+  it("a page opened later shows the server's timeline of an uploading", async () => {
+    // The upload the previous test saw move on, before this page existed.
+    assert.ok(liveId, "the live test found no upload");
+    const id = liveId;
+    const opened = Date.now();
+    const { page, errors } = await openCounter(2215573);
+    await page.waitForSelector(`tr[data-id="${id}"]`, { timeout: 20000 });
+    await page.click(`tr[data-id="${id}"]`);
+    await page.waitForSelector("#detail:not([hidden]) #detail-timeline li");
+    const steps = await page.$$eval("#detail-timeline li", (lis) =>
+      lis.map((li) => ({ status: li.dataset.status, at: Date.parse(li.dataset.at) })));
+    assert.ok(steps.length >= 2, `timeline: ${JSON.stringify(steps)}`);
+    for (let i = 1; i < steps.length; i++) {
+      assert.ok(ORDER.indexOf(steps[i].status) > ORDER.indexOf(steps[i - 1].status), JSON.stringify(steps));
+      assert.ok(steps[i].at >= steps[i - 1].at, JSON.stringify(steps));
+    }
+    assert.ok(steps[1].at < opened, `a change the server saw before the page opened: ${JSON.stringify(steps)}`);
+    assert.equal(steps.at(-1).status, await rowStatus(page, id));
+    assert.match(await page.textContent("#detail-timeline-note"), /server observed.*Metrica keeps no status history/);
+    await page.screenshot({ path: join(SHOTS, "timeline.png"), fullPage: true });
     assert.deepEqual(errors, []);
     await page.close();
   });

@@ -3,6 +3,13 @@
 // resume_token after a dropped stream, and backs off between attempts. On a
 // server that does not serve WatchUploadings it falls back to polling
 // ListUploadings, and says so in its connection state.
+//
+// Each entry keeps the status timeline the server sends (status_history:
+// what the server observed since it began watching the uploading, with the
+// times it first saw each status) and when the server last confirmed the
+// state (the event's check_time, moved on by each message's check_time).
+// A server that sends no history (or the polling fallback) leaves the
+// timeline to what this page saw, and `historyFrom` says so.
 import { Code, ConnectError, isPermanent, retryDelayMs } from "./api.js";
 
 const POLL_MS = 2000;
@@ -10,8 +17,11 @@ const POLL_MS = 2000;
 export class CounterFeed {
   // `on.change(uploadings: Map<id, Entry>)`, `on.connection(state, text)`
   // with state connecting | live | reconnecting | polling | error,
-  // `on.error(err | null)`, `on.checked(Date)`.
-  // Entry: { uploading, history: [{status, at: Date}] }.
+  // `on.error(err | null)`, `on.checked(Date)`: every state held was
+  // confirmed with Metrica at or after that time.
+  // Entry: { uploading, history: [{status, statusRaw, at: Date}] (oldest
+  // first; the last is the current status), historyFrom: "server" | "page",
+  // checkedAt: Date (the server's last confirmation), fresh }.
   // `options.sleep(ms, signal)` replaces the timer between attempts (tests).
   constructor(client, counterId, on, options = {}) {
     this.client = client;
@@ -59,15 +69,21 @@ export class CounterFeed {
     );
     for await (const m of stream) {
       if (m.reset) this.entries.clear();
-      for (const ev of m.events) this.#apply(ev.uploading, ev.observeTime ? timestampDate(ev.observeTime) : new Date());
+      for (const ev of m.events) {
+        const observed = ev.observeTime ? timestampDate(ev.observeTime) : new Date();
+        this.#apply(ev.uploading, observed, ev.checkTime ? timestampDate(ev.checkTime) : observed,
+                    ev.statusHistory.map((o) => ({ status: o.status, statusRaw: o.statusRaw,
+                                                   at: timestampDate(o.observeTime) })));
+      }
       if (m.resumeToken) this.resumeToken = m.resumeToken;
       if (m.synced) {
         onConnected();
         this.on.connection("live", "live");
         this.on.error(null);
       }
-      this.on.checked(new Date());
-      if (m.events.length > 0 || m.reset) this.on.change(this.entries);
+      const confirmed = m.checkTime ? this.#confirmAll(timestampDate(m.checkTime)) : false;
+      if (m.checkTime) this.on.checked(timestampDate(m.checkTime));
+      if (m.events.length > 0 || m.reset || confirmed) this.on.change(this.entries);
     }
   }
 
@@ -76,8 +92,8 @@ export class CounterFeed {
       try {
         const { uploadings } = await this.client.listUploadings(
           { counterId: this.counterId }, { signal: this.abort.signal });
-        const now = new Date();
-        for (const u of uploadings) this.#apply(u, now);
+        const now = new Date();  // the page's time: a list says no more
+        for (const u of uploadings) this.#apply(u, now, now, []);
         this.on.connection("polling", "live (polling: this server has no WatchUploadings)");
         this.on.error(null);
         this.on.checked(now);
@@ -95,16 +111,41 @@ export class CounterFeed {
     }
   }
 
-  #apply(uploading, at) {
+  // `history`: the server's status_history ([] when it sent none).
+  #apply(uploading, observed, checked, history) {
     const key = String(uploading.id);
     const entry = this.entries.get(key);
+    const seen = { status: uploading.status, statusRaw: uploading.statusRaw, at: observed };
     if (!entry) {
-      this.entries.set(key, { uploading, history: [{ status: uploading.status, at }], fresh: true });
+      this.entries.set(key, {
+        uploading, fresh: true, checkedAt: checked,
+        history: history.length > 0 ? history : [seen],
+        historyFrom: history.length > 0 ? "server" : "page",
+      });
       return;
     }
-    if (entry.uploading.status !== uploading.status) entry.history.push({ status: uploading.status, at });
+    if (history.length > 0) {
+      entry.history = history;
+      entry.historyFrom = "server";
+    } else if (entry.uploading.status !== uploading.status || entry.uploading.statusRaw !== uploading.statusRaw) {
+      entry.history.push(seen);
+    }
     entry.fresh = JSON.stringify(entry.uploading, replacer) !== JSON.stringify(uploading, replacer);
     entry.uploading = uploading;
+    if (checked > entry.checkedAt) entry.checkedAt = checked;
+  }
+
+  // Every held state was confirmed at `at` or later; true if that is news
+  // for any of them.
+  #confirmAll(at) {
+    let moved = false;
+    for (const entry of this.entries.values()) {
+      if (at > entry.checkedAt) {
+        entry.checkedAt = at;
+        moved = true;
+      }
+    }
+    return moved;
   }
 
   #sleep(ms) { return this.sleep(ms, this.abort.signal); }

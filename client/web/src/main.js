@@ -20,6 +20,7 @@ function setConnection(state, text) {
 function open(counterId) {
   if (feed) feed.stop();
   selected = null;
+  lastChecked = null;
   $("detail").hidden = true;
   $("error").hidden = true;
   $("uploadings").hidden = true;
@@ -67,9 +68,12 @@ $("counter-form").addEventListener("submit", (ev) => {
   open(Number(counter));
 });
 $("detail-close").addEventListener("click", () => { selected = null; $("detail").hidden = true; });
+// Ages tick every second, between messages too.
 setInterval(() => {
   tick($("uploadings").tBodies[0]);
-  $("checked").textContent = lastChecked ? `checked ${ago(Date.now() - lastChecked.getTime())} ago` : "";
+  tick($("detail"));
+  $("checked").textContent = lastChecked
+    ? `Every row was confirmed with Metrica at most ${ago(Date.now() - lastChecked.getTime())} ago.` : "";
 }, 1000);
 
 const initial = counterFromUrl();

@@ -14,6 +14,9 @@ const COLORS = {
 const ORDER = [S.PREPARED, S.UPLOADED, S.EXPORTED, S.MATCHED, S.PROCESSED, S.LINKAGE_FAILURE, S.STATUS_UNSPECIFIED];
 
 export const statusName = (u) => (u.status === S.STATUS_UNSPECIFIED && u.statusRaw ? u.statusRaw : S[u.status]);
+// The current status's first observation; "≥" when the server never saw it
+// begin (it was already in it at the server's first look).
+const inStatus = (entry) => ({ since: entry.history.at(-1).at, atLeast: entry.history.length === 1 });
 const typeName = (u) => (u.type === Uploading_Type.TYPE_UNSPECIFIED ? (u.typeRaw || "BASIC") : Uploading_Type[u.type]);
 
 function el(tag, attrs = {}, ...children) {
@@ -53,22 +56,33 @@ export function renderTable(tbody, entries, onSelect, now = Date.now()) {
   const sorted = [...entries.values()].sort((a, b) => (b.uploading.id > a.uploading.id ? 1 : -1));
   tbody.replaceChildren(...sorted.map((entry) => {
     const u = entry.uploading;
-    const since = entry.history.at(-1).at;
+    const { since, atLeast } = inStatus(entry);
+    const checked = entry.checkedAt.getTime();
     const row = el("tr", { "data-id": String(u.id), "data-status": statusName(u), class: entry.fresh ? "fresh" : "" },
       el("td", {}, String(u.id)), el("td", {}, u.comment), el("td", {}, typeName(u)),
       el("td", {}, created(u)), el("td", {}, stageBar(u)),
       el("td", { class: "num" }, u.lineQuantity), el("td", { class: "num" }, u.linkedQuantity),
       el("td", { class: "num" }, u.userNotFoundQuantity), el("td", { class: "num" }, u.goalNotFoundQuantity),
-      el("td", { class: "since", "data-since": String(since.getTime()) }, ago(now - since.getTime())));
+      el("td", { class: "since", "data-since": String(since.getTime()), "data-prefix": atLeast ? "≥ " : "",
+                 title: `status first seen by the server ${since.toLocaleString()}` },
+         `${atLeast ? "≥ " : ""}${ago(now - since.getTime())}`),
+      el("td", { class: "checked", "data-checked": String(checked),
+                 title: `the server last confirmed it with Metrica ${entry.checkedAt.toLocaleString()}` },
+         `checked ${ago(now - checked)} ago`));
     row.addEventListener("click", () => onSelect(String(u.id)));
     entry.fresh = false;
     return row;
   }));
 }
 
-// Updates the "in status" cells without a re-render.
-export function tick(tbody, now = Date.now()) {
-  for (const td of tbody.querySelectorAll("td.since")) td.textContent = ago(now - Number(td.dataset.since));
+// Updates the "in status" and "checked" cells without a re-render.
+export function tick(root, now = Date.now()) {
+  for (const td of root.querySelectorAll("[data-since]")) {
+    td.textContent = `${td.dataset.prefix ?? ""}${ago(now - Number(td.dataset.since))}`;
+  }
+  for (const td of root.querySelectorAll("[data-checked]")) {
+    td.textContent = `checked ${ago(now - Number(td.dataset.checked))} ago`;
+  }
 }
 
 export function renderSummary(bar, legend, entries) {
@@ -82,7 +96,7 @@ export function renderSummary(bar, legend, entries) {
     el("li", { "data-status": S[s] }, el("i", { style: `background:${COLORS[s]}` }), `${S[s]} ${counts.get(s)}`)));
 }
 
-export function renderDetail(panel, entry) {
+export function renderDetail(panel, entry, now = Date.now()) {
   const u = entry.uploading;
   panel.querySelector("#detail-title").textContent = `Uploading ${u.id}`;
   const fields = [
@@ -93,12 +107,25 @@ export function renderDetail(panel, entry) {
   if (u.staticCallsQuantity || u.dynamicCallsQuantity) {
     fields.push(["Static calls", u.staticCallsQuantity], ["Dynamic calls", u.dynamicCallsQuantity]);
   }
-  panel.querySelector("#detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
+  panel.querySelector("#detail-fields").replaceChildren(
+    ...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
+    el("dt", {}, "Last checked"),
+    el("dd", { "data-checked": String(entry.checkedAt.getTime()) }, `checked ${ago(now - entry.checkedAt.getTime())} ago`));
   const steps = entry.history.map((h, i) => {
     const next = entry.history[i + 1];
-    const span = next ? ` (for ${ago(next.at - h.at)})` : "";
-    return el("li", {}, `${S[h.status]} — seen ${h.at.toLocaleTimeString()}${span}`);
+    const name = statusName(h);
+    const lasted = next
+      ? `, for ${ago(next.at - h.at)}`
+      : el("span", {}, ", current for ",
+           el("span", { "data-since": String(h.at.getTime()) }, ago(now - h.at.getTime())));
+    return el("li", { "data-status": name, "data-at": h.at.toISOString() },
+      el("b", {}, name), ` — first seen ${h.at.toLocaleString()}`, lasted);
   });
   panel.querySelector("#detail-timeline").replaceChildren(...steps);
+  panel.querySelector("#detail-timeline-note").textContent = entry.historyFrom === "server"
+    ? "The statuses this uploadwatch server observed, each with the time it first saw it, since it began watching " +
+      "this uploading. Metrica keeps no status history, so the first entry is the status at the server's first " +
+      "look, not when Metrica entered it."
+    : "The statuses this page saw since it was opened (this server sends no status history).";
   panel.hidden = false;
 }

@@ -6,16 +6,23 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   UploadingSchema,
+  UploadingEventSchema,
   UploadingEvent_Type,
   Uploading_Status as S,
+  WatchUploadingsResponseSchema,
 } from "../gen/metrika/offline_conversions/v1/uploading_service_pb.js";
 import { CounterFeed } from "../src/feed.js";
 
 const up = (id, status) => create(UploadingSchema, { id: BigInt(id), status });
-const added = (u) => ({ type: UploadingEvent_Type.ADDED, uploading: u });
-const modified = (u) => ({ type: UploadingEvent_Type.MODIFIED, uploading: u });
+const event = (type, u, extra) => create(UploadingEventSchema, { type, uploading: u, ...extra });
+const added = (u, extra = {}) => event(UploadingEvent_Type.ADDED, u, extra);
+const modified = (u, extra = {}) => event(UploadingEvent_Type.MODIFIED, u, extra);
+const T0 = Date.UTC(2026, 11, 1, 10, 0, 0);
+const ts = (s) => timestampFromDate(new Date(T0 + s * 1000));
+const seen = (status, s) => ({ status, observeTime: ts(s) });
 
 // A fake client whose watchUploadings plays `scripts[i]` on the i-th call:
 // a list of messages, optionally ending with an error to throw.
@@ -27,7 +34,7 @@ function fakeClient(scripts, lists = []) {
       calls.push({ ...request });
       const script = scripts[calls.length - 1] ?? { messages: [], hang: true };
       return (async function* () {
-        for (const m of script.messages) yield { events: [], synced: false, reset: false, resumeToken: "", ...m };
+        for (const m of script.messages) yield create(WatchUploadingsResponseSchema, m);
         if (script.error) throw script.error;
         await new Promise(() => {});  // live: never ends by itself
       })();
@@ -71,6 +78,52 @@ describe("CounterFeed", () => {
     assert.deepEqual([...r.snapshots[1]], [["12", "PROCESSED"], ["101", "UPLOADED"]]);
     assert.equal(r.states.at(-1), "live");
     assert.deepEqual(feed.entries.get("101").history.map((h) => S[h.status]), ["PREPARED", "UPLOADED"]);
+  });
+
+  it("keeps the server's status timeline and when the server last confirmed each state", async () => {
+    const client = fakeClient([{ messages: [
+      { events: [added(up(101, S.UPLOADED), { observeTime: ts(5), checkTime: ts(20),
+                                               statusHistory: [seen(S.PREPARED, 0), seen(S.UPLOADED, 5)] }),
+                 added(up(102, S.PROCESSED), { observeTime: ts(1), checkTime: ts(20),
+                                               statusHistory: [seen(S.PROCESSED, 1)] })],
+        synced: true, resumeToken: "t1", checkTime: ts(20) },
+      { events: [modified(up(101, S.MATCHED), { observeTime: ts(50), checkTime: ts(50),
+                                                 statusHistory: [seen(S.PREPARED, 0), seen(S.UPLOADED, 5),
+                                                                 seen(S.MATCHED, 50)] })],
+        resumeToken: "t2", checkTime: ts(50) },
+      { events: [], resumeToken: "t3", checkTime: ts(110) },  // a bookmark
+    ] }]);
+    const r = recorder();
+    const checked = [];
+    r.on.checked = (at) => checked.push(at.getTime() - T0);
+    const feed = new CounterFeed(client, 2215573, r.on, { sleep: tick });
+    feed.start();
+    await until(() => r.snapshots.length >= 3);
+    feed.stop();
+    const e = feed.entries.get("101");
+    assert.equal(e.historyFrom, "server");
+    assert.deepEqual(e.history.map((h) => [S[h.status], h.at.getTime() - T0]),
+                     [["PREPARED", 0], ["UPLOADED", 5000], ["MATCHED", 50000]]);
+    // The bookmark's check_time moves every row on, and re-renders.
+    assert.equal(e.checkedAt.getTime() - T0, 110000);
+    assert.equal(feed.entries.get("102").checkedAt.getTime() - T0, 110000);
+    assert.deepEqual(checked, [20000, 50000, 110000]);
+  });
+
+  it("a server that sends no history leaves the timeline to what the page saw", async () => {
+    const client = fakeClient([{ messages: [
+      { events: [added(up(7, S.PREPARED), { observeTime: ts(3) })], synced: true, resumeToken: "t1" },
+      { events: [modified(up(7, S.EXPORTED), { observeTime: ts(9) })], resumeToken: "t2" },
+    ] }]);
+    const r = recorder();
+    const feed = new CounterFeed(client, 1, r.on, { sleep: tick });
+    feed.start();
+    await until(() => r.snapshots.length >= 2);
+    feed.stop();
+    const e = feed.entries.get("7");
+    assert.equal(e.historyFrom, "page");
+    assert.deepEqual(e.history.map((h) => [S[h.status], h.at.getTime() - T0]), [["PREPARED", 3000], ["EXPORTED", 9000]]);
+    assert.equal(e.checkedAt.getTime() - T0, 9000);  // no check_time: the observation's
   });
 
   it("resumes with the last resume_token after a dropped stream", async () => {
