@@ -47,8 +47,17 @@ class TokenTracker {
   absl::Status AdmitUnverified(absl::Time now);
   // `refund`: the request was never sent, nothing of it counts.
   void ReleaseUnverified(bool refund);
+  // An unverified token's watch needs a first state from Metrica: one
+  // request of the bucket's day (refused as AdmitUnverified refuses beyond
+  // it), no slot: the first state waits its turn with the polls.
+  absl::Status ChargeUnverified(absl::Time now);
+  // A ChargeUnverified that turned out free.
+  void UnchargeUnverified();
 
  private:
+  // Counts one request of today's bucket, or the refusal beyond it.
+  absl::Status ChargeLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const Options options_;
   mutable absl::Mutex mu_;
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
