@@ -108,9 +108,11 @@ ABSL_FLAG(double, caller_budget_share, 0.25,
           "each caller's share of what callers without a token may spend on "
           "the server's token: requests a day (of --budget_reserve) and "
           "parallel slots (of --max_in_flight_per_token, at least 1)");
-ABSL_FLAG(int, max_watches_per_caller, 1000,
+ABSL_FLAG(int, max_watches_per_caller, 5000,
           "open watches (WatchUploading and WatchUploadings together) one "
-          "caller without a token may hold on the server's token; 0: no cap");
+          "caller without a token may hold on the server's token (default: a "
+          "quarter of --max_watches, so one caller cannot take them all); "
+          "0: no cap");
 ABSL_FLAG(std::string, caller_identity_header, "",
           "metadata key a trusted proxy sets to name the caller (who shares "
           "the server's token); without it, and without a client "

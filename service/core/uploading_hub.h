@@ -79,7 +79,7 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     int max_in_flight_per_token = 3;
     // Open watches (both kinds) one caller on the server's token may hold;
     // 0: no cap.
-    size_t max_watches_per_caller = 1000;
+    size_t max_watches_per_caller = 5000;
     // Callers' tokens Metrica has accepted that are tracked (quota series,
     // no unverified bucket), and what unverified tokens may spend a day.
     TokenTracker::Options tokens;
