@@ -100,9 +100,16 @@ void TokenTracker::ReleaseUnverified(bool refund) {
   if (refund && unverified_used_ > 0) --unverified_used_;
 }
 
-absl::Status TokenTracker::ChargeUnverified(absl::Time now) {
+absl::StatusOr<bool> TokenTracker::ChargeUnverified(
+    const std::string& fingerprint, absl::Time now) {
+  constexpr absl::Duration kShared = absl::Seconds(1);
   absl::MutexLock lock(&mu_);
-  return ChargeLocked(now);
+  absl::erase_if(watch_charges_,
+                 [&](const auto& entry) { return now - entry.second >= kShared; });
+  if (watch_charges_.contains(fingerprint)) return true;
+  if (absl::Status charged = ChargeLocked(now); !charged.ok()) return charged;
+  watch_charges_[fingerprint] = now;
+  return false;
 }
 
 void TokenTracker::UnchargeUnverified() {

@@ -190,9 +190,10 @@ absl::StatusOr<UploadingHub::Payer> UploadingHub::ChargeFirstState(
     return Payer::kCaller;
   }
   if (!tokens_.Accepted(credentials.fingerprint())) {
-    absl::Status charged = tokens_.ChargeUnverified(clock_->Now());
-    if (!charged.ok()) return charged;
-    return Payer::kUnverified;
+    absl::StatusOr<bool> shared =
+        tokens_.ChargeUnverified(credentials.fingerprint(), clock_->Now());
+    if (!shared.ok()) return shared.status();
+    return *shared ? Payer::kNobody : Payer::kUnverified;
   }
   return Payer::kNobody;
 }

@@ -260,6 +260,28 @@ TEST_F(WatchAdmissionTest, OpenWatchesPerCallerAreCapped) {
   }
 }
 
+TEST_F(WatchAdmissionTest, ANewTokensBurstOfWatchesCostsTheBucketOne) {
+  options_.tokens.unverified_per_day = 2;
+  for (int i = 0; i < 50; ++i) {
+    client_.SetUploading(kCounter, Make(1000 + i, v1::Uploading::UPLOADED));
+  }
+  Start();
+  const Credentials fresh("AQAAAAA-a-new-token");
+  for (int i = 0; i < 50; ++i) {  // a dashboard opening, all at once
+    watches_.push_back(std::make_unique<Recorder>());
+    const absl::Status s =
+        hub_->Subscribe(fresh, kCounter, 1000 + i, watches_.back().get());
+    ASSERT_TRUE(s.ok()) << i << " " << s;
+  }
+  time_.Advance(absl::Milliseconds(50));
+  for (auto& w : watches_) EXPECT_EQ(w->states, 1);
+  EXPECT_EQ(hub_->tracked_tokens(), 1u);
+  // The bucket still has room for another new token.
+  absl::Status s;
+  Watch(Credentials("AQAAAAA-another-new-token"), 1000, &s);
+  EXPECT_TRUE(s.ok()) << s;
+}
+
 class JunkTokenWatchTest : public WatchAdmissionTest {
  protected:
   JunkTokenWatchTest() {
