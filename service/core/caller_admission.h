@@ -16,8 +16,9 @@ namespace uploadwatch {
 
 // The fair share of the server's own token among the callers that bring
 // none (issue 16, finding 1). Asked before a caller's Get or List on that
-// token goes to Metrica (cache hits cost nothing and are never asked about):
-// the upstream client knows nothing of callers.
+// token goes to Metrica (cache hits cost nothing and are never asked about),
+// and charged for a watch's first state (Charge); it also counts each
+// caller's open watches. The upstream client knows nothing of callers.
 //
 // The rule (README "Abuse and limits"): of the server token's daily budget B,
 // polls of watches may spend (1 - pool) * B and callers' Gets and Lists,
