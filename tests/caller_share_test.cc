@@ -184,5 +184,28 @@ TEST_F(CallerShareTest, OpenWatchesPerCallerAreCappedAcrossConnections) {
   EXPECT_TRUE(WatchAs("someone else", 13, other.get())->got_message);
 }
 
+TEST_F(CallerShareTest, RequireCallerTokenRefusesCallsWithoutOne) {
+  config_.require_caller_token = true;
+  metrica_.AddUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
+  StartServer();
+  const grpc::Status get = Get("anyone", 12);
+  EXPECT_EQ(get.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(get.error_message().find("--require_caller_token"),
+            std::string::npos)
+      << get.error_message();
+  auto watch = WatchAs("anyone", 12);
+  EXPECT_FALSE(watch->got_message);
+  EXPECT_EQ(watch->status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(UpstreamRequests(), 0);
+  // A call with its own token is served as ever.
+  v1::GetUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(12);
+  v1::GetUploadingResponse response;
+  const grpc::Status own = stub_->GetUploading(
+      Context(absl::Seconds(10), kToken).get(), request, &response);
+  EXPECT_TRUE(own.ok()) << own.error_message();
+}
+
 }  // namespace
 }  // namespace uploadwatch::testing
