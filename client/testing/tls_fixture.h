@@ -12,14 +12,14 @@
 namespace uploadwatch::client_testing {
 
 // ServiceFixture with the server serving TLS (mutual TLS when `mutual`), with
-// a CA and certificates that client/testing/make_test_certs.sh makes with openssl in
+// a CA and certificates that tests/make_test_certs.sh makes with openssl in
 // TEST_TMPDIR: ca.pem, server.{pem,key}, client.{pem,key} (signed by the CA,
 // for localhost and 127.0.0.1) and stranger.{pem,key} (another CA's).
 class TlsServiceFixture : public ServiceFixture {
  protected:
   explicit TlsServiceFixture(bool mutual) {
     const std::string script = std::string(std::getenv("TEST_SRCDIR")) +
-                               "/uploadwatch/client/testing/make_test_certs.sh";
+                               "/uploadwatch/tests/make_test_certs.sh";
     EXPECT_EQ(std::system((script + " " + dir_).c_str()), 0);
     config_.tls_cert_pem = Read("server.pem");
     config_.tls_key_pem = Read("server.key");

@@ -132,7 +132,7 @@ start_tls_server() {
 UPLOADWATCH_CERTS="$work/certs"
 mkdir -p "$UPLOADWATCH_CERTS"
 tls_flags=(--tls_cert_file="$UPLOADWATCH_CERTS/server.pem" --tls_key_file="$UPLOADWATCH_CERTS/server.key")
-if ! timeout 60 client/testing/make_test_certs.sh "$UPLOADWATCH_CERTS" ||
+if ! timeout 60 tests/make_test_certs.sh "$UPLOADWATCH_CERTS" ||
   ! start_tls_server UPLOADWATCH_TLS_ADDR tls "${tls_flags[@]}" ||
   ! start_tls_server UPLOADWATCH_MTLS_ADDR mtls "${tls_flags[@]}" \
     --tls_client_ca_file="$UPLOADWATCH_CERTS/ca.pem"; then

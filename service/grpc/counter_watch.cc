@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/hash/hash.h"
+#include "google/protobuf/util/time_util.h"
 #include "service/core/resume_token.h"
 #include "service/metrica/metrica_limits.h"
 #include "service/metrica/upstream_status.h"
@@ -11,13 +12,12 @@
 namespace uploadwatch {
 namespace {
 
+using ::google::protobuf::util::TimeUtil;
+
 using ::metrika::offline_conversions::v1::UploadingEvent;
 
 void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
+  *out = TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
 size_t ContentOf(const v1::Uploading& u) {

@@ -13,6 +13,7 @@
 #include "service/grpc/counter_watch.h"
 #include "service/grpc/reactor_tracker.h"
 #include "service/grpc/service_deps.h"
+#include "service/grpc/watch_admission.h"
 
 namespace uploadwatch {
 
@@ -45,20 +46,10 @@ class CounterWatchReactor final
   void Finish(const absl::Status& status) override;
   void Expire();
 
-  struct Alive {
-    absl::Mutex mu;
-    CounterWatchReactor* reactor ABSL_GUARDED_BY(mu);
-  };
-
   const ServiceDeps& deps_;
   const absl::Time start_;
-  const absl::Time deadline_;  // the client's; InfiniteFuture if none
-  const std::string connection_;
+  WatchAdmission admission_;
   const int32_t counter_id_;
-  bool counted_ = false;  // holds a slot in WatchLimits
-  std::string token_fingerprint_;
-  std::shared_ptr<Alive> alive_;
-  Scheduler::TaskId lifetime_timer_ = 0;
   CounterWatch watch_;
 
   absl::Mutex mu_;

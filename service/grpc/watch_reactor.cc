@@ -1,5 +1,6 @@
 #include "service/grpc/watch_reactor.h"
 
+#include "google/protobuf/util/time_util.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/request_checks.h"
@@ -7,14 +8,9 @@
 namespace uploadwatch {
 namespace {
 
-using ::metrika::offline_conversions::v1::WatchUploadingResponse;
+using ::google::protobuf::util::TimeUtil;
 
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-}
+using ::metrika::offline_conversions::v1::WatchUploadingResponse;
 
 }  // namespace
 
@@ -25,36 +21,17 @@ WatchReactor::WatchReactor(
       deps_(deps),
       hub_(deps.hub),
       start_(deps.clock->Now()),
-      deadline_(context->deadline() == std::chrono::system_clock::time_point::max()
-                    ? absl::InfiniteFuture()
-                    : absl::FromChrono(context->deadline())),
-      connection_(ConnectionOf(*context)),
+      admission_(deps, *context),
       counter_id_(request.counter_id()),
       uploading_id_(request.uploading_id()) {
   absl::Status status = ValidateIds(counter_id_, uploading_id_);
-  absl::StatusOr<Credentials> credentials = absl::UnknownError("");
   if (status.ok()) {
-    credentials = CallerCredentials(*context, deps.callers);
-    status = credentials.status();
-  }
-  if (status.ok()) {
-    token_fingerprint_ = credentials->fingerprint();
-    status = deps.limits->Acquire(connection_);
-    counted_ = status.ok();
-  }
-  if (status.ok()) {
-    const absl::Duration lifetime = deps.limits->PickLifetime();
-    if (lifetime != absl::InfiniteDuration()) {
-      alive_ = std::make_shared<Alive>();
-      alive_->reactor = this;
-      lifetime_timer_ = deps.scheduler->RunAt(
-          deps.clock->Now() + lifetime, [alive = alive_] {
-            absl::MutexLock lock(&alive->mu);
-            if (alive->reactor != nullptr) alive->reactor->Expire();
-          });
-    }
+    absl::StatusOr<Credentials> credentials =
+        admission_.Admit([this] { Expire(); });
     // Not under mu_: the hub may call OnState before Subscribe returns.
-    status = hub_->Subscribe(*credentials, counter_id_, uploading_id_, this);
+    status = credentials.ok() ? hub_->Subscribe(*credentials, counter_id_,
+                                                uploading_id_, this)
+                              : credentials.status();
   }
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
@@ -78,8 +55,10 @@ void WatchReactor::OnState(const UploadingState& state) {
   WatchUploadingResponse message;
   *message.mutable_uploading() = state.uploading;
   message.set_version(state.version);
-  SetTime(state.observe_time, message.mutable_observe_time());
-  SetTime(state.check_time, message.mutable_check_time());
+  *message.mutable_observe_time() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(state.observe_time));
+  *message.mutable_check_time() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(state.check_time));
   message.set_terminal(terminal);
   pending_ = std::move(message);
   MaybeWriteLocked();
@@ -126,27 +105,19 @@ void WatchReactor::OnCancel() {
   // First leave the hub (takes its lock), then take ours: never both.
   hub_->Unsubscribe(this);
   absl::MutexLock lock(&mu_);
-  // gRPC reports both as a cancel; the log should say which it was.
-  FinishLocked(absl::Now() >= deadline_
-                   ? absl::DeadlineExceededError("the client's deadline passed")
-                   : absl::CancelledError("the client cancelled the watch"));
+  FinishLocked(admission_.CancelReason());
 }
 
 void WatchReactor::OnDone() {
   hub_->Unsubscribe(this);
-  if (alive_ != nullptr) {
-    deps_.scheduler->Cancel(lifetime_timer_);
-    absl::MutexLock lock(&alive_->mu);  // waits for a running Expire()
-    alive_->reactor = nullptr;
-  }
-  if (counted_) deps_.limits->Release(connection_);
+  admission_.Release();
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
     status = final_status_;
   }
   deps_.log->Log("WatchUploading", counter_id_, uploading_id_, status,
-                 deps_.clock->Now() - start_, token_fingerprint_);
+                 deps_.clock->Now() - start_, admission_.token_fingerprint());
   delete this;  // ticket_ goes last (see ReactorTracker)
 }
 

@@ -13,6 +13,7 @@
 #include "service/core/uploading_hub.h"
 #include "service/grpc/reactor_tracker.h"
 #include "service/grpc/service_deps.h"
+#include "service/grpc/watch_admission.h"
 
 namespace uploadwatch {
 
@@ -26,9 +27,9 @@ class WatchReactor final
  public:
   using Deps = ServiceDeps;
 
-  WatchReactor(const Deps& deps, grpc::CallbackServerContext* context,
-               const metrika::offline_conversions::v1::WatchUploadingRequest&
-                   request);
+  WatchReactor(
+      const Deps& deps, grpc::CallbackServerContext* context,
+      const metrika::offline_conversions::v1::WatchUploadingRequest& request);
 
   // Subscriber (the hub's fan-out delivers one call at a time; a terminal
   // state is the last).
@@ -47,25 +48,14 @@ class WatchReactor final
   void FinishLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Lets the lifetime timer reach the reactor only while it exists.
-  struct Alive {
-    absl::Mutex mu;
-    WatchReactor* reactor ABSL_GUARDED_BY(mu);
-  };
-
   // First, so it goes last: nothing of the server is touched after it.
   ReactorTracker::Ticket ticket_;
   const Deps& deps_;
   UploadingHub* const hub_;
   const absl::Time start_;
-  const absl::Time deadline_;  // the client's; InfiniteFuture if none
-  const std::string connection_;
-  bool counted_ = false;  // holds a slot in WatchLimits
-  std::shared_ptr<Alive> alive_;
-  Scheduler::TaskId lifetime_timer_ = 0;
+  WatchAdmission admission_;
   const int32_t counter_id_;
   const int64_t uploading_id_;
-  std::string token_fingerprint_;
 
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
