@@ -243,7 +243,8 @@ class Harness {
   // The real server against the in-process simulator, with its production
   // defaults except --poll_interval and the daily budget: a budget stretches
   // 1 s polls to its pace (one every ~20 s for 4000/day), which is the
-  // scheduler's job but not what these figures are about.
+  // scheduler's job but not what these figures are about. The one client
+  // stands for many callers: no per-caller watch cap.
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartUploadwatch(
       absl::string_view name) {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
@@ -253,7 +254,7 @@ class Harness {
         absl::StrCat("--upstream_url=", metrica_->base_url()),
         absl::StrCat("--poll_interval=",
                      absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
-        "--daily_budget=0"};
+        "--daily_budget=0", "--max_watches_per_caller=0"};
     for (const std::string& flag : absl::GetFlag(FLAGS_uploadwatch_flags)) {
       args.push_back(flag);
     }

@@ -109,6 +109,11 @@ ABSL_FLAG(double, caller_budget_share, 0.25,
           "each caller's share of what callers without a token may spend on "
           "the server's token: requests a day (of --budget_reserve) and "
           "parallel slots (of --max_in_flight_per_token, at least 1)");
+ABSL_FLAG(int, max_watches_per_caller, 5000,
+          "open watches (WatchUploading and WatchUploadings together) one "
+          "caller without a token may hold on the server's token (default: a "
+          "quarter of --max_watches, so one caller cannot take them all); "
+          "0: no cap");
 ABSL_FLAG(std::string, caller_identity_header, "",
           "metadata key a trusted proxy sets to name the caller (who shares "
           "the server's token); without it, and without a client "
@@ -284,6 +289,8 @@ int main(int argc, char** argv) {
   config.hub.caller_budget_share = absl::GetFlag(FLAGS_caller_budget_share);
   config.hub.max_in_flight_per_token =
       absl::GetFlag(FLAGS_max_in_flight_per_token);
+  config.hub.max_watches_per_caller = static_cast<size_t>(
+      std::max(0, absl::GetFlag(FLAGS_max_watches_per_caller)));
   config.hub.tokens.max_tracked =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_tracked_tokens)));
   config.hub.tokens.unverified_per_day =

@@ -7,7 +7,8 @@ client libraries refuse to misbehave; grpcio (raw bytes, no stubs) elsewhere.
 
   settings ADDR                 the server's HTTP/2 SETTINGS
   burst ADDR N [MODE]           open N watch streams on one connection, each
-                                reset at once (MODE reset) or left open (headers)
+                                reset at once (MODE reset) or left open (headers),
+                                as caller "x-caller: burst"
   gzip ADDR MIB PARALLEL        PARALLEL gzip requests, each inflating to MIB MiB
   unary ADDR PATH HEX [AUTH]    one unary call with raw request bytes
   watch ADDR COUNTER ID         one watch: messages until it ends, and its status
@@ -152,7 +153,8 @@ def cmd_burst(addr, n, mode="reset"):
     try:
         for i in range(n):
             sid = conn.get_next_available_stream_id()
-            conn.send_headers(sid, request_headers(addr, "WatchUploading"))
+            conn.send_headers(sid, request_headers(
+                addr, "WatchUploading", [("x-caller", "burst")]))
             if mode == "reset":
                 if not wait_for_window(sock, conn, sid, len(body), out):
                     break

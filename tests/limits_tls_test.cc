@@ -100,17 +100,21 @@ class TlsTest : public ServiceTest {
     return text.str();
   }
 
-  grpc::Status CallWith(std::shared_ptr<grpc::ChannelCredentials> creds) {
+  // A Get of `id` on a connection of its own; `caller_header`, if any, is
+  // sent as x-caller.
+  grpc::Status CallWith(std::shared_ptr<grpc::ChannelCredentials> creds,
+                        int64_t id = 12, const std::string& caller_header = "") {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto stub = v1::UploadingService::NewStub(grpc::CreateCustomChannel(
         absl::StrCat("127.0.0.1:", server_->port()), creds, args));
     v1::GetUploadingRequest request;
     request.set_counter_id(kCounter);
-    request.set_uploading_id(12);
+    request.set_uploading_id(id);
     v1::GetUploadingResponse response;
-    return stub->GetUploading(Context(absl::Seconds(3)).get(), request,
-                              &response);
+    auto ctx = Context(absl::Seconds(3));
+    if (!caller_header.empty()) ctx->AddMetadata("x-caller", caller_header);
+    return stub->GetUploading(ctx.get(), request, &response);
   }
 
   std::shared_ptr<grpc::ChannelCredentials> Tls(const std::string& client) {
@@ -155,6 +159,34 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificateFromTheCa) {
             grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(CallWith(grpc::InsecureChannelCredentials()).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(TlsTest, MutualTlsCallersAreToldApartByTheirCertificate) {
+  // 40 a day, a tenth for callers without a token, a quarter of that each:
+  // one request per caller. Every client here is 127.0.0.1.
+  daily_budget_ = 40;
+  config_.caller_identity_header = "x-caller";
+  config_.listen = "127.0.0.1:0";
+  config_.tls_cert_pem = Read("server.pem");
+  config_.tls_key_pem = Read("server.key");
+  config_.tls_client_ca_pem = Read("ca.pem");
+  StartServer();
+  EXPECT_EQ(CallWith(Tls("client"), 900).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  const grpc::Status spent = CallWith(Tls("client"), 901);
+  EXPECT_EQ(spent.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << spent.error_message();
+  EXPECT_THAT(spent.error_message(), HasSubstr("--caller_budget_share"));
+  // The certificate names the caller, whatever the header says...
+  EXPECT_EQ(CallWith(Tls("client"), 902, "someone else").error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // ...and another certificate is another caller, from the same address.
+  EXPECT_EQ(CallWith(Tls("client2"), 903).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(CallWith(Tls("client2"), 904).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Without mTLS the same two would be one caller (127.0.0.1): see
+  // //tests:caller_share_test for the header and the address.
 }
 
 TEST_F(TlsTest, HalfATlsConfigurationIsRefusedAtStart) {

@@ -66,41 +66,91 @@ absl::Status CallerAdmission::Admit(const std::string& server,
                      "token in 'authorization: OAuth <token>'"),
         "CALLER_CONCURRENCY", "--caller_budget_share", std::nullopt);
   }
-  if (usage && usage->budget > 0) {
-    NewDayLocked(usage->resets_at);
-    const int64_t pool =
-        static_cast<int64_t>(std::floor(options_.pool * usage->budget));
-    const int64_t mine = std::max<int64_t>(
-        1, static_cast<int64_t>(std::floor(options_.share * pool)));
-    const absl::Duration until_reset =
-        std::max(usage->resets_at - now, absl::ZeroDuration());
-    Share& s = callers_[caller];  // NewDayLocked may have rehashed
-    if (s.used >= mine) {
-      DropIfIdleLocked(caller);
-      return Refused(
-          absl::StrCat("this caller has used its ", mine,
-                       " Metrica requests for today on the server's token "
-                       "(--caller_budget_share of the callers' part of "
-                       "--daily_budget); send your own token in "
-                       "'authorization: OAuth <token>', or wait for the reset"),
-          "CALLER_BUDGET_EXHAUSTED", "--caller_budget_share", until_reset);
-    }
-    if (total_used_ >= pool) {
-      DropIfIdleLocked(caller);
-      return Refused(
-          absl::StrCat("callers without a token have used today's ", pool,
-                       " Metrica requests of the server's token kept for them "
-                       "(--budget_reserve of --daily_budget; the rest is kept "
-                       "for watches); send your own token in "
-                       "'authorization: OAuth <token>', or wait for the reset"),
-          "CALLERS_BUDGET_EXHAUSTED", "--budget_reserve", until_reset);
-    }
-    ++s.used;
-    ++total_used_;
+  if (absl::Status charged = ChargeLocked(usage, caller, now);
+      !charged.ok()) {
+    DropIfIdleLocked(caller);
+    return charged;
   }
   ++callers_[caller].in_flight;
   ++in_flight_;
   return absl::OkStatus();
+}
+
+absl::Status CallerAdmission::ChargeLocked(
+    const std::optional<QuotaUsage>& usage, const std::string& caller,
+    absl::Time now) {
+  if (!usage || usage->budget <= 0) return absl::OkStatus();
+  NewDayLocked(usage->resets_at);
+  const int64_t pool =
+      static_cast<int64_t>(std::floor(options_.pool * usage->budget));
+  const int64_t mine = std::max<int64_t>(
+      1, static_cast<int64_t>(std::floor(options_.share * pool)));
+  const absl::Duration until_reset =
+      std::max(usage->resets_at - now, absl::ZeroDuration());
+  Share& s = callers_[caller];
+  if (s.used >= mine) {
+    return Refused(
+        absl::StrCat("this caller has used its ", mine,
+                     " Metrica requests for today on the server's token "
+                     "(--caller_budget_share of the callers' part of "
+                     "--daily_budget); send your own token in "
+                     "'authorization: OAuth <token>', or wait for the reset"),
+        "CALLER_BUDGET_EXHAUSTED", "--caller_budget_share", until_reset);
+  }
+  if (total_used_ >= pool) {
+    return Refused(
+        absl::StrCat("callers without a token have used today's ", pool,
+                     " Metrica requests of the server's token kept for them "
+                     "(--budget_reserve of --daily_budget; the rest is kept "
+                     "for watches); send your own token in "
+                     "'authorization: OAuth <token>', or wait for the reset"),
+        "CALLERS_BUDGET_EXHAUSTED", "--budget_reserve", until_reset);
+  }
+  ++s.used;
+  ++total_used_;
+  return absl::OkStatus();
+}
+
+absl::Status CallerAdmission::Charge(const std::string& server,
+                                     const std::string& caller,
+                                     absl::Time now) {
+  std::optional<QuotaUsage> usage = quota_ ? quota_(server) : std::nullopt;
+  absl::MutexLock lock(&mu_);
+  server_ = server;
+  absl::Status charged = ChargeLocked(usage, caller, now);
+  DropIfIdleLocked(caller);
+  return charged;
+}
+
+void CallerAdmission::Uncharge(const std::string& caller) {
+  absl::MutexLock lock(&mu_);
+  auto it = callers_.find(caller);
+  if (it == callers_.end() || it->second.used == 0) return;
+  --it->second.used;
+  if (total_used_ > 0) --total_used_;
+  DropIfIdleLocked(caller);
+}
+
+absl::Status CallerAdmission::OpenWatch(const std::string& caller) {
+  absl::MutexLock lock(&mu_);
+  size_t& open = watches_[caller];
+  if (options_.max_watches > 0 && open >= options_.max_watches) {
+    return Refused(
+        absl::StrCat("this caller already has ", open,
+                     " open watches on the server's token, the limit per "
+                     "caller (--max_watches_per_caller); close some, or send "
+                     "your own token in 'authorization: OAuth <token>'"),
+        "CALLER_WATCH_LIMIT", "--max_watches_per_caller", std::nullopt);
+  }
+  ++open;
+  return absl::OkStatus();
+}
+
+void CallerAdmission::CloseWatch(const std::string& caller) {
+  absl::MutexLock lock(&mu_);
+  auto it = watches_.find(caller);
+  if (it == watches_.end()) return;
+  if (--it->second == 0) watches_.erase(it);
 }
 
 void CallerAdmission::DropIfIdleLocked(const std::string& caller) {

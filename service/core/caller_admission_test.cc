@@ -142,5 +142,39 @@ TEST_F(CallerAdmissionTest, PollsDoNotSeeWhatCallersSpentFromTheirPart) {
   EXPECT_EQ(polls->budget, 40);
 }
 
+TEST_F(CallerAdmissionTest, AWatchChargeCountsTheDayButTakesNoSlot) {
+  CallerAdmission a = Make(0.25, 0.5, 3);  // 5 a day each
+  // Three requests in flight take every slot...
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.Admit(kServer, "ip:1", kNow).ok());
+  // ...yet a watch's first state is still charged, not refused for a slot.
+  ASSERT_TRUE(a.Charge(kServer, "ip:1", kNow).ok());
+  ASSERT_TRUE(a.Charge(kServer, "ip:1", kNow).ok());
+  const absl::Status spent = a.Charge(kServer, "ip:1", kNow);
+  EXPECT_EQ(Reason(spent), "CALLER_BUDGET_EXHAUSTED");
+  EXPECT_EQ(GetRetryDelay(spent), absl::Hours(5));
+  // A charge that turned out free is given back.
+  a.Uncharge("ip:1");
+  EXPECT_TRUE(a.Charge(kServer, "ip:1", kNow).ok());
+  for (int i = 0; i < 3; ++i) a.Release("ip:1");
+  // The polls' view takes the watch charges out like the Gets.
+  used_ = 5;
+  EXPECT_EQ(a.PollersView(kServer)->used, 0);
+}
+
+TEST_F(CallerAdmissionTest, OpenWatchesArePerCallerAndCapped) {
+  CallerAdmission a(CallerAdmission::Options{.max_watches = 2}, nullptr);
+  ASSERT_TRUE(a.OpenWatch("ip:1").ok());
+  ASSERT_TRUE(a.OpenWatch("ip:1").ok());
+  const absl::Status third = a.OpenWatch("ip:1");
+  EXPECT_EQ(third.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Reason(third), "CALLER_WATCH_LIMIT");
+  EXPECT_EQ(Flag(third), "--max_watches_per_caller");
+  EXPECT_TRUE(a.OpenWatch("ip:2").ok());
+  a.CloseWatch("ip:1");
+  EXPECT_TRUE(a.OpenWatch("ip:1").ok());
+  CallerAdmission uncapped(CallerAdmission::Options{}, nullptr);
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(uncapped.OpenWatch("ip:1").ok());
+}
+
 }  // namespace
 }  // namespace uploadwatch

@@ -59,20 +59,12 @@ size_t TokenTracker::tracked() const {
   return lru_.size();
 }
 
-absl::Status TokenTracker::AdmitUnverified(absl::Time now) {
+absl::Status TokenTracker::ChargeLocked(absl::Time now) {
   const absl::TimeZone utc = absl::UTCTimeZone();
-  absl::MutexLock lock(&mu_);
   if (now >= unverified_day_ends_) {
     unverified_day_ends_ =
         absl::FromCivil(absl::CivilDay(absl::ToCivilDay(now, utc)) + 1, utc);
     unverified_used_ = 0;
-  }
-  if (unverified_busy_) {
-    return Refused(
-        "a request with a token Metrica has not accepted yet is in flight; "
-        "new tokens are checked one at a time: retry in a moment",
-        "UNVERIFIED_TOKEN_CONCURRENCY", "--unverified_token_budget",
-        absl::Seconds(1));
   }
   if (options_.unverified_per_day > 0 &&
       unverified_used_ >= options_.unverified_per_day) {
@@ -84,15 +76,45 @@ absl::Status TokenTracker::AdmitUnverified(absl::Time now) {
         "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED", "--unverified_token_budget",
         unverified_day_ends_ - now);
   }
-  unverified_busy_ = true;
   ++unverified_used_;
   return absl::OkStatus();
+}
+
+absl::Status TokenTracker::AdmitUnverified(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (unverified_busy_) {
+    return Refused(
+        "a request with a token Metrica has not accepted yet is in flight; "
+        "new tokens are checked one at a time: retry in a moment",
+        "UNVERIFIED_TOKEN_CONCURRENCY", "--unverified_token_budget",
+        absl::Seconds(1));
+  }
+  absl::Status charged = ChargeLocked(now);
+  if (charged.ok()) unverified_busy_ = true;
+  return charged;
 }
 
 void TokenTracker::ReleaseUnverified(bool refund) {
   absl::MutexLock lock(&mu_);
   unverified_busy_ = false;
   if (refund && unverified_used_ > 0) --unverified_used_;
+}
+
+absl::StatusOr<bool> TokenTracker::ChargeUnverified(
+    const std::string& fingerprint, absl::Time now) {
+  constexpr absl::Duration kShared = absl::Seconds(1);
+  absl::MutexLock lock(&mu_);
+  absl::erase_if(watch_charges_,
+                 [&](const auto& entry) { return now - entry.second >= kShared; });
+  if (watch_charges_.contains(fingerprint)) return true;
+  if (absl::Status charged = ChargeLocked(now); !charged.ok()) return charged;
+  watch_charges_[fingerprint] = now;
+  return false;
+}
+
+void TokenTracker::UnchargeUnverified() {
+  absl::MutexLock lock(&mu_);
+  if (unverified_used_ > 0) --unverified_used_;
 }
 
 }  // namespace uploadwatch

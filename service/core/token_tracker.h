@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -47,8 +48,22 @@ class TokenTracker {
   absl::Status AdmitUnverified(absl::Time now);
   // `refund`: the request was never sent, nothing of it counts.
   void ReleaseUnverified(bool refund);
+  // A watch of the unverified token `fingerprint` needs a first state from
+  // Metrica: one request of the bucket's day (refused as AdmitUnverified
+  // refuses beyond it), no slot: the first state waits its turn with the
+  // polls. Watches of one token opened within a second of its charge share
+  // it (true: not charged), so that a new token's dashboard opening many at
+  // once costs the bucket one, not one each; Metrica's first answer then
+  // accepts or rejects the token for all of them.
+  absl::StatusOr<bool> ChargeUnverified(const std::string& fingerprint,
+                                        absl::Time now);
+  // A ChargeUnverified that turned out free.
+  void UnchargeUnverified();
 
  private:
+  // Counts one request of today's bucket, or the refusal beyond it.
+  absl::Status ChargeLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const Options options_;
   mutable absl::Mutex mu_;
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
@@ -57,6 +72,10 @@ class TokenTracker {
   bool unverified_busy_ ABSL_GUARDED_BY(mu_) = false;
   int64_t unverified_used_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time unverified_day_ends_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Watch charges of the last second, by fingerprint (at most the bucket's
+  // day of entries).
+  absl::flat_hash_map<std::string, absl::Time> watch_charges_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace uploadwatch

@@ -70,5 +70,22 @@ TEST(TokenTrackerTest, UnverifiedTokensShareOneSmallDailyBudget) {
   }
 }
 
+TEST(TokenTrackerTest, WatchesOfOneTokenWithinASecondShareOneCharge) {
+  TokenTracker t({.unverified_per_day = 2});
+  EXPECT_EQ(*t.ChargeUnverified("a", kNoon), false);  // charged
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(*t.ChargeUnverified("a", kNoon + absl::Milliseconds(i)), true);
+  }
+  EXPECT_EQ(*t.ChargeUnverified("b", kNoon), false);  // another token pays
+  // A second later the token pays again (it is still unverified), and the
+  // bucket's day is spent: watches are refused like Gets.
+  const absl::StatusOr<bool> later =
+      t.ChargeUnverified("a", kNoon + absl::Seconds(1));
+  EXPECT_EQ(Reason(later.status()), "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED");
+  // Charges take no slot: a Get is refused for the day, not for a slot.
+  EXPECT_EQ(Reason(t.AdmitUnverified(kNoon)),
+            "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED");
+}
+
 }  // namespace
 }  // namespace uploadwatch

@@ -32,7 +32,8 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
           CallerAdmission::Options{
               .share = options.caller_budget_share,
               .pool = options.budget_reserve,
-              .parallel = options.max_in_flight_per_token},
+              .parallel = options.max_in_flight_per_token,
+              .max_watches = options.max_watches_per_caller},
           [client](const std::string& fingerprint) {
             return client->DailyUsage(fingerprint);
           }),
@@ -131,9 +132,29 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
   if (std::optional<absl::Status> negative = reader_.Negative(key)) {
     return *std::move(negative);
   }
+  if (absl::Status opened = OpenWatch(credentials, subscriber); !opened.ok()) {
+    return opened;
+  }
+  // A first state from Metrica is the caller's request, as a Get's would be:
+  // paid before anything is registered, so that a refusal leaves nothing
+  // behind; refunded below if it turns out free after all.
+  Payer payer = Payer::kNobody;
+  if (!registry_.Watched(key) && !store_.GetFresh(key, clock_->Now())) {
+    absl::StatusOr<Payer> charged = ChargeFirstState(credentials);
+    if (!charged.ok()) {
+      CloseWatch(subscriber);
+      return charged.status();
+    }
+    payer = *charged;
+  }
   absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
-  if (!added.ok()) return added.status();
+  if (!added.ok()) {
+    Refund(credentials, payer);
+    CloseWatch(subscriber);
+    return added.status();
+  }
   if (!added->new_target) {
+    Refund(credentials, payer);  // someone else's fetch shows it
     // Join: the current state first, then changes with everyone else.
     if (added->has_state) {
       if (std::optional<UploadingState> s = store_.Find(key)) {
@@ -148,6 +169,7 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
     poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
     return absl::OkStatus();
   }
+  Refund(credentials, payer);
   // To everyone the target has by now: others may have joined it since
   // Register, before it was shown anything.
   const WatchRegistry::Match match = registry_.ShowFresh(target, *fresh);
@@ -158,6 +180,60 @@ absl::Status UploadingHub::Subscribe(const Credentials& credentials,
     poller_.Watch(target, credentials.token(), /*needs_first_state=*/false);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<UploadingHub::Payer> UploadingHub::ChargeFirstState(
+    const Credentials& credentials) {
+  if (credentials.server_token()) {
+    absl::Status charged = admission_.Charge(
+        credentials.fingerprint(), credentials.caller(), clock_->Now());
+    if (!charged.ok()) return charged;
+    return Payer::kCaller;
+  }
+  if (!tokens_.Accepted(credentials.fingerprint())) {
+    absl::StatusOr<bool> shared =
+        tokens_.ChargeUnverified(credentials.fingerprint(), clock_->Now());
+    if (!shared.ok()) return shared.status();
+    return *shared ? Payer::kNobody : Payer::kUnverified;
+  }
+  return Payer::kNobody;
+}
+
+void UploadingHub::Refund(const Credentials& credentials, Payer payer) {
+  switch (payer) {
+    case Payer::kCaller:
+      admission_.Uncharge(credentials.caller());
+      return;
+    case Payer::kUnverified:
+      tokens_.UnchargeUnverified();
+      return;
+    case Payer::kNobody:
+      return;
+  }
+}
+
+absl::Status UploadingHub::OpenWatch(const Credentials& credentials,
+                                     Subscriber* subscriber) {
+  if (!credentials.server_token()) return absl::OkStatus();
+  if (absl::Status opened = admission_.OpenWatch(credentials.caller());
+      !opened.ok()) {
+    return opened;
+  }
+  absl::MutexLock lock(&mu_);
+  watch_callers_[subscriber] = credentials.caller();
+  return absl::OkStatus();
+}
+
+void UploadingHub::CloseWatch(Subscriber* subscriber) {
+  std::string caller;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = watch_callers_.find(subscriber);
+    if (it == watch_callers_.end()) return;
+    caller = std::move(it->second);
+    watch_callers_.erase(it);
+  }
+  admission_.CloseWatch(caller);
 }
 
 absl::StatusOr<WatchRegistry::Added> UploadingHub::Register(
@@ -176,10 +252,27 @@ absl::Status UploadingHub::SubscribeCounter(const Credentials& credentials,
                                             Subscriber* subscriber) {
   const WatchTarget target = WatchTarget::Counter(
       GroupKey{credentials.fingerprint(), counter_id}, type);
-  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
-  if (!added.ok()) return added.status();
+  if (std::optional<absl::Status> rejected =
+          reader_.Rejected(credentials.fingerprint())) {
+    return *std::move(rejected);
+  }
+  if (absl::Status opened = OpenWatch(credentials, subscriber); !opened.ok()) {
+    return opened;
+  }
   // Every subscriber, the first or a later one, is shown the counter by the
-  // next round: it starts now (or right after the one under way).
+  // next round: it starts now (or right after the one under way), for this
+  // caller, who pays for it.
+  absl::StatusOr<Payer> payer = ChargeFirstState(credentials);
+  if (!payer.ok()) {
+    CloseWatch(subscriber);
+    return payer.status();
+  }
+  absl::StatusOr<WatchRegistry::Added> added = Register(target, subscriber);
+  if (!added.ok()) {
+    Refund(credentials, *payer);
+    CloseWatch(subscriber);
+    return added.status();
+  }
   poller_.Watch(target, credentials.token(), /*needs_first_state=*/true);
   return absl::OkStatus();
 }
@@ -190,6 +283,7 @@ void UploadingHub::Unsubscribe(Subscriber* subscriber) {
     if (removed->target_gone) poller_.Unwatch(removed->target);
   }
   fan_out_.Remove(subscriber);
+  CloseWatch(subscriber);
 }
 
 void UploadingHub::Shutdown(const absl::Status& reason) {

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,6 +77,9 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
     // (requests a day, and parallel slots of `max_in_flight_per_token`).
     double caller_budget_share = 0.25;
     int max_in_flight_per_token = 3;
+    // Open watches (both kinds) one caller on the server's token may hold;
+    // 0: no cap.
+    size_t max_watches_per_caller = 5000;
     // Callers' tokens Metrica has accepted that are tracked (quota series,
     // no unverified bucket), and what unverified tokens may spend a day.
     TokenTracker::Options tokens;
@@ -118,13 +123,19 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
 
   // Starts delivering the uploading's states to `subscriber` (the current
   // one first). RESOURCE_EXHAUSTED at the watch cap; UNAVAILABLE once shut
-  // down.
+  // down. A watch that needs its first state from Metrica (nobody watches
+  // the uploading, and no fresh state is stored) costs one request of the
+  // caller's share on the server's token, or of the unverified tokens'
+  // bucket, as a Get would: RESOURCE_EXHAUSTED with the Get's ErrorInfo
+  // beyond it. Polls that follow are the polls'. A caller on the server's
+  // token holds at most max_watches_per_caller watches of both kinds.
   absl::Status Subscribe(const Credentials& credentials, int32_t counter_id,
                          int64_t uploading_id, Subscriber* subscriber);
   // Starts delivering every uploading of the counter and `type` the polls
   // observe (the groundwork of issue 11's WatchUploadings): a poll round
   // starts at once, and every round lists the type to its last page. A
-  // terminal uploading does not end it; errors as for Subscribe.
+  // terminal uploading does not end it; errors as for Subscribe (each
+  // counter watch costs one request, for the round it starts).
   absl::Status SubscribeCounter(const Credentials& credentials,
                                 int32_t counter_id, v1::Uploading::Type type,
                                 Subscriber* subscriber);
@@ -166,6 +177,14 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // WatchRegistry::Add.
   absl::StatusOr<WatchRegistry::Added> Register(const WatchTarget& target,
                                                 Subscriber* subscriber);
+  // Who paid for a watch's first state (see Subscribe).
+  enum class Payer { kNobody, kCaller, kUnverified };
+  absl::StatusOr<Payer> ChargeFirstState(const Credentials& credentials);
+  void Refund(const Credentials& credentials, Payer payer);
+  // The per-caller watch count of a server-token watch (nothing for others).
+  absl::Status OpenWatch(const Credentials& credentials,
+                         Subscriber* subscriber);
+  void CloseWatch(Subscriber* subscriber);
   void OnSweepTimer();
   void RegisterGauges(Metrics* metrics);
 
@@ -186,6 +205,9 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   Scheduler::TaskId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  // The caller of every open server-token watch, for CloseWatch.
+  absl::flat_hash_map<Subscriber*, std::string> watch_callers_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace uploadwatch

@@ -132,6 +132,12 @@ std::optional<absl::Status> UpstreamReader::Negative(const UploadingKey& key) {
   return out;
 }
 
+std::optional<absl::Status> UpstreamReader::Rejected(
+    const std::string& token_fingerprint) {
+  absl::MutexLock lock(&mu_);
+  return RejectedLocked(token_fingerprint);
+}
+
 CallerWait UpstreamReader::Get(const Credentials& credentials,
                                int32_t counter_id, int64_t uploading_id,
                                StateCallback done) {

@@ -140,6 +140,8 @@ class UpstreamReader {
   // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
   // UNAUTHENTICATED for its token, if any (counted as a negative_hit).
   std::optional<absl::Status> Negative(const UploadingKey& key);
+  // Metrica's remembered UNAUTHENTICATED for this token, if any.
+  std::optional<absl::Status> Rejected(const std::string& token_fingerprint);
 
   // Always from Metrica (joining a call under way); for polls. Leave() with
   // the ticket stops waiting: `done` is then never called, and the call is
