@@ -499,10 +499,12 @@ TEST_F(UploadingHubTest, TheDailyBudgetIsSharedByTheTokensGroups) {
   Put(2, v1::Uploading::MATCHED, kCounter + 1);
   Put(3, v1::Uploading::MATCHED);
   Start();
+  // A far reset, so that the few minutes below barely shorten what is left
+  // (the pace is left time * groups / spendable).
   QuotaUsage usage;
-  usage.budget = 1000;
-  usage.used = 400;
-  usage.resets_at = time_.Now() + absl::Hours(10);
+  usage.budget = 100000;
+  usage.used = 40000;
+  usage.resets_at = time_.Now() + absl::Hours(1000);
   client_.SetDailyUsage(credentials_.fingerprint(), usage);
   Watcher a, a2, b;
   Subscribe(a, 1);
@@ -510,7 +512,7 @@ TEST_F(UploadingHubTest, TheDailyBudgetIsSharedByTheTokensGroups) {
   Subscribe(b, 2, kCounter + 1);
   time_.Advance(absl::Milliseconds(20));
   client_.ClearLog();
-  // 500 spendable over 10 h for two groups: each polls once per 144 s.
+  // 50,000 spendable over 1000 h for two groups: each polls once per 144 s.
   time_.Advance(absl::Seconds(143));
   EXPECT_EQ(client_.count("get") + client_.count("list"), 0);
   time_.Advance(absl::Seconds(1));
