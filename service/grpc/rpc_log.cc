@@ -42,18 +42,6 @@ class RpcLog::BufferedStderr {
     if (now || full) Flush();
   }
 
- private:
-  void Loop() {
-    absl::MutexLock lock(&mu_);
-    while (!stop_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), kFlushEvery);
-      if (pending_.empty()) continue;
-      mu_.Unlock();
-      Flush();
-      mu_.Lock();
-    }
-  }
-
   void Flush() {
     absl::MutexLock write_lock(&write_mu_);
     std::string out;
@@ -71,6 +59,18 @@ class RpcLog::BufferedStderr {
       if (n <= 0) return;  // nowhere to log to: drop, never block the RPCs
       data += n;
       left -= static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), kFlushEvery);
+      if (pending_.empty()) continue;
+      mu_.Unlock();
+      Flush();
+      mu_.Lock();
     }
   }
 
@@ -131,6 +131,10 @@ RpcLog::RpcLog(Sink sink, Metrics* metrics) : sink_(std::move(sink)) {
 }
 
 RpcLog::~RpcLog() = default;
+
+void RpcLog::Flush() const {
+  if (stderr_ != nullptr) stderr_->Flush();
+}
 
 void RpcLog::Log(absl::string_view method, int32_t counter_id,
                  int64_t uploading_id, const absl::Status& status,

@@ -42,6 +42,8 @@ class RpcLog {
   void Log(absl::string_view method, int32_t counter_id, int64_t uploading_id,
            const absl::Status& status, absl::Duration latency,
            absl::string_view token_fingerprint) const;
+  // Writes out what the stderr buffer holds (nothing to do with a sink).
+  void Flush() const;
 
  private:
   class BufferedStderr;
