@@ -12,8 +12,13 @@
 // `name: value` lines like uploadwatch_bench:
 //   scheduling_groups_<G>_cpu_us_per_round
 //   scheduling_cpu_per_round_ratio   (largest G / smallest G; 1 when flat)
-// scripts/bench.sh --phases=scheduling runs it.
+// scripts/bench.sh --phases=scheduling runs it. Instructions per round (the
+// repeatable figure): run it under callgrind, one group count at a time,
+//   valgrind --tool=callgrind --collect-atstart=no poll_scheduling_bench \
+//     --reps=1 --groups=10000
+// and divide the "Collected" instructions by scheduling_groups_10000_rounds.
 #include <time.h>
+#include <valgrind/callgrind.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -60,7 +65,8 @@ double ProcessCpuSeconds() {
 }
 
 // CPU microseconds per poll round with `groups` groups of one token.
-double CpuPerRound(int groups) {
+// `rounds`: the rounds polled in the measured window.
+double CpuPerRound(int groups, int* rounds_out) {
   SimulatedTime time;
   FakeMetricaClient client(&time);
   client.set_latency(absl::ZeroDuration());
@@ -98,7 +104,12 @@ double CpuPerRound(int groups) {
   time.Advance(kInterval);  // the first states, and the timers settle
   client.ClearLog();
   const double before = ProcessCpuSeconds();
+  // Under `valgrind --tool=callgrind --collect-atstart=no` only these rounds
+  // are counted (no-ops otherwise): instructions per round, which neither
+  // caches nor the machine's load move.
+  CALLGRIND_TOGGLE_COLLECT;
   time.Advance(kInterval * absl::GetFlag(FLAGS_intervals));
+  CALLGRIND_TOGGLE_COLLECT;
   const double cpu = ProcessCpuSeconds() - before;
   const int rounds = client.count("list");
   hub->Shutdown(absl::UnavailableError("bench over"));
@@ -107,6 +118,7 @@ double CpuPerRound(int groups) {
     std::fprintf(stderr, "poll_scheduling_bench: no rounds polled\n");
     std::exit(1);
   }
+  *rounds_out = rounds;
   return 1e6 * cpu / rounds;
 }
 
@@ -126,9 +138,10 @@ int Main() {
   }
   std::sort(counts.begin(), counts.end());
   std::vector<std::vector<double>> samples(counts.size());
+  std::vector<int> rounds(counts.size());
   for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
     for (size_t i = 0; i < counts.size(); ++i) {
-      samples[i].push_back(CpuPerRound(counts[i]));
+      samples[i].push_back(CpuPerRound(counts[i], &rounds[i]));
     }
   }
   std::vector<double> medians;
@@ -136,6 +149,8 @@ int Main() {
     medians.push_back(Median(samples[i]));
     std::printf("scheduling_groups_%d_cpu_us_per_round: %.2f\n", counts[i],
                 medians.back());
+    std::printf("scheduling_groups_%d_rounds: %d\n", counts[i],
+                rounds[i]);
   }
   std::printf("scheduling_cpu_per_round_ratio: %.3f\n",
               medians.back() / medians.front());
