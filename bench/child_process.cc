@@ -180,6 +180,41 @@ int ChildProcess::Stop(absl::Duration grace) {
   return wait_status_;
 }
 
+absl::Status RunCommand(const std::vector<std::string>& argv,
+                        const std::string& log_path) {
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const int log_fd =
+      open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot open ", log_path, ": ", std::strerror(errno)));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(log_fd);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    close_range(3, ~0U, 0);
+    execve(args[0], args.data(), environ);
+    _exit(127);
+  }
+  close(log_fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat(argv[0], " failed (wait status ",
+                                            status, "); see ", log_path));
+  }
+  return absl::OkStatus();
+}
+
 PeakSampler::PeakSampler(pid_t pid, absl::Duration every)
     : pid_(pid), every_(every), thread_([this] { Sample(); }) {}
 

@@ -62,6 +62,11 @@ class ChildProcess {
   int wait_status_ = 0;
 };
 
+// Runs `argv` (argv[0] an absolute path) to its end, its output appended to
+// `log_path`; the exit status, or an error when it could not run or failed.
+absl::Status RunCommand(const std::vector<std::string>& argv,
+                        const std::string& log_path);
+
 // Samples a process's usage every `every` on a thread of its own and keeps
 // the peaks: thread counts move faster than one end-of-run reading shows.
 class PeakSampler {

@@ -17,10 +17,13 @@ namespace {
 // on the same channel, from the callback (the callback API allows it).
 class UnaryLoop {
  public:
+  // `limit`: how many calls to start in all (-1: until StopAndWait).
   UnaryLoop(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
-            const v1::GetUploadingRequest& request, int outstanding_per_channel)
+            const v1::GetUploadingRequest& request, int outstanding_per_channel,
+            int64_t limit = -1)
       : request_(request),
         slots_(static_cast<int>(channels.size()) * outstanding_per_channel),
+        limit_(limit),
         drained_(slots_) {
     for (const auto& channel : channels) {
       stubs_.push_back(v1::UploadingService::NewStub(channel));
@@ -28,8 +31,16 @@ class UnaryLoop {
   }
 
   void Start() {
-    for (int slot = 0; slot < slots_; ++slot) Issue(slot);
+    for (int slot = 0; slot < slots_; ++slot) {
+      if (TakeCall()) {
+        Issue(slot);
+      } else {
+        drained_.DecrementCount();
+      }
+    }
   }
+  // With a limit: waits until every call has ended.
+  void Wait() { drained_.Wait(); }
   int64_t ok() const { return ok_.load(std::memory_order_relaxed); }
   int64_t failed() const { return failed_.load(std::memory_order_relaxed); }
   void StopAndWait() {
@@ -50,7 +61,7 @@ class UnaryLoop {
         [this, call, slot](grpc::Status status) {
           (status.ok() ? ok_ : failed_).fetch_add(1, std::memory_order_relaxed);
           delete call;
-          if (stopping_.load()) {
+          if (stopping_.load() || !TakeCall()) {
             drained_.DecrementCount();
           } else {
             Issue(slot);
@@ -58,8 +69,16 @@ class UnaryLoop {
         });
   }
 
+  // False once `limit_` calls have been started.
+  bool TakeCall() {
+    return limit_ < 0 || started_.fetch_add(1, std::memory_order_relaxed) <
+                             limit_;
+  }
+
   const v1::GetUploadingRequest request_;
   const int slots_;
+  const int64_t limit_;
+  std::atomic<int64_t> started_{0};
   std::vector<std::unique_ptr<v1::UploadingService::Stub>> stubs_;
   std::atomic<int64_t> ok_{0};
   std::atomic<int64_t> failed_{0};
@@ -113,6 +132,16 @@ UnaryFigures RunUnaryLoad(
   figures.client_cpu_us_per_call = 1e6 * (own_after - own_before) / calls;
   figures.failed = loop.failed();
   return figures;
+}
+
+int64_t RunUnaryCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+    const v1::GetUploadingRequest& request, int outstanding_per_channel,
+    int64_t calls) {
+  UnaryLoop loop(channels, request, outstanding_per_channel, calls);
+  loop.Start();
+  loop.Wait();
+  return loop.failed();
 }
 
 UnaryProbe::UnaryProbe(std::shared_ptr<grpc::Channel> channel,

@@ -43,6 +43,14 @@ UnaryFigures RunUnaryLoad(
     absl::Duration warmup, absl::Duration duration,
     const std::function<double()>& server_cpu_seconds);
 
+// The same closed loop, for exactly `calls` calls (fewer only if the loop
+// could not start them all): for instruction counts, which want a known
+// number of calls rather than a time. Returns the non-OK answers.
+int64_t RunUnaryCalls(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+    const v1::GetUploadingRequest& request, int outstanding_per_channel,
+    int64_t calls);
+
 // Calls GetUploading once every `every`, one call at a time, on a thread of
 // its own, and records each call's latency: how a dashboard's Gets fare
 // while the server is busy with something else. Thread-safe.

@@ -23,6 +23,14 @@
 //          rounds where all change in the same poll, alternating between the
 //          servers; cached GetUploading latency meanwhile; uploadwatch's
 //          upstream requests per poll interval against naive polling.
+//   instructions  cached GetUploading under valgrind's callgrind, each
+//          server in turn: machine instructions the server executes per
+//          call (all its threads), which the machine's other users do not
+//          move as they move time. Slow (valgrind runs the server ~50x
+//          slower), so not in the default phases.
+//   scheduling  runs --scheduling_binary (//service/core:poll_scheduling_bench):
+//          CPU per poll round with 100 to 10,000 (token, counter) groups,
+//          in simulated time; its figures are passed through.
 //   counter --counter_watches WatchUploadings (counter) streams of one
 //          counter of --counter_uploadings uploadings (issue 11): upstream
 //          requests per poll interval, memory and threads with the streams
@@ -35,6 +43,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -45,9 +54,11 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -70,7 +81,21 @@ ABSL_FLAG(std::vector<std::string>, server_env, {},
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
-          "comma-separated: unary, watch, counter, replicas");
+          "comma-separated: unary, watch, counter, replicas, scheduling, "
+          "instructions");
+ABSL_FLAG(std::string, scheduling_binary, "",
+          "scheduling phase: //service/core:poll_scheduling_bench");
+ABSL_FLAG(std::string, valgrind, "/usr/bin/valgrind",
+          "instructions phase: valgrind");
+ABSL_FLAG(std::string, callgrind_control, "/usr/bin/callgrind_control",
+          "instructions phase: callgrind_control");
+ABSL_FLAG(int64_t, callgrind_warmup_calls, 1000,
+          "instructions phase: calls before counting starts");
+ABSL_FLAG(int64_t, callgrind_calls, 4000,
+          "instructions phase: calls counted on each server");
+ABSL_FLAG(std::string, callgrind_out_dir, "",
+          "instructions phase: where callgrind's profiles go (read them "
+          "with callgrind_annotate); the work dir when empty");
 ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
           "extra flags for the uploadwatch server, e.g. --max_watches=100000 "
           "for a watch phase beyond the default cap");
@@ -155,11 +180,13 @@ v1::GetUploadingRequest TerminalGet() {
 }
 
 // One blocking GetUploading; the serialized answer.
-absl::StatusOr<std::string> GetOnce(std::shared_ptr<grpc::Channel> channel,
-                                    const v1::GetUploadingRequest& request) {
+absl::StatusOr<std::string> GetOnce(
+    std::shared_ptr<grpc::Channel> channel,
+    const v1::GetUploadingRequest& request,
+    absl::Duration deadline = absl::Seconds(10)) {
   auto stub = v1::UploadingService::NewStub(channel);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   v1::GetUploadingResponse response;
   const grpc::Status status = stub->GetUploading(&context, request, &response);
   if (!status.ok()) {
@@ -238,6 +265,8 @@ class Harness {
   absl::Status RunUnary();
   absl::Status RunWatch();
   absl::Status RunCounter();
+  absl::Status RunInstructions();
+  absl::Status RunScheduling();
 
  private:
   // The real server against the in-process simulator, with its production
@@ -245,29 +274,40 @@ class Harness {
   // 1 s polls to its pace (one every ~20 s for 4000/day), which is the
   // scheduler's job but not what these figures are about. The one client
   // stands for many callers: no per-caller watch cap.
+  // `wrapper` goes before the binary (valgrind and its flags).
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartUploadwatch(
-      absl::string_view name) {
+      absl::string_view name, std::vector<std::string> wrapper = {},
+      absl::Duration timeout = absl::Seconds(30)) {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
     env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
-    std::vector<std::string> args = {
-        absl::GetFlag(FLAGS_server_binary), "--listen=127.0.0.1:0",
+    std::vector<std::string> args = std::move(wrapper);
+    for (std::string arg : {
+        absl::GetFlag(FLAGS_server_binary), std::string("--listen=127.0.0.1:0"),
         absl::StrCat("--upstream_url=", metrica_->base_url()),
         absl::StrCat("--poll_interval=",
                      absl::FormatDuration(absl::GetFlag(FLAGS_poll_interval))),
-        "--daily_budget=0", "--max_watches_per_caller=0"};
+        std::string("--daily_budget=0"),
+        std::string("--max_watches_per_caller=0")}) {
+      args.push_back(std::move(arg));
+    }
     for (const std::string& flag : absl::GetFlag(FLAGS_uploadwatch_flags)) {
       args.push_back(flag);
     }
-    return ChildProcess::Start(args, env,
-                               absl::StrCat(work_dir_, "/", name, ".log"));
+    return ChildProcess::Start(
+        args, env, absl::StrCat(work_dir_, "/", name, ".log"), timeout);
   }
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartBare(
-      absl::string_view name) {
-    return ChildProcess::Start(
-        {absl::GetFlag(FLAGS_bare_binary), "--listen=127.0.0.1:0"},
-        absl::GetFlag(FLAGS_server_env),
-        absl::StrCat(work_dir_, "/", name, ".log"));
+      absl::string_view name, std::vector<std::string> wrapper = {},
+      absl::Duration timeout = absl::Seconds(30)) {
+    std::vector<std::string> args = std::move(wrapper);
+    args.push_back(absl::GetFlag(FLAGS_bare_binary));
+    args.push_back("--listen=127.0.0.1:0");
+    return ChildProcess::Start(args, absl::GetFlag(FLAGS_server_env),
+                               absl::StrCat(work_dir_, "/", name, ".log"),
+                               timeout);
   }
+  // Instructions per cached GetUploading of one server under callgrind.
+  absl::StatusOr<double> InstructionsPerCall(bool bare);
 
   // Starts `server` and opens the watches on it.
   absl::Status OpenWatches(absl::StatusOr<std::unique_ptr<ChildProcess>> server,
@@ -676,6 +716,104 @@ absl::Status Harness::RunCounter() {
   return absl::OkStatus();
 }
 
+// The Ir total of a callgrind profile (its "totals:" line, or "summary:").
+absl::StatusOr<double> CallgrindTotal(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("no profile ", path));
+  std::string line;
+  double total = -1;
+  while (std::getline(in, line)) {
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "totals:") ||
+        (total < 0 && absl::ConsumePrefix(&rest, "summary:"))) {
+      rest = absl::StripAsciiWhitespace(rest);
+      int64_t ir = 0;
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &ir)) total = ir;
+    }
+  }
+  if (total < 0) {
+    return absl::InternalError(absl::StrCat("no totals in ", path));
+  }
+  return total;
+}
+
+absl::StatusOr<double> Harness::InstructionsPerCall(bool bare) {
+  const std::string name = bare ? "callgrind_bare" : "callgrind_uploadwatch";
+  std::string dir = absl::GetFlag(FLAGS_callgrind_out_dir);
+  if (dir.empty()) dir = work_dir_;
+  const std::string profile = absl::StrCat(dir, "/", name, ".out");
+  // Counting starts zeroed by callgrind_control -z after the warm-up and
+  // ends with its dump (-d), which callgrind writes to `profile`.1.
+  std::vector<std::string> wrapper = {
+      absl::GetFlag(FLAGS_valgrind), "--tool=callgrind",
+      absl::StrCat("--callgrind-out-file=", profile)};
+  absl::StatusOr<std::unique_ptr<ChildProcess>> server =
+      bare ? StartBare(name, wrapper, absl::Minutes(3))
+           : StartUploadwatch(name, wrapper, absl::Minutes(3));
+  if (!server.ok()) return server.status();
+  const auto channels = MakeChannels(Target(**server),
+                                     absl::GetFlag(FLAGS_unary_channels));
+  const int outstanding = absl::GetFlag(FLAGS_unary_outstanding);
+  const v1::GetUploadingRequest request = TerminalGet();
+  // Under valgrind the first call (connection, upstream fetch) takes seconds.
+  if (absl::StatusOr<std::string> first =
+          GetOnce(channels[0], request, absl::Minutes(2));
+      !first.ok()) {
+    return first.status();
+  }
+  int64_t failed = RunUnaryCalls(channels, request, outstanding,
+                                 absl::GetFlag(FLAGS_callgrind_warmup_calls));
+  const std::string control = absl::GetFlag(FLAGS_callgrind_control);
+  const std::string log = absl::StrCat(work_dir_, "/", name, "_control.log");
+  const std::string pid = absl::StrCat((*server)->pid());
+  if (absl::Status s = RunCommand({control, "-z", pid}, log); !s.ok()) return s;
+  const int64_t calls = absl::GetFlag(FLAGS_callgrind_calls);
+  failed += RunUnaryCalls(channels, request, outstanding, calls);
+  if (absl::Status s = RunCommand({control, "-d", pid}, log); !s.ok()) return s;
+  (*server)->Stop(absl::Seconds(60));
+  if (failed > 0) {
+    return absl::InternalError(
+        absl::StrCat(failed, " GetUploading calls failed under callgrind"));
+  }
+  absl::StatusOr<double> total = CallgrindTotal(absl::StrCat(profile, ".1"));
+  if (!total.ok()) return total.status();
+  Progress(absl::StrFormat("instructions: %s: %.0f per call; profile %s.1",
+                           name, *total / calls, profile));
+  return *total / calls;
+}
+
+absl::Status Harness::RunInstructions() {
+  absl::StatusOr<double> ours = InstructionsPerCall(/*bare=*/false);
+  if (!ours.ok()) return ours.status();
+  absl::StatusOr<double> bare = InstructionsPerCall(/*bare=*/true);
+  if (!bare.ok()) return bare.status();
+  Print("unary_callgrind_calls", absl::GetFlag(FLAGS_callgrind_calls));
+  Print("unary_uploadwatch_instructions_per_call", *ours);
+  Print("unary_bare_instructions_per_call", *bare);
+  // Like unary_cpu_ratio: bare / ours, 1 when ours costs what gRPC does.
+  Print("unary_instructions_ratio", *bare / *ours, 3);
+  return absl::OkStatus();
+}
+
+absl::Status Harness::RunScheduling() {
+  const std::string binary = absl::GetFlag(FLAGS_scheduling_binary);
+  if (binary.empty()) {
+    return absl::InvalidArgumentError("--scheduling_binary is not set");
+  }
+  Progress("scheduling: CPU per poll round, 100 to 10,000 groups");
+  const std::string log = absl::StrCat(work_dir_, "/scheduling.log");
+  if (absl::Status s = RunCommand({binary}, log); !s.ok()) return s;
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "scheduling_")) {
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
 int Main() {
   // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would also
   // update a process-wide deadlock graph: the load generator is the same for
@@ -719,6 +857,10 @@ int Main() {
           &metrica, kToken, absl::GetFlag(FLAGS_server_binary),
           absl::GetFlag(FLAGS_server_env), work_dir,
           absl::GetFlag(FLAGS_poll_interval)});
+    } else if (phase == "scheduling") {
+      status = harness.RunScheduling();
+    } else if (phase == "instructions") {
+      status = harness.RunInstructions();
     } else {
       status =
           absl::InvalidArgumentError(absl::StrCat("unknown phase ", phase));

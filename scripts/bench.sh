@@ -8,6 +8,8 @@
 #   scripts/bench.sh --phases=unary --unary_pairs=9
 #   scripts/bench.sh --phases=replicas        # issue 14: 1 vs 3 replicas on Redis
 #   scripts/bench.sh --server_env=LD_PRELOAD=...   # bench/no_deadlock_detection.cc
+#   scripts/bench.sh --phases=instructions      # callgrind: instructions/call
+#   scripts/bench.sh --phases=scheduling        # CPU per poll round vs groups
 #
 # Arguments go to the harness: see
 # "$(bazel info -c opt bazel-bin)/bench/uploadwatch_bench" --help.
@@ -37,7 +39,8 @@ trap 'exit 130' INT TERM
 
 echo "bench: building (-c opt)..." >&2
 targets=(//bench:uploadwatch_bench //bench:bare_server
-         //bench:libno_deadlock_detection.so //service:uploading_server)
+         //bench:libno_deadlock_detection.so //service:uploading_server
+         //service/core:poll_scheduling_bench)
 if ! bazel build -c opt "${targets[@]}" >"$work/build.log" 2>&1; then
   cat "$work/build.log" >&2
   exit 1
@@ -53,6 +56,7 @@ echo "bench: $(nproc) CPUs, $cpu, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin/bench/uploadwatch_bench" \
   --server_binary="$bin/service/uploading_server" \
   --bare_binary="$bin/bench/bare_server" \
+  --scheduling_binary="$bin/service/core/poll_scheduling_bench" \
   --work_dir="$work" "$@" &
 harness=$!
 wait "$harness"

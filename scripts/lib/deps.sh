@@ -19,6 +19,7 @@ UPLOADWATCH_APT_PACKAGES=(
   golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
   golang-google-protobuf-dev golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc
   curl
+  valgrind
 )
 
 uploadwatch_install_deps() {

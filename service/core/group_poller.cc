@@ -38,11 +38,8 @@ void GroupPoller::Run(Actions& actions) {
 }
 
 size_t GroupPoller::TokenGroupsLocked(const std::string& fingerprint) const {
-  size_t n = 0;
-  for (const auto& [key, group] : groups_) {
-    if (key.token_fingerprint == fingerprint) ++n;
-  }
-  return n;
+  auto it = token_groups_.find(fingerprint);
+  return it == token_groups_.end() ? 0 : it->second;
 }
 
 void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
@@ -57,7 +54,9 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
       return;
     }
     const GroupKey& key = target.group;
-    Group& group = groups_[key];
+    auto [it, inserted] = groups_.try_emplace(key);
+    if (inserted) ++token_groups_[key.token_fingerprint];
+    Group& group = it->second;
     group.token = token;
     const absl::Time now = clock_->Now();
     // Counter watches are polled by every replica that has them (their
@@ -197,6 +196,10 @@ void GroupPoller::EraseLocked(Groups::iterator it, Actions& after) {
     }
   }
   pacer_->Forget(it->first);
+  auto count = token_groups_.find(it->first.token_fingerprint);
+  if (count != token_groups_.end() && --count->second == 0) {
+    token_groups_.erase(count);
+  }
   groups_.erase(it);
 }
 

@@ -492,6 +492,41 @@ TEST_F(UploadingHubTest, PollsStretchToTheDailyBudget) {
   EXPECT_EQ(client_.count("get"), 1);
 }
 
+// The Pacer divides the budget by the token's groups, which the poller
+// counts as groups come and go (not by scanning them, issue 15).
+TEST_F(UploadingHubTest, TheDailyBudgetIsSharedByTheTokensGroups) {
+  Put(1, v1::Uploading::MATCHED);
+  Put(2, v1::Uploading::MATCHED, kCounter + 1);
+  Put(3, v1::Uploading::MATCHED);
+  Start();
+  // A far reset, so that the few minutes below barely shorten what is left
+  // (the pace is left time * groups / spendable).
+  QuotaUsage usage;
+  usage.budget = 100000;
+  usage.used = 40000;
+  usage.resets_at = time_.Now() + absl::Hours(1000);
+  client_.SetDailyUsage(credentials_.fingerprint(), usage);
+  Watcher a, a2, b;
+  Subscribe(a, 1);
+  Subscribe(a2, 3);  // same group as a: still two groups
+  Subscribe(b, 2, kCounter + 1);
+  time_.Advance(absl::Milliseconds(20));
+  client_.ClearLog();
+  // 50,000 spendable over 1000 h for two groups: each polls once per 144 s.
+  time_.Advance(absl::Seconds(143));
+  EXPECT_EQ(client_.count("get") + client_.count("list"), 0);
+  time_.Advance(absl::Seconds(1));
+  EXPECT_EQ(client_.count("get") + client_.count("list"), 2);
+  // b's group ends: from a's next round on, a alone spends it (72 s).
+  hub_->Unsubscribe(&b);
+  time_.Advance(absl::Seconds(144));
+  client_.ClearLog();
+  time_.Advance(absl::Seconds(71));
+  EXPECT_EQ(client_.count("get") + client_.count("list"), 0);
+  time_.Advance(absl::Seconds(1));
+  EXPECT_EQ(client_.count("get") + client_.count("list"), 1);
+}
+
 TEST_F(UploadingHubTest, TheWatchCapIsEnforced) {
   options_.max_watches = 2;
   Put(1, v1::Uploading::MATCHED);

@@ -170,6 +170,7 @@ void UploadingServer::Shutdown(absl::Duration grace) {
   upstream_.reset();
   scheduler_.reset();
   executor_.reset();
+  if (log_ != nullptr) log_->Flush();  // every RPC's line before "stopped"
 }
 
 UploadingServer::~UploadingServer() { Shutdown(absl::ZeroDuration()); }
