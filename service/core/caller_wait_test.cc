@@ -10,28 +10,25 @@
 #include "service/common/status_details.h"
 #include "service/core/uploading_hub.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/hub_test_util.h"
 #include "service/testing/simulated_time.h"
 
 namespace uploadwatch {
 namespace {
 
+using ::uploadwatch::testing::CountingSubscriber;
+using ::uploadwatch::testing::ErrorReason;
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::kCounter;
+using ::uploadwatch::testing::kServerToken;
+using ::uploadwatch::testing::MakeUploading;
 using ::uploadwatch::testing::SimulatedTime;
 
-constexpr int32_t kCounter = 2215573;
-constexpr char kServerToken[] = "AQAAAAA-server-token";
-
-v1::Uploading Make(int64_t id) {
-  v1::Uploading u;
-  u.set_id(id);
-  u.set_status(v1::Uploading::PREPARED);
-  return u;
-}
 
 class CallerWaitTest : public ::testing::Test {
  protected:
   CallerWaitTest() : client_(&time_) {
-    for (int64_t id = 1; id <= 5; ++id) client_.SetUploading(kCounter, Make(id));
+    for (int64_t id = 1; id <= 5; ++id) client_.SetUploading(kCounter, MakeUploading(id));
     client_.set_hold(true);  // answers come when the test releases them
     hub_ = std::make_unique<UploadingHub>(&client_, &time_, &time_, &time_,
                                           UploadingHub::Options{});

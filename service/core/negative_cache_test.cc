@@ -9,31 +9,20 @@
 #include "service/common/status_details.h"
 #include "service/core/uploading_hub.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/hub_test_util.h"
 #include "service/testing/simulated_time.h"
 
 namespace uploadwatch {
 namespace {
 
+using ::uploadwatch::testing::CountingSubscriber;
+using ::uploadwatch::testing::ErrorReason;
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::kCounter;
+using ::uploadwatch::testing::kServerToken;
+using ::uploadwatch::testing::MakeUploading;
 using ::uploadwatch::testing::SimulatedTime;
 
-constexpr int32_t kCounter = 2215573;
-constexpr char kServerToken[] = "AQAAAAA-server-token";
-
-class NullSubscriber : public Subscriber {
- public:
-  void OnState(const UploadingState&) override { ++states; }
-  void OnError(const absl::Status& s) override { error = s; }
-  int states = 0;
-  std::optional<absl::Status> error;
-};
-
-v1::Uploading Make(int64_t id, v1::Uploading::Status status) {
-  v1::Uploading u;
-  u.set_id(id);
-  u.set_status(status);
-  return u;
-}
 
 class NegativeCacheTest : public ::testing::Test {
  protected:
@@ -69,10 +58,6 @@ class NegativeCacheTest : public ::testing::Test {
     time_.Advance(absl::Milliseconds(20));
     EXPECT_EQ(out.size(), 1u);
     return out.empty() ? absl::UnknownError("no answer") : out[0];
-  }
-  static std::string Reason(const absl::Status& s) {
-    std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(s);
-    return info ? info->reason() : "";
   }
 
   SimulatedTime time_;
@@ -121,7 +106,7 @@ TEST_F(NegativeCacheTest, TransientErrorsAreNotRemembered) {
   client_.Fail({.endpoint = "get",
                 .status = absl::UnavailableError("502"),
                 .times = 1});
-  client_.SetUploading(kCounter, Make(7, v1::Uploading::PROCESSED));
+  client_.SetUploading(kCounter, MakeUploading(7, v1::Uploading::PROCESSED));
   Start();
   EXPECT_EQ(GetNow(own_, 7).code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(GetNow(own_, 7).ok());
@@ -130,7 +115,7 @@ TEST_F(NegativeCacheTest, TransientErrorsAreNotRemembered) {
 TEST_F(NegativeCacheTest, ANewWatchIsAnsweredFromIt) {
   Start();
   ASSERT_EQ(GetNow(own_, 404).code(), absl::StatusCode::kNotFound);
-  NullSubscriber w;
+  CountingSubscriber w;
   const absl::Status s = hub_->Subscribe(own_, kCounter, 404, &w);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   time_.Advance(absl::Seconds(1));
@@ -141,7 +126,7 @@ TEST_F(NegativeCacheTest, ANewWatchIsAnsweredFromIt) {
 TEST_F(NegativeCacheTest, AListThatShowsTheUploadingForgetsTheNotFound) {
   Start();
   ASSERT_EQ(GetNow(own_, 9).code(), absl::StatusCode::kNotFound);
-  client_.SetUploading(kCounter, Make(9, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(9, v1::Uploading::UPLOADED));
   ListParams params;
   params.counter_id = kCounter;
   bool listed = false;
@@ -159,7 +144,7 @@ TEST_F(NegativeCacheTest, AListThatShowsTheUploadingForgetsTheNotFound) {
 TEST_F(NegativeCacheTest, ItIsPerToken) {
   Start();
   ASSERT_EQ(GetNow(own_, 404).code(), absl::StatusCode::kNotFound);
-  client_.SetUploading(kCounter, Make(404, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(404, v1::Uploading::UPLOADED));
   EXPECT_TRUE(GetNow(Credentials("AQAAAAA-another-token"), 404).ok());
 }
 
@@ -184,12 +169,12 @@ TEST_F(CallerShareTest, MissingIdsFromOneCallerDoNotLockOutOthers) {
   for (int i = 0; i < 40; ++i) {
     const absl::Status s = GetNow(Caller("ip:10.0.0.66"), 1000 + i);
     if (s.code() == absl::StatusCode::kNotFound) ++sent;
-    if (Reason(s) == "CALLER_BUDGET_EXHAUSTED") ++upstream_refused;
+    if (ErrorReason(s) == "CALLER_BUDGET_EXHAUSTED") ++upstream_refused;
   }
   EXPECT_EQ(sent, 5);
   EXPECT_EQ(upstream_refused, 35);
   EXPECT_EQ(client_.count("get"), 5);
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::PROCESSED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
   EXPECT_TRUE(GetNow(Caller("ip:10.0.0.7"), 12).ok());
 }
 
@@ -210,7 +195,7 @@ TEST_F(CallerShareTest, ACallerKeepsOthersSlotsFree) {
   std::vector<absl::Status>& out = held_answers_;
   for (int id = 1; id <= 4; ++id) StartGet(Caller("ip:1"), id, &out);
   ASSERT_EQ(out.size(), 1u);  // the 4th refused at once: 3 slots in all
-  EXPECT_EQ(Reason(out[0]), "CALLER_CONCURRENCY");
+  EXPECT_EQ(ErrorReason(out[0]), "CALLER_CONCURRENCY");
   // Another caller still gets in (its share), and joining a request under
   // way costs no slot.
   StartGet(Caller("ip:2"), 5, &out);
@@ -220,17 +205,17 @@ TEST_F(CallerShareTest, ACallerKeepsOthersSlotsFree) {
 }
 
 TEST_F(CallerShareTest, CacheHitsCostNothing) {
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::PROCESSED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
   Start();
   for (int i = 0; i < 50; ++i) EXPECT_TRUE(GetNow(Caller("ip:1"), 12).ok());
   EXPECT_EQ(client_.count("get"), 1);
 }
 
 TEST_F(CallerShareTest, PollsKeepTheirPartWhateverCallersSpend) {
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
   Start();
   // Opened first: its first state is a callers' request too (one of 20).
-  NullSubscriber w;
+  CountingSubscriber w;
   ASSERT_TRUE(hub_->Subscribe(Caller("ip:watcher"), kCounter, 12, &w).ok());
   time_.Advance(absl::Milliseconds(20));
   ASSERT_EQ(w.states, 1);
@@ -278,7 +263,7 @@ TEST_F(JunkTokenTest, RepeatedCallsWithAJunkTokenAskMetricaOnce) {
   for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(GetNow(junk, 12 + i).code(), absl::StatusCode::kUnauthenticated);
   }
-  NullSubscriber w;
+  CountingSubscriber w;
   EXPECT_EQ(hub_->Subscribe(junk, kCounter, 99, &w).code(),
             absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(client_.count("get"), 1);
@@ -292,7 +277,7 @@ TEST_F(JunkTokenTest, JunkTokensShareOneSmallBucket) {
     const absl::Status s =
         GetNow(Credentials("bogus-" + std::to_string(i)), 12);
     if (s.code() == absl::StatusCode::kUnauthenticated) ++unauthenticated;
-    if (Reason(s) == "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED") ++refused;
+    if (ErrorReason(s) == "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED") ++refused;
   }
   EXPECT_EQ(unauthenticated, 10);
   EXPECT_EQ(refused, 290);
@@ -302,7 +287,7 @@ TEST_F(JunkTokenTest, JunkTokensShareOneSmallBucket) {
 
 TEST_F(JunkTokenTest, AnAcceptedTokenLeavesTheBucket) {
   client_.ClearFailures();
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::PROCESSED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::PROCESSED));
   options_.cache_ttl = absl::ZeroDuration();
   Start();
   for (int i = 0; i < 30; ++i) EXPECT_TRUE(GetNow(own_, 12).ok()) << i;

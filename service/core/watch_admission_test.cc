@@ -12,36 +12,20 @@
 #include "service/common/status_details.h"
 #include "service/core/uploading_hub.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/hub_test_util.h"
 #include "service/testing/simulated_time.h"
 
 namespace uploadwatch {
 namespace {
 
+using ::uploadwatch::testing::CountingSubscriber;
+using ::uploadwatch::testing::ErrorReason;
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::kCounter;
+using ::uploadwatch::testing::kServerToken;
+using ::uploadwatch::testing::MakeUploading;
 using ::uploadwatch::testing::SimulatedTime;
 
-constexpr int32_t kCounter = 2215573;
-constexpr char kServerToken[] = "AQAAAAA-server-token";
-
-class Recorder : public Subscriber {
- public:
-  void OnState(const UploadingState&) override { ++states; }
-  void OnError(const absl::Status& s) override { error = s; }
-  int states = 0;
-  std::optional<absl::Status> error;
-};
-
-v1::Uploading Make(int64_t id, v1::Uploading::Status status) {
-  v1::Uploading u;
-  u.set_id(id);
-  u.set_status(status);
-  return u;
-}
-
-std::string Reason(const absl::Status& s) {
-  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(s);
-  return info ? info->reason() : "";
-}
 
 class WatchAdmissionTest : public ::testing::Test {
  protected:
@@ -74,14 +58,14 @@ class WatchAdmissionTest : public ::testing::Test {
     return c;
   }
   // Opens a watch (kept until TearDown) and lets its first fetch answer.
-  Recorder* Watch(const Credentials& c, int64_t id, absl::Status* status) {
-    watches_.push_back(std::make_unique<Recorder>());
+  CountingSubscriber* Watch(const Credentials& c, int64_t id, absl::Status* status) {
+    watches_.push_back(std::make_unique<CountingSubscriber>());
     *status = hub_->Subscribe(c, kCounter, id, watches_.back().get());
     time_.Advance(absl::Milliseconds(20));
     return watches_.back().get();
   }
-  Recorder* WatchCounter(const Credentials& c, absl::Status* status) {
-    watches_.push_back(std::make_unique<Recorder>());
+  CountingSubscriber* WatchCounter(const Credentials& c, absl::Status* status) {
+    watches_.push_back(std::make_unique<CountingSubscriber>());
     *status = hub_->SubscribeCounter(c, kCounter, v1::Uploading::BASIC,
                                      watches_.back().get());
     time_.Advance(absl::Milliseconds(20));
@@ -99,7 +83,7 @@ class WatchAdmissionTest : public ::testing::Test {
   FakeMetricaClient client_;
   UploadingHub::Options options_;
   std::unique_ptr<UploadingHub> hub_;
-  std::vector<std::unique_ptr<Recorder>> watches_;
+  std::vector<std::unique_ptr<CountingSubscriber>> watches_;
 };
 
 TEST_F(WatchAdmissionTest, WatchesOfMissingIdsAreChargedToTheCaller) {
@@ -107,12 +91,12 @@ TEST_F(WatchAdmissionTest, WatchesOfMissingIdsAreChargedToTheCaller) {
   int not_found = 0, refused = 0;
   for (int i = 0; i < 40; ++i) {
     absl::Status s;
-    Recorder* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
+    CountingSubscriber* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
     if (w->error && w->error->code() == absl::StatusCode::kNotFound) {
       ++not_found;
     }
     if (s.code() == absl::StatusCode::kResourceExhausted) {
-      EXPECT_EQ(Reason(s), "CALLER_BUDGET_EXHAUSTED") << s;
+      EXPECT_EQ(ErrorReason(s), "CALLER_BUDGET_EXHAUSTED") << s;
       ++refused;
     }
   }
@@ -120,11 +104,11 @@ TEST_F(WatchAdmissionTest, WatchesOfMissingIdsAreChargedToTheCaller) {
   EXPECT_EQ(refused, 35);
   EXPECT_EQ(client_.count("get"), 5);
   // Another caller's Get and watch still go through.
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
   EXPECT_TRUE(GetNow(Caller("ip:10.0.0.7"), 12).ok());
   absl::Status s;
-  client_.SetUploading(kCounter, Make(13, v1::Uploading::UPLOADED));
-  Recorder* other = Watch(Caller("ip:10.0.0.8"), 13, &s);
+  client_.SetUploading(kCounter, MakeUploading(13, v1::Uploading::UPLOADED));
+  CountingSubscriber* other = Watch(Caller("ip:10.0.0.8"), 13, &s);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(other->states, 1);
 }
@@ -132,15 +116,15 @@ TEST_F(WatchAdmissionTest, WatchesOfMissingIdsAreChargedToTheCaller) {
 TEST_F(WatchAdmissionTest, WatchesOfExistingIdsAreChargedToTheCaller) {
   options_.batch_min_uploadings = 1000;  // one Get each, no List
   for (int i = 0; i < 40; ++i) {
-    client_.SetUploading(kCounter, Make(1000 + i, v1::Uploading::UPLOADED));
+    client_.SetUploading(kCounter, MakeUploading(1000 + i, v1::Uploading::UPLOADED));
   }
   Start();
   int shown = 0, refused = 0;
   for (int i = 0; i < 40; ++i) {
     absl::Status s;
-    Recorder* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
+    CountingSubscriber* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
     shown += w->states;
-    if (Reason(s) == "CALLER_BUDGET_EXHAUSTED") ++refused;
+    if (ErrorReason(s) == "CALLER_BUDGET_EXHAUSTED") ++refused;
   }
   EXPECT_EQ(shown, 5);
   EXPECT_EQ(refused, 35);
@@ -149,13 +133,13 @@ TEST_F(WatchAdmissionTest, WatchesOfExistingIdsAreChargedToTheCaller) {
 
 TEST_F(WatchAdmissionTest, StatesABatchedListBroughtAreFree) {
   for (int i = 0; i < 40; ++i) {
-    client_.SetUploading(kCounter, Make(1000 + i, v1::Uploading::UPLOADED));
+    client_.SetUploading(kCounter, MakeUploading(1000 + i, v1::Uploading::UPLOADED));
   }
   Start();
   int shown = 0;
   for (int i = 0; i < 40; ++i) {
     absl::Status s;
-    Recorder* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
+    CountingSubscriber* w = Watch(Caller("ip:10.0.0.66"), 1000 + i, &s);
     EXPECT_TRUE(s.ok()) << i << " " << s;
     shown += w->states;
   }
@@ -165,8 +149,8 @@ TEST_F(WatchAdmissionTest, StatesABatchedListBroughtAreFree) {
 }
 
 TEST_F(WatchAdmissionTest, JoiningAWatchOrAFreshStateCostsNothing) {
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
-  client_.SetUploading(kCounter, Make(13, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(13, v1::Uploading::UPLOADED));
   Start();
   absl::Status s;
   ASSERT_TRUE(Watch(Caller("ip:1"), 12, &s)->states == 1 && s.ok()) << s;
@@ -176,18 +160,18 @@ TEST_F(WatchAdmissionTest, JoiningAWatchOrAFreshStateCostsNothing) {
     EXPECT_EQ(GetNow(Caller("ip:2"), 2000 + i).code(),
               absl::StatusCode::kNotFound);
   }
-  ASSERT_EQ(Reason(GetNow(Caller("ip:2"), 2999)), "CALLER_BUDGET_EXHAUSTED");
+  ASSERT_EQ(ErrorReason(GetNow(Caller("ip:2"), 2999)), "CALLER_BUDGET_EXHAUSTED");
   // ...and may still join what is watched, or start from a fresh state.
-  Recorder* joined = Watch(Caller("ip:2"), 12, &s);
+  CountingSubscriber* joined = Watch(Caller("ip:2"), 12, &s);
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(joined->states, 1);
-  Recorder* fresh = Watch(Caller("ip:2"), 13, &s);
+  CountingSubscriber* fresh = Watch(Caller("ip:2"), 13, &s);
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(fresh->states, 1);
 }
 
 TEST_F(WatchAdmissionTest, PollsOfOpenWatchesAreNotCharged) {
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
   Start();
   absl::Status s;
   ASSERT_TRUE(Watch(Caller("ip:1"), 12, &s)->states == 1 && s.ok()) << s;
@@ -199,11 +183,11 @@ TEST_F(WatchAdmissionTest, PollsOfOpenWatchesAreNotCharged) {
               absl::StatusCode::kNotFound)
         << i;
   }
-  EXPECT_EQ(Reason(GetNow(Caller("ip:1"), 2999)), "CALLER_BUDGET_EXHAUSTED");
+  EXPECT_EQ(ErrorReason(GetNow(Caller("ip:1"), 2999)), "CALLER_BUDGET_EXHAUSTED");
 }
 
 TEST_F(WatchAdmissionTest, CounterWatchesPayForTheirFirstRound) {
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
   Start();
   for (int i = 0; i < 5; ++i) {
     absl::Status s;
@@ -212,7 +196,7 @@ TEST_F(WatchAdmissionTest, CounterWatchesPayForTheirFirstRound) {
   }
   absl::Status s;
   WatchCounter(Caller("ip:1"), &s);
-  EXPECT_EQ(Reason(s), "CALLER_BUDGET_EXHAUSTED") << s;
+  EXPECT_EQ(ErrorReason(s), "CALLER_BUDGET_EXHAUSTED") << s;
   WatchCounter(Caller("ip:2"), &s);
   EXPECT_TRUE(s.ok()) << s;
 }
@@ -220,7 +204,7 @@ TEST_F(WatchAdmissionTest, CounterWatchesPayForTheirFirstRound) {
 TEST_F(WatchAdmissionTest, CallersWithTheirOwnTokenAreNotCharged) {
   Start();
   const Credentials own("AQAAAAA-callers-own-token");
-  client_.SetUploading(kCounter, Make(1, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(1, v1::Uploading::UPLOADED));
   ASSERT_TRUE(GetNow(own, 1).ok());  // accepted by Metrica from now on
   for (int i = 0; i < 40; ++i) {
     absl::Status s;
@@ -232,7 +216,7 @@ TEST_F(WatchAdmissionTest, CallersWithTheirOwnTokenAreNotCharged) {
 
 TEST_F(WatchAdmissionTest, OpenWatchesPerCallerAreCapped) {
   options_.max_watches_per_caller = 3;
-  client_.SetUploading(kCounter, Make(12, v1::Uploading::UPLOADED));
+  client_.SetUploading(kCounter, MakeUploading(12, v1::Uploading::UPLOADED));
   Start();
   absl::Status s;
   for (int i = 0; i < 3; ++i) {
@@ -241,9 +225,9 @@ TEST_F(WatchAdmissionTest, OpenWatchesPerCallerAreCapped) {
   }
   Watch(Caller("ip:1"), 12, &s);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(Reason(s), "CALLER_WATCH_LIMIT") << s;
+  EXPECT_EQ(ErrorReason(s), "CALLER_WATCH_LIMIT") << s;
   WatchCounter(Caller("ip:1"), &s);  // both kinds count
-  EXPECT_EQ(Reason(s), "CALLER_WATCH_LIMIT") << s;
+  EXPECT_EQ(ErrorReason(s), "CALLER_WATCH_LIMIT") << s;
   Watch(Caller("ip:2"), 12, &s);
   EXPECT_TRUE(s.ok()) << "another caller has its own allowance: " << s;
   // A closed watch frees its place; a refused one never took one.
@@ -251,7 +235,7 @@ TEST_F(WatchAdmissionTest, OpenWatchesPerCallerAreCapped) {
   Watch(Caller("ip:1"), 12, &s);
   EXPECT_TRUE(s.ok()) << s;
   Watch(Caller("ip:1"), 12, &s);
-  EXPECT_EQ(Reason(s), "CALLER_WATCH_LIMIT") << s;
+  EXPECT_EQ(ErrorReason(s), "CALLER_WATCH_LIMIT") << s;
   // Callers with their own token are not counted here.
   const Credentials own("AQAAAAA-callers-own-token");
   for (int i = 0; i < 5; ++i) {
@@ -263,12 +247,12 @@ TEST_F(WatchAdmissionTest, OpenWatchesPerCallerAreCapped) {
 TEST_F(WatchAdmissionTest, ANewTokensBurstOfWatchesCostsTheBucketOne) {
   options_.tokens.unverified_per_day = 2;
   for (int i = 0; i < 50; ++i) {
-    client_.SetUploading(kCounter, Make(1000 + i, v1::Uploading::UPLOADED));
+    client_.SetUploading(kCounter, MakeUploading(1000 + i, v1::Uploading::UPLOADED));
   }
   Start();
   const Credentials fresh("AQAAAAA-a-new-token");
   for (int i = 0; i < 50; ++i) {  // a dashboard opening, all at once
-    watches_.push_back(std::make_unique<Recorder>());
+    watches_.push_back(std::make_unique<CountingSubscriber>());
     const absl::Status s =
         hub_->Subscribe(fresh, kCounter, 1000 + i, watches_.back().get());
     ASSERT_TRUE(s.ok()) << i << " " << s;
@@ -296,11 +280,11 @@ TEST_F(JunkTokenWatchTest, WatchesWithJunkTokensShareTheUnverifiedBucket) {
   int unauthenticated = 0, refused = 0;
   for (int i = 0; i < 300; ++i) {
     absl::Status s;
-    Recorder* w = Watch(Credentials("bogus-" + std::to_string(i)), 12, &s);
+    CountingSubscriber* w = Watch(Credentials("bogus-" + std::to_string(i)), 12, &s);
     if (w->error && w->error->code() == absl::StatusCode::kUnauthenticated) {
       ++unauthenticated;
     }
-    if (Reason(s) == "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED") ++refused;
+    if (ErrorReason(s) == "UNVERIFIED_TOKEN_BUDGET_EXHAUSTED") ++refused;
   }
   EXPECT_EQ(unauthenticated, 10);
   EXPECT_EQ(refused, 290);
@@ -312,7 +296,7 @@ TEST_F(JunkTokenWatchTest, ACounterWatchWithARejectedTokenAsksNothing) {
   Start();
   const Credentials junk("bogus-1");
   absl::Status s;
-  Recorder* w = WatchCounter(junk, &s);
+  CountingSubscriber* w = WatchCounter(junk, &s);
   ASSERT_TRUE(s.ok()) << s;
   ASSERT_TRUE(w->error.has_value());
   EXPECT_EQ(w->error->code(), absl::StatusCode::kUnauthenticated);
