@@ -357,10 +357,16 @@ TEST_F(CurlMetricaClientTest, SlowReplyEndsAtTheDeadline) {
 }
 
 TEST_F(CurlMetricaClientTest, DeadlineAfterFailedAttemptsQuotesTheLastError) {
+  // The deadline must fall inside the second attempt whatever the machine's
+  // speed: the first 503 comes at ~500 ms, the retry starts within the
+  // fixture's 50 ms backoff cap, and 800 ms is deep inside its 500 ms. (With
+  // short attempts the outcome hung on jitter: a retry that cannot start
+  // before the deadline ends the call at once with the attempt's own
+  // UNAVAILABLE, which is right, but not what this case is about.)
   Fault fault = Reply(503, "backend_error");
-  fault.delay = absl::Milliseconds(100);
+  fault.delay = absl::Milliseconds(500);
   Inject(fault);
-  GetResult result = Get(kToken, kUploadingId, absl::Milliseconds(250));
+  GetResult result = Get(kToken, kUploadingId, absl::Milliseconds(800));
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(std::string(result.status().message()),
               HasSubstr("last error: Metrica 503 backend_error"));
