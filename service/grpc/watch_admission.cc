@@ -50,8 +50,12 @@ absl::StatusOr<Credentials> WatchAdmission::Admit(
 void WatchAdmission::Release() {
   if (alive_ != nullptr) {
     deps_.scheduler->Cancel(lifetime_timer_);
-    absl::MutexLock lock(&alive_->mu);  // waits for a running expire
-    alive_->expire = nullptr;
+    {
+      absl::MutexLock lock(&alive_->mu);  // waits for a running expire
+      alive_->expire = nullptr;
+    }
+    // Outside the lock: with the timer cancelled or done, this may be the
+    // last reference, and a mutex must not be destroyed while held.
     alive_.reset();
   }
   if (counted_) {
