@@ -118,26 +118,43 @@ void EventLoop::Run() {
   std::vector<pollfd> fds;
   std::vector<FdWatch*> polled;
   while (true) {
-    // 1. Tasks and due timers.
+    // 1. Tasks, then due timers.
     std::vector<absl::AnyInvocable<void()>> ready;
-    absl::Duration wait = absl::InfiniteDuration();
+    absl::Time now;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       ready.swap(tasks_);
-      absl::Time now = absl::Now();
-      while (!timers_.empty() && timers_.begin()->first.first <= now) {
-        timer_due_.erase(timers_.begin()->first.second);
-        ready.push_back(std::move(timers_.begin()->second));
-        timers_.erase(timers_.begin());
-      }
-      if (!timers_.empty()) wait = timers_.begin()->first.first - now;
+      now = absl::Now();
     }
     for (auto& task : ready) task();
+    bool ran = !ready.empty();
+    // Due timers are taken one at a time, each only if it is still there:
+    // a task or an earlier timer may cancel a later one (a reply that
+    // arrived cancels its own timeout, whose Pending is then freed), and a
+    // timer taken out in a batch could no longer be cancelled.
+    absl::Duration wait = absl::InfiniteDuration();
+    while (true) {
+      absl::AnyInvocable<void()> timer;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+        if (timers_.empty()) break;
+        if (timers_.begin()->first.first > now) {
+          wait = timers_.begin()->first.first - now;
+          break;
+        }
+        timer_due_.erase(timers_.begin()->first.second);
+        timer = std::move(timers_.begin()->second);
+        timers_.erase(timers_.begin());
+      }
+      timer();
+      ran = true;
+    }
     // Sockets are polled after every batch, even when more tasks keep coming:
     // a stream of commands must not keep their replies from being read.
     // (Tasks posted meanwhile wrote the eventfd: poll returns at once.)
-    if (!ready.empty()) wait = absl::ZeroDuration();
+    if (ran) wait = absl::ZeroDuration();
 
     // 2. Sockets.
     fds.clear();

@@ -43,7 +43,9 @@ class EventLoop {
 
   void Post(absl::AnyInvocable<void()> task);
   TimerId RunAfter(absl::Duration delay, absl::AnyInvocable<void()> task);
-  // No effect when the timer already ran or was cancelled.
+  // No effect when the timer already ran or was cancelled. A timer cancelled
+  // before it starts never runs, even when it is already due (so a task on
+  // the loop may cancel a timer and free what the timer would touch).
   void Cancel(TimerId id);
   // Runs `task` on the loop and waits for it: for setup and teardown outside
   // the loop thread only (runs inline when called on it).
