@@ -542,6 +542,54 @@ TEST_F(MultiReplicaTest, ACountersUploadingsWatchedOverThreeReplicasArePolledAsO
   }
 }
 
+// The group's poller loses its last watcher: it hands the lease back at
+// once, and a replica that still has watchers of the group takes it over
+// (within the lease time) and polls for everybody left.
+TEST_F(MultiReplicaTest, TheHoldersLastWatcherLeavingHandsTheGroupOver) {
+  metrica_->AddUploading(kCounter, MakeUploading(200, v1::Uploading::MATCHED));
+  metrica_->AddUploading(kCounter, MakeUploading(201, v1::Uploading::MATCHED));
+  StartReplicas(3);
+  // Every replica watches 200; 201 has a watcher on each replica too, so
+  // whichever replica holds the group, the others still watch both.
+  std::vector<std::vector<std::unique_ptr<Watch>>> on(3);
+  for (int i = 0; i < 3; ++i) {
+    for (int64_t id : {200, 201}) {
+      on[i].push_back(std::make_unique<Watch>(replicas_[i]->channel(), id));
+    }
+  }
+  for (auto& watches : on) {
+    for (auto& w : watches) {
+      ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+    }
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(200)) >= 0; },
+                         absl::Seconds(5)));
+  on[holder].clear();  // its last watchers leave
+  const absl::Time left = absl::Now();
+  int next = -1;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        next = Holder(200);
+        return next >= 0 && next != holder;
+      },
+      absl::Seconds(5)));
+  const absl::Duration moved = absl::Now() - left;
+  std::printf("FIGURE the group's poll moved %s after its holder's last "
+              "watcher left\n",
+              absl::FormatDuration(moved).c_str());
+  // Released at once, taken at the next try (TTL/3): within the lease time.
+  EXPECT_LT(moved, absl::Milliseconds(1500));
+  metrica_->SetUploading(kCounter, MakeUploading(200, v1::Uploading::PROCESSED));
+  metrica_->SetUploading(kCounter, MakeUploading(201, v1::Uploading::PROCESSED));
+  for (int i = 0; i < 3; ++i) {
+    for (auto& w : on[i]) {
+      EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)))
+          << "replica " << i << " uploading " << w->id();
+    }
+  }
+}
+
 // `n` Gets of distinct uploadings (no coalescing), spread over the replicas,
 // all at once; how many succeeded.
 int ParallelGets(std::vector<std::unique_ptr<Replica>>& replicas, int64_t first,
