@@ -20,6 +20,7 @@ bool GroupOf(const std::string& name, std::string* group, int64_t* id) {
   return true;
 }
 
+// The PollUploadingKey of `id` in `group` (a PollGroupKey).
 std::string UploadingName(const std::string& group, int64_t id) {
   return absl::StrCat(group, ":", id);
 }
@@ -41,12 +42,15 @@ StreamBridge::StreamBridge(CoordinatorOptions options) {
 
 StreamBridge::~StreamBridge() {
   Detach();
+  // After this no callback of ours runs on the loop with the coordinator
+  // (each checks stopping_ first; this task waits for the one under way).
+  coordinator_->commands().loop()->RunSync([this] { stopping_ = true; });
   coordinator_->commands().RemoveStateListener(listener_);
   coordinator_.reset();
 }
 
 void StreamBridge::OnConnectionState(ConnectionState state) {
-  if (state != ConnectionState::kConnected) return;
+  if (stopping_ || state != ConnectionState::kConnected) return;
   absl::flat_hash_map<std::string, int64_t> unsent;
   {
     absl::MutexLock lock(&mu_);
@@ -56,6 +60,7 @@ void StreamBridge::OnConnectionState(ConnectionState state) {
 }
 
 void StreamBridge::RaiseFloor(const std::string& name, int64_t version) {
+  if (stopping_) return;
   coordinator_->history().RaiseFloor(
       name, version, [this, name, version](absl::StatusOr<bool> marked) {
         if (marked.ok()) return;
@@ -88,6 +93,7 @@ void StreamBridge::PollChanged(const std::string& name, bool should_poll) {
 }
 
 void StreamBridge::OnChange(const std::string& group, bool should_poll) {
+  if (stopping_) return;
   PollChanged(group, should_poll);
   if (coordinator_->leases().Holds(group)) {
     // The holder polls every replica's wants: read them now.
@@ -122,6 +128,7 @@ void StreamBridge::UnfollowLater(std::vector<std::string> names) {
   // On the loop, where deliveries run: one wanted again meanwhile keeps its
   // subscription (its new Follow finds it there).
   coordinator_->commands().loop()->Post([this, names = std::move(names)] {
+    if (stopping_) return;
     for (const auto& name : names) {
       {
         absl::MutexLock lock(&mu_);
@@ -151,6 +158,7 @@ void StreamBridge::DropOthers(const std::string& group) {
 
 void StreamBridge::OnWanted(const std::string& group,
                             const std::vector<int64_t>& ids) {
+  if (stopping_) return;
   if (!coordinator_->leases().Holds(group)) return DropOthers(group);
   std::vector<std::pair<std::string, uint64_t>> follow;
   std::vector<std::string> unfollow;
@@ -183,7 +191,7 @@ void StreamBridge::OnWanted(const std::string& group,
 
 void StreamBridge::OnNotice(const std::string& group, const StreamEntry& entry) {
   int64_t id = 0;
-  if (!absl::SimpleAtoi(entry.payload, &id)) return;  // not a notice
+  if (stopping_ || !absl::SimpleAtoi(entry.payload, &id)) return;
   if (!coordinator_->leases().Holds(group)) return;
   uint64_t generation = 0;
   {
@@ -285,6 +293,7 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
   coordinator_->history().Last(
       name, [this, name, generation](
                 absl::StatusOr<std::optional<StreamEntry>> last) {
+        if (stopping_) return;
         {
           absl::MutexLock lock(&mu_);
           auto it = followed_.find(name);

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_REDIS_STREAM_BRIDGE_H_
 #define UPLOADWATCH_SERVICE_REDIS_STREAM_BRIDGE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -121,6 +122,10 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   void PollChanged(const std::string& name, bool should_poll);
 
   std::unique_ptr<RedisCoordinator> coordinator_;
+  // Set on the loop when destruction begins: the coordinator's parts go
+  // away one by one, and a callback still to come (a lease change, a failed
+  // command, a posted unsubscribe) must not reach for them.
+  std::atomic<bool> stopping_{false};
 
   mutable absl::Mutex hub_mu_;
   UploadingHub* hub_ ABSL_GUARDED_BY(hub_mu_) = nullptr;
