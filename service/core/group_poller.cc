@@ -162,8 +162,8 @@ void GroupPoller::OwnershipChanged(const std::string& name, bool should_poll) {
     if (group.polling) {
       group.rerun = true;
     } else if (clock_->Now() >= pacer_->PausedUntil(key.token_fingerprint)) {
-      // Gained (the holder died or left), or another replica's watcher wants
-  // an uploading of it: poll now, it may be overdue.
+      // Gained (the holder died or left), or another replica's watcher
+      // wants an uploading of it: poll now, it may be overdue.
       StartRoundLocked(key, group, after);
     }
   }
