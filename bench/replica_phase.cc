@@ -392,9 +392,9 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     watches.push_back(
         std::make_unique<MarkerWatch>(MakeChannels(Target(s), 1)[0], id));
   }
-  // lease:<token fingerprint>:<counter>:<uploading>
+  // lease:<token fingerprint>:<counter>: one per (token, counter) group
   const std::string lease_pattern =
-      absl::StrCat("KEYS ", kPrefix, "lease:*:", kReplicaCounter, ":", id);
+      absl::StrCat("KEYS ", kPrefix, "lease:*:", kReplicaCounter);
   for (const auto& w : watches) {  // first states: the lease is taken
     if (!w->Await(0, absl::Seconds(30))) {
       return absl::DeadlineExceededError("no first state on a replica");

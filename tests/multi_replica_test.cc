@@ -174,7 +174,7 @@ class Replica {
 class Watch {
  public:
   Watch(std::shared_ptr<grpc::Channel> channel, int64_t id)
-      : stub_(v1::UploadingService::NewStub(std::move(channel))) {
+      : id_(id), stub_(v1::UploadingService::NewStub(std::move(channel))) {
     thread_ = std::thread([this, id] {
       v1::WatchUploadingRequest request;
       request.set_counter_id(kCounter);
@@ -223,8 +223,10 @@ class Watch {
     absl::MutexLock lock(&mu_);
     return messages_.size();
   }
+  int64_t id() const { return id_; }
 
  private:
+  const int64_t id_;
   std::unique_ptr<v1::UploadingService::Stub> stub_;
   grpc::ClientContext ctx_;
   absl::Mutex mu_;
@@ -355,13 +357,17 @@ class MultiReplicaTest : public ::testing::Test {
     return n;
   }
 
-  std::string LeaseKey(int64_t id) const {
+  // Leases are per (token, counter) group: every uploading of kCounter has
+  // the same poller.
+  std::string LeaseKey() const {
     return absl::StrCat(kPrefix, "lease:", Credentials(kToken).fingerprint(),
-                        ":", kCounter, ":", id);
+                        ":", kCounter);
   }
-  // The replica holding `id`'s lease (by pid in the owner id), or -1.
+  // The replica polling `id` (the holder of its group's lease, by pid in the
+  // owner id), or -1.
   int Holder(int64_t id) {
-    absl::StatusOr<std::string> owner = redis_.Run({"GET", LeaseKey(id)});
+    (void)id;  // one lease for the whole counter
+    absl::StatusOr<std::string> owner = redis_.Run({"GET", LeaseKey()});
     if (!owner.ok() || owner->empty()) return -1;
     for (size_t i = 0; i < replicas_.size(); ++i) {
       if (replicas_[i]->pid() > 0 &&
@@ -442,6 +448,146 @@ TEST_F(MultiReplicaTest, ThreeReplicasPollLikeOne) {
   // One poller across the three: what one server alone causes, not three
   // times it (a lease moving mid-window may add a poll or two).
   EXPECT_LE(three, one * 1.3 + 0.5);
+}
+
+// Requests the simulator got for kCounter, of any kind (Lists and Gets).
+int CounterRequests(const FakeMetrica& metrica) {
+  int n = 0;
+  const std::string part = absl::StrCat("/counter/", kCounter, "/");
+  for (const auto& r : metrica.requests()) {
+    n += r.path.find(part) != std::string::npos;
+  }
+  return n;
+}
+
+// 10 uploadings of one counter, 2 watchers each. On one replica a round
+// lists them together (one List per interval). Over three replicas, each
+// with watchers of a part of the counter (uploading i on replica i % 3), the
+// group's one poller lists them all for everybody: Metrica sees what one
+// replica causes, not one poll per replica.
+TEST_F(MultiReplicaTest, ACountersUploadingsWatchedOverThreeReplicasArePolledAsOne) {
+  constexpr int64_t kFirst = 100;
+  constexpr int kUploadings = 10;
+  for (int64_t id = kFirst; id < kFirst + kUploadings; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  const absl::Duration window = absl::Seconds(4);
+  // Requests per second over `window` once every watcher has a state.
+  auto measure = [&](const std::vector<std::unique_ptr<Watch>>& watches) {
+    for (auto& w : watches) {
+      EXPECT_TRUE(Eventually([&] { return w->count() > 0; }, absl::Seconds(10)));
+    }
+    absl::SleepFor(absl::Seconds(1));  // past the start-up rounds
+    const int before = CounterRequests(*metrica_);
+    absl::SleepFor(window);
+    return (CounterRequests(*metrica_) - before) / absl::ToDoubleSeconds(window);
+  };
+  auto watch_all = [&](std::vector<std::unique_ptr<Watch>>& watches) {
+    for (int copy = 0; copy < 2; ++copy) {
+      for (int i = 0; i < kUploadings; ++i) {
+        watches.push_back(std::make_unique<Watch>(
+            replicas_[i % replicas_.size()]->channel(), kFirst + i));
+      }
+    }
+  };
+  StartReplicas(1, /*shared=*/false);
+  double one;
+  {
+    std::vector<std::unique_ptr<Watch>> watches;
+    watch_all(watches);
+    one = measure(watches);
+  }
+  replicas_.clear();
+  StartReplicas(3);
+  ASSERT_TRUE(redis_.Run({"CONFIG", "RESETSTAT"}).ok());
+  std::vector<std::unique_ptr<Watch>> watches;
+  watch_all(watches);
+  const int requests_before = CounterRequests(*metrica_);
+  const double three = measure(watches);
+  const int holder = Holder(kFirst);
+  ASSERT_GE(holder, 0);
+  {
+    absl::StatusOr<std::string> info = redis_.Run({"INFO", "commandstats"});
+    ASSERT_TRUE(info.ok());
+    long long sent = 0;
+    for (const char* name : {"evalsha", "eval", "zrem", "set", "xread",
+                             "xrevrange", "xadd", "client|id", "ping",
+                             "client|unblock"}) {
+      const std::string tag = absl::StrCat("cmdstat_", name, ":calls=");
+      const size_t at = info->find(tag);
+      if (at != std::string::npos) sent += std::atoll(info->c_str() + at + tag.size());
+    }
+    const int polls = CounterRequests(*metrica_) - requests_before;
+    std::printf("FIGURE Redis commands per upstream request, a counter's 10 "
+                "uploadings over 3 replicas: %.1f (%lld / %d)\n",
+                static_cast<double>(sent) / std::max(polls, 1), sent, polls);
+  }
+  std::printf("FIGURE upstream requests/s for 10 uploadings of a counter, "
+              "2 watchers each: 1 replica %.2f, 3 replicas on Redis (each "
+              "watching a third) %.2f\n",
+              one, three);
+  EXPECT_GT(one, 1.0);  // it polls (every 200 ms)
+  EXPECT_GT(three, 1.0);
+  // One poller for the group: what one replica causes (a List per round),
+  // not one per replica.
+  EXPECT_LE(three, one * 1.3 + 0.5);
+  // And it polls for everybody: a change of an uploading watched only on
+  // another replica reaches its watchers there.
+  const int other = (holder + 1) % 3;
+  const int64_t id = kFirst + other;  // watched on `other` alone
+  metrica_->SetUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
+  for (auto& w : watches) {
+    if (w->id() != id) continue;
+    EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
+  }
+}
+
+// The group's poller loses its last watcher: it hands the lease back at
+// once, and a replica that still has watchers of the group takes it over
+// (within the lease time) and polls for everybody left.
+TEST_F(MultiReplicaTest, TheHoldersLastWatcherLeavingHandsTheGroupOver) {
+  metrica_->AddUploading(kCounter, MakeUploading(200, v1::Uploading::MATCHED));
+  metrica_->AddUploading(kCounter, MakeUploading(201, v1::Uploading::MATCHED));
+  StartReplicas(3);
+  // Every replica watches 200; 201 has a watcher on each replica too, so
+  // whichever replica holds the group, the others still watch both.
+  std::vector<std::vector<std::unique_ptr<Watch>>> on(3);
+  for (int i = 0; i < 3; ++i) {
+    for (int64_t id : {200, 201}) {
+      on[i].push_back(std::make_unique<Watch>(replicas_[i]->channel(), id));
+    }
+  }
+  for (auto& watches : on) {
+    for (auto& w : watches) {
+      ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
+    }
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(200)) >= 0; },
+                         absl::Seconds(5)));
+  on[holder].clear();  // its last watchers leave
+  const absl::Time left = absl::Now();
+  int next = -1;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        next = Holder(200);
+        return next >= 0 && next != holder;
+      },
+      absl::Seconds(5)));
+  const absl::Duration moved = absl::Now() - left;
+  std::printf("FIGURE the group's poll moved %s after its holder's last "
+              "watcher left\n",
+              absl::FormatDuration(moved).c_str());
+  // Released at once, taken at the next try (TTL/3): within the lease time.
+  EXPECT_LT(moved, absl::Milliseconds(1500));
+  metrica_->SetUploading(kCounter, MakeUploading(200, v1::Uploading::PROCESSED));
+  metrica_->SetUploading(kCounter, MakeUploading(201, v1::Uploading::PROCESSED));
+  for (int i = 0; i < 3; ++i) {
+    for (auto& w : on[i]) {
+      EXPECT_TRUE(w->WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)))
+          << "replica " << i << " uploading " << w->id();
+    }
+  }
 }
 
 // `n` Gets of distinct uploadings (no coalescing), spread over the replicas,

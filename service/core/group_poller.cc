@@ -147,8 +147,9 @@ void GroupPoller::OwnershipChanged(const std::string& name, bool should_poll) {
   GroupKey key;
   int64_t counter_id = 0, uploading_id = 0;
   if (!should_poll ||
-      !ParsePollUploadingKey(name, &key.token_fingerprint, &counter_id,
-                             &uploading_id)) {
+      (!ParsePollUploadingKey(name, &key.token_fingerprint, &counter_id,
+                              &uploading_id) &&
+       !ParsePollGroupKey(name, &key.token_fingerprint, &counter_id))) {
     return;  // a lost one is left out of the next round
   }
   key.counter_id = static_cast<int32_t>(counter_id);
@@ -161,7 +162,8 @@ void GroupPoller::OwnershipChanged(const std::string& name, bool should_poll) {
     if (group.polling) {
       group.rerun = true;
     } else if (clock_->Now() >= pacer_->PausedUntil(key.token_fingerprint)) {
-      // Gained (the holder died or left): poll now, it may be overdue.
+      // Gained (the holder died or left), or another replica's watcher
+      // wants an uploading of it: poll now, it may be overdue.
       StartRoundLocked(key, group, after);
     }
   }
@@ -170,6 +172,11 @@ void GroupPoller::OwnershipChanged(const std::string& name, bool should_poll) {
 
 WatchRegistry::PollSet GroupPoller::PollSetLocked(const GroupKey& key) const {
   WatchRegistry::PollSet set = registry_->PollSetOf(key);
+  // What other replicas' watchers want of a group this replica polls.
+  for (int64_t id : ownership_->OthersWant(
+           PollGroupKey(key.token_fingerprint, key.counter_id))) {
+    set.uploading_ids.insert(id);
+  }
   absl::erase_if(set.uploading_ids, [&](int64_t id) {
     return !ownership_->ShouldPoll(OwnershipName(key, id));
   });

@@ -68,7 +68,14 @@ absl::Time Pacer::NextPoll(const GroupKey& key, const absl::Status& status,
       const absl::Duration left = usage->resets_at - now;
       const double spendable =
           usage->remaining() - options_.budget_reserve * usage->budget;
-      const double groups = static_cast<double>(std::max<size_t>(token_groups, 1));
+      size_t all_groups = token_groups;
+      if (options_.shared_groups) {
+        if (std::optional<size_t> shared =
+                options_.shared_groups(key.token_fingerprint)) {
+          all_groups = std::max(all_groups, *shared);
+        }
+      }
+      const double groups = static_cast<double>(std::max<size_t>(all_groups, 1));
       if (spendable < 1) {
         delay = std::max(delay, left);  // nothing left to poll with today
       } else if (left > absl::ZeroDuration()) {

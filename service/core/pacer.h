@@ -27,6 +27,10 @@ class Pacer {
   // Today's use of a token's daily budget (by fingerprint); nullopt if none.
   using QuotaView =
       std::function<std::optional<QuotaUsage>(const std::string& fingerprint)>;
+  // How many groups of a token poll over all replicas (PollOwnership::
+  // TokenGroups); nullopt: unknown, the caller's count stands.
+  using GroupCountView =
+      std::function<std::optional<size_t>(const std::string& fingerprint)>;
   struct Options {
     absl::Duration poll_interval = absl::Seconds(30);
     absl::Duration max_backoff = absl::Minutes(5);
@@ -35,12 +39,18 @@ class Pacer {
     double jitter = 0.2;
     // Not owned; default: absl::BitGen.
     RandomSource* random = nullptr;
+    // Groups of a token over all replicas; none: this replica's count only.
+    // With a shared budget (N replicas spend one day of a token) the budget
+    // must be spread over every replica's groups, or each replica paces as
+    // if its groups were all there are and they spend N times their share.
+    GroupCountView shared_groups;
   };
 
   Pacer(Options options, QuotaView quota);
 
   // The earliest time group `key` may poll again after a round that ended
-  // with `status` at `now`; `token_groups`: the token's groups that poll.
+  // with `status` at `now`; `token_groups`: the token's groups that poll
+  // here (the shared count is used when it is higher).
   absl::Time NextPoll(const GroupKey& key, const absl::Status& status,
                       absl::Time now, size_t token_groups);
   // Until when every poll of the token waits (InfinitePast if it does not).

@@ -1,5 +1,8 @@
 #include "service/core/pacer.h"
 
+#include <memory>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "service/common/status_details.h"
 
@@ -128,6 +131,54 @@ TEST(Pacer, PollsStretchToLeaveTheBudgetsReserve) {
   usage.budget = 1000;
   usage.used = 950;
   EXPECT_EQ(pacer.NextPoll(kA, absl::OkStatus(), kT0, 5), kT0 + absl::Hours(10));
+}
+
+// Three replicas, one group of the token each, one shared day of it: each
+// replica alone would spread the budget over its one group and the three
+// would spend three times it; counted over all replicas, they spend it once.
+TEST(Pacer, TheBudgetIsSpreadOverEveryReplicasGroups) {
+  FixedRandom random(0.5);
+  QuotaUsage usage;
+  usage.budget = 1000;
+  usage.used = 400;
+  usage.resets_at = kT0 + absl::Hours(10);
+  auto quota = [&](const std::string&) {
+    return std::optional<QuotaUsage>(usage);
+  };
+  std::optional<size_t> shared = 3;
+  Pacer::Options options = Opts(&random);
+  options.shared_groups = [&](const std::string& fingerprint) {
+    return fingerprint == kA.token_fingerprint ? shared : std::nullopt;
+  };
+  std::vector<std::unique_ptr<Pacer>> replicas;
+  for (int i = 0; i < 3; ++i) {
+    replicas.push_back(std::make_unique<Pacer>(options, quota));
+  }
+  // 500 spendable over 10 h: the three groups together poll 500 times, one
+  // per 72 s overall, each every 216 s.
+  double polls_per_hour = 0;
+  for (auto& pacer : replicas) {
+    const absl::Duration delay =
+        pacer->NextPoll(kA, absl::OkStatus(), kT0, 1) - kT0;
+    EXPECT_EQ(delay, absl::Seconds(216));
+    polls_per_hour += absl::FDivDuration(absl::Hours(1), delay);
+  }
+  EXPECT_NEAR(polls_per_hour * 10, 500, 1e-6);
+  // Without the shared count each replica would think its group alone.
+  Pacer alone(Opts(&random), quota);
+  EXPECT_EQ(alone.NextPoll(kA, absl::OkStatus(), kT0, 1) - kT0,
+            absl::Seconds(72));
+  // The higher count wins: this replica's own, when the shared one lags.
+  EXPECT_EQ(replicas[0]->NextPoll(kA, absl::OkStatus(), kT0, 5) - kT0,
+            absl::Minutes(6));
+  // Unknown (Redis unreachable): this replica's count.
+  shared = std::nullopt;
+  EXPECT_EQ(replicas[0]->NextPoll(kA, absl::OkStatus(), kT0, 1) - kT0,
+            absl::Seconds(72));
+  // Another token's groups are not this one's.
+  shared = 3;
+  EXPECT_EQ(replicas[0]->NextPoll(kOtherToken, absl::OkStatus(), kT0, 1) - kT0,
+            absl::Seconds(72));
 }
 
 }  // namespace

@@ -30,6 +30,15 @@ bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
   return true;
 }
 
+bool ParsePollGroupKey(absl::string_view name, std::string* fingerprint,
+                       int64_t* counter_id) {
+  std::vector<absl::string_view> parts = absl::StrSplit(name, ':');
+  if (parts.size() != 2 || parts[0].empty()) return false;
+  if (!absl::SimpleAtoi(parts[1], counter_id)) return false;
+  *fingerprint = std::string(parts[0]);
+  return true;
+}
+
 void LocalPollOwnership::Want(const std::string& name) {
   absl::MutexLock lock(&mu_);
   wanted_.insert(name);

@@ -2,7 +2,9 @@
 #define UPLOADWATCH_SERVICE_CORE_POLL_OWNERSHIP_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -23,19 +25,31 @@ std::string PollUploadingKey(absl::string_view token_fingerprint,
 // The parts of a PollUploadingKey; false for anything else.
 bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
                            int64_t* counter_id, int64_t* uploading_id);
+// The parts of a PollGroupKey; false for anything else (a PollUploadingKey
+// too).
+bool ParsePollGroupKey(absl::string_view name, std::string* fingerprint,
+                       int64_t* counter_id);
 
 // The poll-ownership seam: which replica polls a watched uploading. The core's
-// group poller says Want while this replica has watchers of it (and so holds
-// the token it is polled with) and Unwant when the last one left, asks
-// ShouldPoll before every round, and starts polling when the change callback
-// says it gained one (and leaves it out of the next round when lost).
+// group poller says Want (a PollUploadingKey) while this replica has watchers
+// of it (and so holds the token it is polled with) and Unwant when the last
+// one left, asks ShouldPoll before every round, polls OthersWant too, and
+// starts a round when the change callback says so.
 //
-// Thread-safe. ShouldPoll answers at once from local state and never does
-// I/O. The change callback (given to the implementation's constructor)
-// reports every change of ShouldPoll(name) for a wanted name, on a thread of
-// the implementation's choosing; it must not block, is not called while the
-// implementation holds a lock of its own, is not called after the object's
-// destructor began, nor for Unwant.
+// An implementation may decide per (token, counter) group rather than per
+// uploading (the Redis one does: one poller per group across replicas, so
+// that a counter's uploadings are listed together); then ShouldPoll is the
+// same for every uploading of a group, and the replica that polls a group
+// also polls what OthersWant names.
+//
+// Thread-safe. ShouldPoll, OthersWant and TokenGroups answer at once from
+// local state and never do I/O. The change callback (given to the
+// implementation's constructor) names a PollUploadingKey or a PollGroupKey:
+// `should_poll` true when this replica gained it (or, for a group it polls,
+// when OthersWant gained an uploading: a round is due now), false when it
+// lost it. It runs on a thread of the implementation's choosing; it must not
+// block, is not called while the implementation holds a lock of its own, is
+// not called after the object's destructor began, nor for Unwant.
 class PollOwnership {
  public:
   using ChangeCallback =
@@ -48,6 +62,21 @@ class PollOwnership {
   // Stop competing and hand it over.
   virtual void Unwant(const std::string& name) = 0;
   virtual bool ShouldPoll(const std::string& name) const = 0;
+  // Uploadings of group `group` (a PollGroupKey) that other replicas' watchers
+  // want and this replica must poll for them, since it polls the group.
+  // Empty unless this replica polls the group for others.
+  virtual std::vector<int64_t> OthersWant(const std::string& group) const {
+    (void)group;
+    return {};
+  }
+  // How many (token, counter) groups of the token poll over all replicas,
+  // when known (budget pacing spreads the token's budget over them, not over
+  // this replica's groups alone); nullopt: only this replica's count is known.
+  virtual std::optional<size_t> TokenGroups(
+      const std::string& token_fingerprint) const {
+    (void)token_fingerprint;
+    return std::nullopt;
+  }
 };
 
 // One replica alone: it polls everything it wants. What the core uses when

@@ -40,7 +40,15 @@ UploadingHub::UploadingHub(MetricaClient* client, Scheduler* scheduler,
       pacer_(Pacer::Options{.poll_interval = options.poll_interval,
                             .max_backoff = options.max_backoff,
                             .budget_reserve = options.budget_reserve,
-                            .random = options.random},
+                            .random = options.random,
+                            // Groups over all replicas, where known.
+                            .shared_groups =
+                                [ownership = options.ownership](
+                                    const std::string& fingerprint)
+                                    -> std::optional<size_t> {
+                                  if (ownership == nullptr) return std::nullopt;
+                                  return ownership->TokenGroups(fingerprint);
+                                }},
              // Callers' requests come out of the reserve, not the polls'.
              [this](const std::string& fingerprint) {
                return admission_.PollersView(fingerprint);

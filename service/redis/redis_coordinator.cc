@@ -35,6 +35,7 @@ absl::StatusOr<CoordinatorOptions> OptionsFromFlags(
         "--redis_lease_ttl must be at least 300ms (it is renewed every third)");
   }
   o.lease.ttl = flags.lease_ttl;
+  o.wants.ttl = flags.lease_ttl;
   o.parallel_cap.cap = flags.max_in_flight_per_token;
   o.parallel_cap.fallback_parallel =
       std::min(flags.redis_fallback_parallel, flags.max_in_flight_per_token);
@@ -47,7 +48,8 @@ absl::StatusOr<CoordinatorOptions> OptionsFromFlags(
 }
 
 RedisCoordinator::RedisCoordinator(CoordinatorOptions options,
-                                   PollOwnership::ChangeCallback on_poll_change)
+                                   PollOwnership::ChangeCallback on_poll_change,
+                                   GroupWants::WantedCallback on_wanted)
     : replica_id_(options.lease.owner_id.empty() ? MakeReplicaId()
                                                  : options.lease.owner_id) {
   RedisOptions command_options = options.redis;
@@ -58,8 +60,11 @@ RedisCoordinator::RedisCoordinator(CoordinatorOptions options,
   reader_ = std::make_unique<RedisConnection>(reader_options, &loop_);
   options.lease.owner_id = replica_id_;
   options.parallel_cap.owner_id = replica_id_;
+  options.wants.owner_id = replica_id_;
   leases_ = std::make_unique<LeaseManager>(commands_.get(), options.lease,
                                            std::move(on_poll_change));
+  wants_ = std::make_unique<GroupWants>(commands_.get(), options.wants,
+                                        std::move(on_wanted));
   parallel_cap_ =
       std::make_unique<SharedParallelCap>(commands_.get(), options.parallel_cap);
   daily_budget_ =
@@ -73,6 +78,7 @@ RedisCoordinator::~RedisCoordinator() {
   history_.reset();
   daily_budget_.reset();
   parallel_cap_.reset();
+  wants_.reset();
   leases_.reset();
   reader_.reset();
   commands_.reset();

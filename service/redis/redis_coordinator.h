@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "service/redis/event_loop.h"
+#include "service/redis/group_wants.h"
 #include "service/redis/lease_manager.h"
 #include "service/redis/redis_connection.h"
 #include "service/redis/shared_daily_budget.h"
@@ -29,6 +30,7 @@ struct MultiReplicaFlags {
 struct CoordinatorOptions {
   RedisOptions redis;
   LeaseOptions lease;
+  GroupWantsOptions wants;  // ttl: the lease's (OptionsFromFlags)
   ParallelCapOptions parallel_cap;
   SharedBudgetOptions daily_budget;
   StateStreamOptions history;
@@ -47,12 +49,15 @@ absl::StatusOr<CoordinatorOptions> OptionsFromFlags(const MultiReplicaFlags& fla
 // loop thread.
 class RedisCoordinator {
  public:
-  // `on_poll_change` as LeaseManager's change callback.
+  // `on_poll_change` as LeaseManager's change callback, `on_wanted` as
+  // GroupWants' (none: wants are written, never read).
   RedisCoordinator(CoordinatorOptions options,
-                   PollOwnership::ChangeCallback on_poll_change);
+                   PollOwnership::ChangeCallback on_poll_change,
+                   GroupWants::WantedCallback on_wanted = nullptr);
   ~RedisCoordinator();
 
   LeaseManager& leases() { return *leases_; }
+  GroupWants& wants() { return *wants_; }
   SharedParallelCap& parallel_cap() { return *parallel_cap_; }
   SharedDailyBudget& daily_budget() { return *daily_budget_; }
   StateStream& history() { return *history_; }
@@ -70,6 +75,7 @@ class RedisCoordinator {
   std::unique_ptr<RedisConnection> commands_;
   std::unique_ptr<RedisConnection> reader_;
   std::unique_ptr<LeaseManager> leases_;
+  std::unique_ptr<GroupWants> wants_;
   std::unique_ptr<SharedParallelCap> parallel_cap_;
   std::unique_ptr<SharedDailyBudget> daily_budget_;
   std::unique_ptr<StateStream> history_;

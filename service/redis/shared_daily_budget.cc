@@ -14,6 +14,10 @@ namespace uploadwatch::redis {
 
 namespace {
 
+// How long a day's counter outlives the day (Redis EXPIREAT, and the local
+// entry): past any clock skew between replicas about when the day ended.
+constexpr absl::Duration kKeptAfterReset = absl::Hours(1);
+
 // KEYS[1] today's counter, KEYS[2] (in the carry-over window only) the next
 // day's; ARGV: budget, expire-at (unix s), spent in fallback since the last
 // answer (added first, whatever the outcome), the next day's expire-at.
@@ -45,14 +49,36 @@ struct SharedDailyBudget::State {
     int64_t spent_in_fallback = 0;  // today, by this replica alone
     int64_t unsynced = 0;           // of that, not yet added in Redis
     int64_t last_shared_used = 0;   // Redis's count at its last answer
+    // When the entry's day is over for good (its end plus the hour its
+    // Redis counter is kept): from then on nothing reads or syncs it.
+    absl::Time forget_after = absl::InfinitePast();
   };
 
   RedisConnection* connection;
   SharedBudgetOptions options;
   const Clock* clock;
   mutable absl::Mutex mu;
-  // Keyed by the day's Redis key, so a new day starts from zero.
+  // Keyed by the day's Redis key, so a new day starts from zero. Days that
+  // are over are pruned (PruneLocked), so it holds at most the tokens
+  // charged in the last two days, not every day since the start.
   absl::flat_hash_map<std::string, Local> local ABSL_GUARDED_BY(mu);
+  absl::Time next_prune ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+
+  // The entry of `key`, a day that ends at `day_end`.
+  Local& EntryLocked(const std::string& key, absl::Time day_end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Local& l = local[key];
+    l.forget_after = std::max(l.forget_after, day_end + kKeptAfterReset);
+    return l;
+  }
+  // At most once a minute: drops the days that are over.
+  void PruneLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (now < next_prune) return;
+    next_prune = now + absl::Minutes(1);
+    absl::erase_if(local, [now](const auto& entry) {
+      return entry.second.forget_after <= now;
+    });
+  }
 
   absl::Time NextReset(absl::Time now) const {
     absl::CivilDay today = absl::ToCivilDay(now, options.reset.zone);
@@ -76,7 +102,7 @@ struct SharedDailyBudget::State {
                              const std::optional<std::string>& next_key,
                              absl::Time resets_at) {
     absl::MutexLock lock(&mu);
-    Local& l = local[key];
+    Local& l = EntryLocked(key, resets_at);
     BudgetCharge c;
     c.resets_at = resets_at;
     c.shared = false;
@@ -93,7 +119,9 @@ struct SharedDailyBudget::State {
         0, std::min(options.per_token - used,
                     options.fallback_per_token - l.spent_in_fallback));
     // Last: the insertion may move `l`.
-    if (c.granted && next_key) ++local[*next_key].unsynced;
+    if (c.granted && next_key) {
+      ++EntryLocked(*next_key, NextReset(resets_at)).unsynced;
+    }
     return c;
   }
 };
@@ -108,6 +136,11 @@ SharedDailyBudget::SharedDailyBudget(RedisConnection* connection,
 }
 
 SharedDailyBudget::~SharedDailyBudget() = default;
+
+size_t SharedDailyBudget::LocalDays() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->local.size();
+}
 
 std::string SharedDailyBudget::Key(const std::string& token_fingerprint,
                                    absl::Time now) const {
@@ -146,19 +179,24 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
     std::optional<std::string> next_key;
     if (self->Carried(now)) next_key = self->Key(fingerprint, resets_at);
     if (self->connection->state() != ConnectionState::kConnected) {
+      {
+        absl::MutexLock lock(&self->mu);
+        self->PruneLocked(now);
+      }
       done(self->ChargeLocally(key, next_key, resets_at));
       return;
     }
     int64_t unsynced;
     {
       absl::MutexLock lock(&self->mu);
-      State::Local& l = self->local[key];
+      self->PruneLocked(now);
+      State::Local& l = self->EntryLocked(key, resets_at);
       unsynced = l.unsynced;
       l.unsynced = 0;  // put back if Redis does not take it
     }
     // An hour past the reset: yesterday's counters clean themselves up.
     std::string expire_at =
-        absl::StrCat(absl::ToUnixSeconds(resets_at + absl::Hours(1)));
+        absl::StrCat(absl::ToUnixSeconds(resets_at + kKeptAfterReset));
     std::vector<std::string> keys = {key};
     if (next_key) keys.push_back(*next_key);
     self->connection->Eval(
@@ -166,7 +204,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
         {absl::StrCat(self->options.per_token), expire_at,
          absl::StrCat(unsynced),
          absl::StrCat(absl::ToUnixSeconds(self->NextReset(resets_at) +
-                                           absl::Hours(1)))},
+                                           kKeptAfterReset))},
         [weak, key, next_key, resets_at, unsynced,
          done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
           auto self = weak.lock();
@@ -175,7 +213,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
               r->elements.size() != 2) {
             {
               absl::MutexLock lock(&self->mu);
-              self->local[key].unsynced += unsynced;
+              self->EntryLocked(key, resets_at).unsynced += unsynced;
             }
             done(self->ChargeLocally(key, next_key, resets_at));
             return;
@@ -188,7 +226,7 @@ void SharedDailyBudget::TryCharge(const std::string& token_fingerprint,
           c.resets_at = resets_at;
           {
             absl::MutexLock lock(&self->mu);
-            self->local[key].last_shared_used = c.used;
+            self->EntryLocked(key, resets_at).last_shared_used = c.used;
           }
           done(c);
         });

@@ -69,6 +69,12 @@ class SharedDailyBudget {
   // first charge of the day. Never blocks.
   std::optional<QuotaUsage> Usage(const std::string& token_fingerprint) const;
 
+  // The (token, day) counts kept in memory: the tokens charged today (and
+  // tomorrow, in the carry-over window) and in the hour after the last
+  // reset; older days are dropped at the next charge (at most once a
+  // minute). For tests and operators.
+  size_t LocalDays() const;
+
   // The key of the day's counter that `now` falls in (for tests and
   // operators).
   std::string Key(const std::string& token_fingerprint, absl::Time now) const;

@@ -187,5 +187,49 @@ TEST_F(SharedDailyBudgetTest, ARequestInTheCarryOverWindowCountsInBothDays) {
             0);
 }
 
+// A replica that runs for months keeps no count of every day it saw: the
+// days that are over (and their hour of grace) are dropped.
+TEST_F(SharedDailyBudgetTest, DaysThatAreOverAreForgotten) {
+  const absl::CivilDay today = absl::ToCivilDay(absl::Now(), absl::UTCTimeZone());
+  FakeClock clock(absl::FromCivil(absl::CivilSecond(today.year(), today.month(),
+                                                    today.day(), 12, 0, 0),
+                                  absl::UTCTimeZone()));
+  SharedBudgetOptions o;
+  o.per_token = 100;
+  o.clock = &clock;
+  auto r = NewReplica(o);
+  auto charge = [&](const std::string& fingerprint) {
+    return testing::Await<BudgetCharge>([&](auto done) {
+      r->budget->TryCharge(fingerprint, std::move(done));
+    });
+  };
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(charge("token-" + std::to_string(i)).granted);
+  }
+  EXPECT_EQ(r->budget->LocalDays(), 20u);
+  EXPECT_TRUE(r->budget->Usage("token-3").has_value());
+  // The next day, before the hour of grace is over: yesterday is still kept
+  // (a late answer may still sync it).
+  clock.Advance(absl::Hours(12) + absl::Minutes(30));
+  EXPECT_TRUE(charge("token-0").granted);
+  EXPECT_EQ(r->budget->LocalDays(), 21u);
+  // Past the next day's hour of grace too: only today's entry of the one
+  // token charged.
+  clock.Advance(absl::Hours(25));
+  EXPECT_TRUE(charge("token-0").granted);
+  EXPECT_EQ(r->budget->LocalDays(), 1u);
+  EXPECT_FALSE(r->budget->Usage("token-3").has_value());
+  ASSERT_TRUE(r->budget->Usage("token-0").has_value());
+  EXPECT_EQ(r->budget->Usage("token-0")->used, 1);  // a new day's count
+  // Redis's counters of every day expire on their own.
+  EXPECT_GT(server_.Integer({"TTL", r->budget->Key("token-0", clock.Now())}), 0);
+  // Without Redis too: the fallback's entries are pruned the same way.
+  server_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !r->Connected(); }));
+  clock.Advance(absl::Hours(48));
+  EXPECT_TRUE(charge("token-9").granted);
+  EXPECT_EQ(r->budget->LocalDays(), 1u);
+}
+
 }  // namespace
 }  // namespace uploadwatch::redis

@@ -3,14 +3,38 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
 namespace uploadwatch::redis {
 
+namespace {
+
+// The group of an uploading's name; false for anything else.
+bool GroupOf(const std::string& name, std::string* group, int64_t* id) {
+  std::string fingerprint;
+  int64_t counter_id = 0;
+  if (!ParsePollUploadingKey(name, &fingerprint, &counter_id, id)) return false;
+  *group = PollGroupKey(fingerprint, counter_id);
+  return true;
+}
+
+// The PollUploadingKey of `id` in `group` (a PollGroupKey).
+std::string UploadingName(const std::string& group, int64_t id) {
+  return absl::StrCat(group, ":", id);
+}
+
+}  // namespace
+
 StreamBridge::StreamBridge(CoordinatorOptions options) {
   coordinator_ = std::make_unique<RedisCoordinator>(
-      std::move(options), [this](const std::string& name, bool should_poll) {
-        OnChange(name, should_poll);
+      std::move(options),
+      [this](const std::string& group, bool should_poll) {
+        OnChange(group, should_poll);
+      },
+      [this](const std::string& group, const std::vector<int64_t>& ids) {
+        OnWanted(group, ids);
       });
   listener_ = coordinator_->commands().AddStateListener(
       [this](ConnectionState state) { OnConnectionState(state); });
@@ -18,12 +42,15 @@ StreamBridge::StreamBridge(CoordinatorOptions options) {
 
 StreamBridge::~StreamBridge() {
   Detach();
+  // After this no callback of ours runs on the loop with the coordinator
+  // (each checks stopping_ first; this task waits for the one under way).
+  coordinator_->commands().loop()->RunSync([this] { stopping_ = true; });
   coordinator_->commands().RemoveStateListener(listener_);
   coordinator_.reset();
 }
 
 void StreamBridge::OnConnectionState(ConnectionState state) {
-  if (state != ConnectionState::kConnected) return;
+  if (stopping_ || state != ConnectionState::kConnected) return;
   absl::flat_hash_map<std::string, int64_t> unsent;
   {
     absl::MutexLock lock(&mu_);
@@ -33,6 +60,7 @@ void StreamBridge::OnConnectionState(ConnectionState state) {
 }
 
 void StreamBridge::RaiseFloor(const std::string& name, int64_t version) {
+  if (stopping_) return;
   coordinator_->history().RaiseFloor(
       name, version, [this, name, version](absl::StatusOr<bool> marked) {
         if (marked.ok()) return;
@@ -59,21 +87,204 @@ void StreamBridge::ReleaseLeases(absl::Duration limit) {
   done->WaitForNotificationWithTimeout(limit);
 }
 
-void StreamBridge::OnChange(const std::string& name, bool should_poll) {
+void StreamBridge::PollChanged(const std::string& name, bool should_poll) {
   absl::ReaderMutexLock lock(&hub_mu_);
   if (hub_ != nullptr) hub_->PollOwnershipChanged(name, should_poll);
 }
 
+void StreamBridge::OnChange(const std::string& group, bool should_poll) {
+  if (stopping_) return;
+  PollChanged(group, should_poll);
+  if (coordinator_->leases().Holds(group)) {
+    // The holder polls every replica's wants: read them now.
+    coordinator_->wants().Read(group, true);
+  } else {
+    coordinator_->wants().Read(group, false);
+    DropOthers(group);
+  }
+}
+
+uint64_t StreamBridge::StartFollowingLocked(const std::string& name) {
+  auto [it, inserted] = followed_.try_emplace(name, 0);
+  if (!inserted) return 0;
+  return it->second = next_generation_++;
+}
+
+void StreamBridge::StopFollowingLocked(const std::string& name) {
+  followed_.erase(name);
+  in_history_.erase(name);
+  floor_.erase(name);
+  floor_asked_.erase(name);
+  floor_unsent_.erase(name);
+}
+
+void StreamBridge::FollowAll(
+    std::vector<std::pair<std::string, uint64_t>> names) {
+  for (auto& [name, generation] : names) Follow(name, generation);
+}
+
+void StreamBridge::UnfollowLater(std::vector<std::string> names) {
+  if (names.empty()) return;
+  // On the loop, where deliveries run: one wanted again meanwhile keeps its
+  // subscription (its new Follow finds it there).
+  coordinator_->commands().loop()->Post([this, names = std::move(names)] {
+    if (stopping_) return;
+    for (const auto& name : names) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (followed_.contains(name) || groups_.contains(name)) continue;
+      }
+      coordinator_->history().Unsubscribe(name);
+    }
+  });
+}
+
+void StreamBridge::DropOthers(const std::string& group) {
+  std::vector<std::string> unfollow;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return;
+    for (int64_t id : it->second.others) {
+      if (it->second.local.contains(id)) continue;
+      const std::string name = UploadingName(group, id);
+      StopFollowingLocked(name);
+      unfollow.push_back(name);
+    }
+    it->second.others.clear();
+  }
+  UnfollowLater(std::move(unfollow));
+}
+
+void StreamBridge::OnWanted(const std::string& group,
+                            const std::vector<int64_t>& ids) {
+  if (stopping_) return;
+  if (!coordinator_->leases().Holds(group)) return DropOthers(group);
+  std::vector<std::pair<std::string, uint64_t>> follow;
+  std::vector<std::string> unfollow;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return;
+    GroupState& g = it->second;
+    absl::flat_hash_set<int64_t> now(ids.begin(), ids.end());
+    for (int64_t id : g.others) {
+      if (now.contains(id) || g.local.contains(id)) continue;
+      const std::string name = UploadingName(group, id);
+      StopFollowingLocked(name);
+      unfollow.push_back(name);
+    }
+    for (int64_t id : now) {
+      if (g.others.contains(id) || g.local.contains(id)) continue;
+      const std::string name = UploadingName(group, id);
+      if (uint64_t generation = StartFollowingLocked(name)) {
+        follow.emplace_back(name, generation);
+      }
+    }
+    g.others = std::move(now);
+  }
+  UnfollowLater(std::move(unfollow));
+  const bool gained = !follow.empty();
+  FollowAll(std::move(follow));
+  if (gained) PollChanged(group, true);  // a round for the newcomers, now
+}
+
+void StreamBridge::OnNotice(const std::string& group, const StreamEntry& entry) {
+  int64_t id = 0;
+  if (stopping_ || !absl::SimpleAtoi(entry.payload, &id)) return;
+  if (!coordinator_->leases().Holds(group)) return;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return;
+    GroupState& g = it->second;
+    if (g.local.contains(id) || !g.others.insert(id).second) return;
+    generation = StartFollowingLocked(UploadingName(group, id));
+  }
+  if (generation != 0) Follow(UploadingName(group, id), generation);
+  PollChanged(group, true);
+}
+
 void StreamBridge::Want(const std::string& name) {
-  coordinator_->leases().Want(name);
+  std::string group;
+  int64_t id = 0;
+  if (!GroupOf(name, &group, &id)) return;
+  bool first_of_group;
   uint64_t generation;
   {
     absl::MutexLock lock(&mu_);
-    auto [it, inserted] = followed_.try_emplace(name, 0);
-    if (!inserted) return;
-    generation = it->second = next_generation_++;
+    auto [it, inserted] = groups_.try_emplace(group);
+    first_of_group = inserted;
+    if (!it->second.local.insert(id).second) return;
+    generation = StartFollowingLocked(name);
   }
-  Follow(name, generation);
+  if (first_of_group) {
+    coordinator_->leases().Want(group);
+    // Only new notices: the holder reads the whole set when it takes over.
+    absl::Status s = coordinator_->history().Subscribe(
+        group, "", [this](const std::string& g, const StreamEntry& entry) {
+          OnNotice(g, entry);
+        });
+    (void)s;  // ALREADY_EXISTS: a quick Unwant + Want; still subscribed
+  }
+  coordinator_->wants().Add(group, id);
+  if (generation != 0) Follow(name, generation);
+}
+
+void StreamBridge::Unwant(const std::string& name) {
+  std::string group;
+  int64_t id = 0;
+  if (!GroupOf(name, &group, &id)) return;
+  bool last_of_group = false;
+  std::vector<std::string> unfollow;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end() || it->second.local.erase(id) == 0) return;
+    GroupState& g = it->second;
+    const bool polled_for_others = g.others.contains(id);
+    if (g.local.empty()) {
+      // Nobody here watches the group: nothing to poll it with, for
+      // anybody; the lease goes to a replica that still has watchers.
+      last_of_group = true;
+      for (int64_t other : g.others) {
+        if (other == id) continue;
+        StopFollowingLocked(UploadingName(group, other));
+        unfollow.push_back(UploadingName(group, other));
+      }
+      groups_.erase(it);
+    }
+    if (last_of_group || !polled_for_others) {
+      StopFollowingLocked(name);
+      unfollow.push_back(name);
+    }
+    if (last_of_group) unfollow.push_back(group);  // its notices
+  }
+  coordinator_->wants().Remove(group, id);
+  if (last_of_group) coordinator_->leases().Unwant(group);
+  UnfollowLater(std::move(unfollow));
+}
+
+bool StreamBridge::ShouldPoll(const std::string& name) const {
+  std::string group;
+  int64_t id = 0;
+  if (!GroupOf(name, &group, &id)) return false;
+  return coordinator_->leases().ShouldPoll(group);
+}
+
+std::vector<int64_t> StreamBridge::OthersWant(const std::string& group) const {
+  if (!coordinator_->leases().Holds(group)) return {};
+  absl::MutexLock lock(&mu_);
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return {};
+  return std::vector<int64_t>(it->second.others.begin(),
+                              it->second.others.end());
+}
+
+std::optional<size_t> StreamBridge::TokenGroups(
+    const std::string& token_fingerprint) const {
+  return coordinator_->wants().TokenGroups(token_fingerprint);
 }
 
 void StreamBridge::Follow(const std::string& name, uint64_t generation) {
@@ -82,6 +293,7 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
   coordinator_->history().Last(
       name, [this, name, generation](
                 absl::StatusOr<std::optional<StreamEntry>> last) {
+        if (stopping_) return;
         {
           absl::MutexLock lock(&mu_);
           auto it = followed_.find(name);
@@ -95,9 +307,9 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
           }
         }
         absl::Status s = coordinator_->history().Subscribe(
-            name, after, [this](const std::string& group,
+            name, after, [this](const std::string& uploading,
                                 const StreamEntry& entry) {
-              Deliver(group, entry);
+              Deliver(uploading, entry);
             });
         (void)s;  // ALREADY_EXISTS: a quick Unwant + Want; still followed
       });
@@ -107,23 +319,6 @@ void StreamBridge::NoteInHistory(const std::string& name, int64_t version) {
   if (!followed_.contains(name)) return;
   int64_t& known = in_history_[name];
   known = std::max(known, version);
-}
-
-void StreamBridge::Unwant(const std::string& name) {
-  {
-    absl::MutexLock lock(&mu_);
-    followed_.erase(name);
-    in_history_.erase(name);
-    floor_.erase(name);
-    floor_asked_.erase(name);
-    floor_unsent_.erase(name);
-  }
-  coordinator_->history().Unsubscribe(name);
-  coordinator_->leases().Unwant(name);
-}
-
-bool StreamBridge::ShouldPoll(const std::string& name) const {
-  return coordinator_->leases().ShouldPoll(name);
 }
 
 void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
@@ -149,6 +344,9 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
   }
   {
     absl::MutexLock lock(&mu_);
+    // Neither wanted here nor polled for others any more (its subscription
+    // ends on the loop soon): nobody here to show it to.
+    if (!followed_.contains(name)) return;
     ++delivered_;
     NoteInHistory(name, entry.version);
   }
@@ -159,9 +357,15 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
 void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state) {
   const std::string name =
       PollUploadingKey(key.token_fingerprint, key.counter_id, key.uploading_id);
+  const std::string group = PollGroupKey(key.token_fingerprint, key.counter_id);
   LeaseManager& leases = coordinator_->leases();
+  {
+    // A page's other uploadings: no replica wants them, no history.
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name)) return;
+  }
   // Only the holder writes (the fence checks it again in Redis).
-  if (!leases.Holds(name)) {
+  if (!leases.Holds(group)) {
     // This replica's own news (a fallback poll, a counter watch's list, a
     // caller's Get): a version above the history's was shown to its
     // watchers, and the holder must number after it.
@@ -195,7 +399,7 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
   }
   coordinator_->history().Publish(
       name, state.version, state.uploading.SerializeAsString(),
-      PublishFence{leases.LeaseKey(name), leases.owner_id()},
+      PublishFence{leases.LeaseKey(group), leases.owner_id()},
       [this, name, version = state.version](absl::StatusOr<std::string> id) {
         // NOTOWNER (the lease just moved), STALE (another holder published
         // this version) or UNAVAILABLE: the holder of the moment publishes,

@@ -1,11 +1,16 @@
 #ifndef UPLOADWATCH_SERVICE_REDIS_STREAM_BRIDGE_H_
 #define UPLOADWATCH_SERVICE_REDIS_STREAM_BRIDGE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "service/core/poll_ownership.h"
 #include "service/core/state_publisher.h"
@@ -15,14 +20,26 @@
 namespace uploadwatch::redis {
 
 // Joins one replica's core to the others through its RedisCoordinator: the
-// hub's PollOwnership (a lease per watched uploading) and its StatePublisher
-// (the lease holder's observed changes go to the uploading's StateStream,
-// fenced by the lease). While an uploading is wanted, its history is followed
-// from the newest entry on, and every entry goes to the hub's
+// hub's PollOwnership and its StatePublisher.
+//
+// Who polls: one lease per (token fingerprint, counter) group, so that the
+// replica that polls a group polls all of it in one round (a counter's
+// uploadings listed together, whichever replica their watchers are on). A
+// replica competes for a group's lease while it has watchers of any of its
+// uploadings (and so holds the token); it tells GroupWants which uploadings
+// they are; the holder reads every replica's wants (at each refresh, and at
+// once from the group's notices when a replica starts wanting one) and polls
+// them too (OthersWant).
+//
+// What is shown: each uploading's history (StateStream, versions are per
+// uploading). The holder publishes its observed changes, fenced by the
+// group's lease. Every uploading this replica wants, or polls for others, is
+// followed from the newest entry on, and every entry goes to the hub's
 // ObserveShared: this replica's watchers get the holder's states with the
-// holder's versions, and a replica that takes the lease over continues them.
-// The holder publishes each version once (the hub offers every observation:
-// a new holder fills an empty history with its current state).
+// holder's versions, and a replica that takes the lease over continues them
+// (it follows what it polls for others too, for their versions). The holder
+// publishes each version once (the hub offers every observation: a new
+// holder fills an empty history with its current state).
 //
 // A version this replica gave on its own while not the holder (polling alone
 // while Redis was unreachable, or a counter watch's list seeing a change
@@ -33,11 +50,14 @@ namespace uploadwatch::redis {
 // state with a version above all the ones shown.
 //
 // Degraded (Redis unreachable): LeaseManager's fallback (everyone polls what
-// it watches); publishing fails at once and is dropped; following resumes
-// from the last entry seen when the reader is back.
+// it watches, nobody polls for others); publishing fails at once and is
+// dropped; following resumes from the last entry seen when the reader is
+// back; wants are sent again.
 //
-// Thread-safe. Life cycle: construct, Attach the hub (before its first
-// watch), Detach before the hub is destroyed; destroy after the hub.
+// Thread-safe; Want and Unwant never wait for the loop thread (the core calls
+// them under its own lock, which deliveries from the loop need too).
+// Life cycle: construct, Attach the hub (before its first watch), Detach
+// before the hub is destroyed; destroy after the hub.
 class StreamBridge : public PollOwnership, public StatePublisher {
  public:
   explicit StreamBridge(CoordinatorOptions options);
@@ -52,10 +72,13 @@ class StreamBridge : public PollOwnership, public StatePublisher {
 
   RedisCoordinator& coordinator() { return *coordinator_; }
 
-  // PollOwnership
+  // PollOwnership (names are PollUploadingKeys; leases per group)
   void Want(const std::string& name) override;
   void Unwant(const std::string& name) override;
   bool ShouldPoll(const std::string& name) const override;
+  std::vector<int64_t> OthersWant(const std::string& group) const override;
+  std::optional<size_t> TokenGroups(
+      const std::string& token_fingerprint) const override;
   // StatePublisher
   void Publish(const UploadingKey& key, const UploadingState& state) override;
 
@@ -65,23 +88,54 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   int64_t published() const;
 
  private:
-  void OnChange(const std::string& name, bool should_poll);
+  // What this replica wants of one group, and polls for the others.
+  struct GroupState {
+    absl::flat_hash_set<int64_t> local;  // its own watchers'
+    // Every replica's wants, while this replica holds the group's lease.
+    absl::flat_hash_set<int64_t> others;
+  };
+
+  // The group's lease changed hands (loop thread).
+  void OnChange(const std::string& group, bool should_poll);
+  // The group's wants as Redis answered (loop thread).
+  void OnWanted(const std::string& group, const std::vector<int64_t>& ids);
+  // A replica started wanting an uploading of the group (loop thread).
+  void OnNotice(const std::string& group, const StreamEntry& entry);
+  // The lease is not this replica's (any more): polls for nobody else.
+  void DropOthers(const std::string& group);
+  // Follows `names` (a generation each) / stops following, from the loop
+  // (so that Want and Unwant never wait for it).
+  void FollowAll(std::vector<std::pair<std::string, uint64_t>> names);
+  void UnfollowLater(std::vector<std::string> names);
+  // Under mu_: `name` is followed from now on; its generation, 0 if it was.
+  uint64_t StartFollowingLocked(const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopFollowingLocked(const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Follow(const std::string& name, uint64_t generation);
   void Deliver(const std::string& name, const StreamEntry& entry);
   // Raises `name`'s floor to `version` in Redis; remembered when that fails.
   void RaiseFloor(const std::string& name, int64_t version);
   // The command connection is back: the floors that could not be raised.
   void OnConnectionState(ConnectionState state);
+  // Tells the hub (without mu_).
+  void PollChanged(const std::string& name, bool should_poll);
 
   std::unique_ptr<RedisCoordinator> coordinator_;
+  // Set on the loop when destruction begins: the coordinator's parts go
+  // away one by one, and a callback still to come (a lease change, a failed
+  // command, a posted unsubscribe) must not reach for them.
+  std::atomic<bool> stopping_{false};
 
   mutable absl::Mutex hub_mu_;
   UploadingHub* hub_ ABSL_GUARDED_BY(hub_mu_) = nullptr;
 
   mutable absl::Mutex mu_;
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
-  // Followed names and the generation of their Want (a late Last answer
-  // for an earlier one is dropped).
+  absl::flat_hash_map<std::string, GroupState> groups_ ABSL_GUARDED_BY(mu_);
+  // Followed uploadings (wanted here, or polled for others) and the
+  // generation of their following (a late Last answer for an earlier one is
+  // dropped).
   absl::flat_hash_map<std::string, uint64_t> followed_ ABSL_GUARDED_BY(mu_);
   // The newest version known to be in each followed history (delivered, or
   // published by this replica): older ones are not published again.
