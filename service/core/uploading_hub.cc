@@ -118,6 +118,12 @@ CallerWait UploadingHub::Get(const Credentials& credentials,
   return reader_.Get(credentials, counter_id, uploading_id, std::move(done));
 }
 
+std::optional<UploadingState> UploadingHub::GetCached(
+    const Credentials& credentials, int32_t counter_id, int64_t uploading_id) {
+  return reader_.Cached(
+      UploadingKey{credentials.fingerprint(), counter_id, uploading_id});
+}
+
 CallerWait UploadingHub::List(const Credentials& credentials,
                               const ListParams& params, ListCallback done) {
   return reader_.List(credentials, params, std::move(done));

@@ -115,6 +115,12 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // unless the caller leaves the returned wait first (see CallerWait).
   CallerWait Get(const Credentials& credentials, int32_t counter_id,
                  int64_t uploading_id, StateCallback done);
+  // What Get would answer at once from the cache, or nullopt when it has
+  // more to do: the gRPC layer answers a cached Get without working out
+  // who the caller is (which only a request to Metrica needs).
+  std::optional<UploadingState> GetCached(const Credentials& credentials,
+                                          int32_t counter_id,
+                                          int64_t uploading_id);
   // One page of a counter's uploadings; briefly cached and single-flight like
   // Get. The states it returns also refresh watchers. `done` runs once,
   // unless the caller leaves the wait first.

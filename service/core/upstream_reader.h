@@ -2,6 +2,7 @@
 #define UPLOADWATCH_SERVICE_CORE_UPSTREAM_READER_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -135,6 +136,10 @@ class UpstreamReader {
   // the returned wait when the caller gives up.
   CallerWait Get(const Credentials& credentials, int32_t counter_id,
                  int64_t uploading_id, StateCallback done);
+  // What Get would answer at once from the cache (counted as its hit), or
+  // nullopt when Get has more to do (a miss, a negative entry, shut down).
+  // For a caller that gathers what a miss needs only when it misses.
+  std::optional<UploadingState> Cached(const UploadingKey& key);
   CallerWait List(const Credentials& credentials, const ListParams& params,
                   ListCallback done);
   // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
@@ -217,6 +222,8 @@ class UpstreamReader {
   Metrics::Counter* upstream_requests_ = nullptr;
   Metrics::Histogram* upstream_latency_ = nullptr;
   Metrics::Counter* cache_lookups_ = nullptr;
+  // {"GetUploading", "hit"} of cache_lookups_, counted on every cached Get.
+  std::unique_ptr<Metrics::Counter::Handle> get_hits_;
 };
 
 }  // namespace uploadwatch

@@ -58,6 +58,13 @@ std::string ConnectionOf(const grpc::CallbackServerContext& context);
 // brings none and the policy requires one.
 absl::StatusOr<Credentials> CallerCredentials(
     const grpc::CallbackServerContext& context, const CallerPolicy& policy);
+// CallerCredentials in two steps, for a call that may be answered without
+// knowing who calls (a cached Get): the token alone, with the same errors,
+// then, for the server's token, the caller's identity.
+absl::StatusOr<Credentials> CallerToken(
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy);
+void AddCallerIdentity(const grpc::CallbackServerContext& context,
+                       const CallerPolicy& policy, Credentials& credentials);
 
 }  // namespace uploadwatch
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -43,7 +44,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   using Answer = std::function<void(const absl::Status& status)>;
 
   UnaryCall(const ServiceDeps& deps, grpc::CallbackServerContext* context,
-            const char* method, int32_t counter, int64_t id)
+            const char* method, int32_t counter, int64_t id, absl::Time start)
       : ticket_(deps.reactors->Enter()),
         finished_(std::make_shared<std::atomic<bool>>(false)),
         log_(deps.log),
@@ -51,7 +52,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
         method_(method),
         counter_(counter),
         id_(id),
-        start_(deps.clock->Now()),
+        start_(start),
         deadline_(context->deadline() ==
                           std::chrono::system_clock::time_point::max()
                       ? absl::InfiniteFuture()
@@ -132,30 +133,54 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   CallerWait wait_ ABSL_GUARDED_BY(mu_);
 };
 
-// The shape every unary rpc shares: check the request, pick the token, hand
-// the call to `launch(credentials, call)`, which starts the hub's work with
-// answers from `call->Answerer(...)` and returns the hub's wait.
-template <typename Launch>
+// Answers a call in the handler itself, on gRPC's default reactor: nothing
+// of ours is left to run after Finish, so the call needs no reactor (or
+// ticket) of its own. For answers known at once: request errors and
+// cached Gets.
+grpc::ServerUnaryReactor* FinishAtOnce(grpc::CallbackServerContext* context,
+                                       const ServiceDeps& deps,
+                                       const char* method, int32_t counter,
+                                       int64_t id, const absl::Status& status,
+                                       absl::Time start,
+                                       absl::string_view token_fingerprint) {
+  deps.log->Log(method, counter, id, status, deps.clock->Now() - start,
+                token_fingerprint);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// The shape every unary rpc shares: check the request, pick the token, let
+// `cached(credentials)` answer at once if it can (fills the response, true),
+// else add the caller's identity and hand the call to
+// `launch(credentials, call)`, which starts the hub's work with answers from
+// `call->Answerer(...)` and returns the hub's wait.
+template <typename Cached, typename Launch>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    const ServiceDeps& deps,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
-                                   Launch launch) {
+                                   Cached cached, Launch launch) {
   // This handler's ticket (see ReactorTracker), for the hub code that runs
   // on this gRPC thread until `launch` returns (it may answer inline); the
   // call holds its own until OnDone.
   const ReactorTracker::Ticket handler = deps.reactors->Enter();
-  auto* call = new UnaryCall(deps, context, method, counter, id);
+  const absl::Time start = deps.clock->Now();
   if (!valid.ok()) {
-    call->Answerer()(valid);
-    return call;
+    return FinishAtOnce(context, deps, method, counter, id, valid, start, "");
   }
   absl::StatusOr<Credentials> credentials =
-      CallerCredentials(*context, deps.callers);
+      CallerToken(*context, deps.callers);
   if (!credentials.ok()) {
-    call->Answerer()(credentials.status());
-    return call;
+    return FinishAtOnce(context, deps, method, counter, id,
+                        credentials.status(), start, "");
   }
+  if (cached(*credentials)) {
+    return FinishAtOnce(context, deps, method, counter, id, absl::OkStatus(),
+                        start, credentials->fingerprint());
+  }
+  AddCallerIdentity(*context, deps.callers, *credentials);
+  auto* call = new UnaryCall(deps, context, method, counter, id, start);
   call->set_token_fingerprint(credentials->fingerprint());
   // The call, and so its response message, lives until Finish; OnDone (and
   // so `delete call`) cannot run before this handler returns.
@@ -172,6 +197,13 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
   const int64_t id = request->uploading_id();
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
+      [this, counter, id, response](const Credentials& credentials) {
+        std::optional<UploadingState> state =
+            hub_->GetCached(credentials, counter, id);
+        if (!state) return false;
+        *response->mutable_uploading() = std::move(state->uploading);
+        return true;
+      },
       [this, counter, id, response](const Credentials& credentials,
                                     UnaryCall* call) {
         // The answer's state, moved into the response only by the answer
@@ -200,6 +232,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
   return RunUnary(
       context, deps_, "ListUploadings", params.counter_id, 0,
       ValidateList(*request),
+      [](const Credentials&) { return false; },  // the hub's list cache
       [this, params, response](const Credentials& credentials,
                                UnaryCall* call) {
         auto list =
