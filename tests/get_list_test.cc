@@ -3,6 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "service/common/status_details.h"
 #include "tests/service_fixture.h"
 
@@ -44,6 +45,61 @@ TEST_F(GetListTest, InvalidIdsAreRejectedWithoutAnUpstreamCall) {
         stub_->GetUploading(Context().get(), request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr("must be a positive"));
+  }
+  EXPECT_TRUE(metrica_.requests().empty());
+}
+
+TEST_F(GetListTest, AnEmptyRequestIsInvalidNotUndecodable) {
+  StartServer();
+  v1::GetUploadingResponse response;
+  grpc::Status status = stub_->GetUploading(
+      Context().get(), v1::GetUploadingRequest(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("counter_id must be a positive"));
+  EXPECT_TRUE(metrica_.requests().empty());
+}
+
+// Bytes that are no protobuf (a truncated varint), sent to `method` as they
+// are: the status of the call.
+grpc::Status CallWithUndecodableBytes(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method) {
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  const char garbage[] = {'\x08', '\xff', '\xff', '\xff'};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  grpc::ByteBuffer request(&slice, 1);
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      generic.PrepareUnaryCall(&context, method, request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// GetUploading parses its own request (raw API), ListUploadings through the
+// DecodeErrorInterceptor: both say the same.
+TEST_F(GetListTest, UndecodableRequestsAreInvalidArgumentSayingWhy) {
+  StartServer();
+  for (const char* method : {"GetUploading", "ListUploadings"}) {
+    grpc::Status status = CallWithUndecodableBytes(
+        channel_,
+        absl::StrCat("/metrika.offline_conversions.v1.UploadingService/",
+                     method));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("the request is not a valid ", method,
+                                       " request")));
   }
   EXPECT_TRUE(metrica_.requests().empty());
 }

@@ -65,6 +65,14 @@ absl::Status ValidateWatchUploadings(
   return absl::OkStatus();
 }
 
+absl::Status UndecodableRequest(absl::string_view method) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the request is not a valid ", method,
+      " request: its bytes do not parse as the method's protobuf message "
+      "(see proto/metrika/offline_conversions/v1/uploading_service.proto; "
+      "was it sent to the wrong method, or corrupted?)"));
+}
+
 std::optional<std::string> AuthorizationOf(
     const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();

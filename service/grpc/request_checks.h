@@ -25,6 +25,10 @@ absl::Status ValidateList(
 absl::Status ValidateWatchUploadings(
     const metrika::offline_conversions::v1::WatchUploadingsRequest& request);
 
+// INVALID_ARGUMENT for a request whose bytes do not parse as `method`'s
+// (e.g. "GetUploading") protobuf message.
+absl::Status UndecodableRequest(absl::string_view method);
+
 // The `authorization` metadata of a call (nullopt when absent; an empty
 // header is not absent, see ResolveCredentials).
 std::optional<std::string> AuthorizationOf(

@@ -154,8 +154,10 @@ void RpcLog::Log(absl::string_view method, int32_t counter_id,
                  int64_t uploading_id, const absl::Status& status,
                  absl::Duration latency,
                  absl::string_view token_fingerprint) const {
-  std::string line;
-  line.reserve(160);
+  // The thread's line buffer, reused: no allocation per line. The sink and
+  // Append copy what they keep.
+  thread_local std::string line;
+  line.clear();
   AppendTimestamp(line, absl::Now());
   absl::StrAppend(&line, " rpc=", method, " counter=", counter_id,
                   " id=", uploading_id, " code=",
@@ -169,6 +171,7 @@ void RpcLog::Log(absl::string_view method, int32_t counter_id,
   } else {
     sink_(line);
   }
+  if (line.capacity() > 4096) line = std::string();  // a long error message
   Count(method, status, latency);
 }
 

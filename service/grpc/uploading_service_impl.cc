@@ -10,6 +10,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
@@ -188,11 +190,34 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
   return call;
 }
 
+// `uploading` as a GetUploadingResponse's bytes, as gRPC's generated code
+// would serialize the message.
+void SerializeGetResponse(v1::Uploading uploading, grpc::ByteBuffer* out) {
+  v1::GetUploadingResponse message;
+  message.mutable_uploading()->Swap(&uploading);
+  bool own_buffer;
+  grpc::SerializationTraits<v1::GetUploadingResponse>::Serialize(message, out,
+                                                                 &own_buffer);
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
-    grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
-    v1::GetUploadingResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* response) {
+  v1::GetUploadingRequest parsed;
+  {
+    grpc::ByteBuffer bytes(*raw_request);  // Deserialize consumes it
+    if (!grpc::SerializationTraits<v1::GetUploadingRequest>::Deserialize(
+             &bytes, &parsed)
+             .ok()) {
+      const ReactorTracker::Ticket handler = deps_.reactors->Enter();
+      return FinishAtOnce(context, deps_, "GetUploading", 0, 0,
+                          UndecodableRequest("GetUploading"),
+                          deps_.clock->Now(), "");
+    }
+  }
+  const v1::GetUploadingRequest* request = &parsed;
   const int32_t counter = request->counter_id();
   const int64_t id = request->uploading_id();
   return RunUnary(
@@ -201,7 +226,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
         std::optional<UploadingState> state =
             hub_->GetCached(credentials, counter, id);
         if (!state) return false;
-        *response->mutable_uploading() = std::move(state->uploading);
+        SerializeGetResponse(std::move(state->uploading), response);
         return true;
       },
       [this, counter, id, response](const Credentials& credentials,
@@ -210,7 +235,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
         // that finishes the call.
         auto state = std::make_shared<absl::StatusOr<UploadingState>>();
         UnaryCall::Answer answer = call->Answerer([state, response] {
-          *response->mutable_uploading() = std::move((*state)->uploading);
+          SerializeGetResponse(std::move((*state)->uploading), response);
         });
         return hub_->Get(credentials, counter, id,
                          [state, answer](absl::StatusOr<UploadingState> s) {
