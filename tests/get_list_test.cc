@@ -33,6 +33,29 @@ TEST_F(GetListTest, GetReturnsMetricasUploadingFieldForField) {
       << response.uploading().DebugString();
 }
 
+// The first answer comes from Metrica, the next ones from the cache, each
+// serialized its own way (service/grpc/uploading_service_impl.cc): the same
+// message every time.
+TEST_F(GetListTest, ACachedAnswerIsMetricasUploadingFieldForField) {
+  v1::Uploading u = MakeUploading(12, v1::Uploading::PROCESSED);
+  u.set_linked_quantity(90);
+  u.set_goal_not_found_quantity(2);
+  metrica_.AddUploading(kCounter, u);
+  StartServer();
+  v1::GetUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(12);
+  for (int i = 0; i < 3; ++i) {
+    v1::GetUploadingResponse response;
+    grpc::Status status =
+        stub_->GetUploading(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_TRUE(MessageDifferencer::Equals(response.uploading(), u))
+        << i << ": " << response.uploading().DebugString();
+  }
+  EXPECT_EQ(UpstreamCallsFor(12), 1);  // the others were cached
+}
+
 TEST_F(GetListTest, InvalidIdsAreRejectedWithoutAnUpstreamCall) {
   StartServer();
   for (auto [counter, id] : std::vector<std::pair<int32_t, int64_t>>{

@@ -175,14 +175,16 @@ CallerWait UpstreamReader::Get(const Credentials& credentials,
                        });
 }
 
-std::optional<UploadingState> UpstreamReader::Cached(const UploadingKey& key) {
+bool UpstreamReader::UseCached(
+    const UploadingKey& key,
+    absl::FunctionRef<void(const UploadingState&)> use) {
   {
     absl::MutexLock lock(&mu_);
-    if (shut_down_) return std::nullopt;
+    if (shut_down_) return false;
   }
-  std::optional<UploadingState> s = sink_->Servable(key, clock_->Now());
-  if (s && get_hits_) get_hits_->Inc();
-  return s;
+  if (!sink_->UseServable(key, clock_->Now(), use)) return false;
+  if (get_hits_) get_hits_->Inc();
+  return true;
 }
 
 CallerWait UpstreamReader::List(const Credentials& credentials,

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -38,6 +39,16 @@ class ObservationSink {
   // current by a poll); nullopt to fetch.
   virtual std::optional<UploadingState> Servable(const UploadingKey& key,
                                                  absl::Time now) = 0;
+  // Servable without the copy: hands the state to `use` (short; it must not
+  // call the sink) while the owner's lock keeps it; false when Servable
+  // would be nullopt.
+  virtual bool UseServable(const UploadingKey& key, absl::Time now,
+                           absl::FunctionRef<void(const UploadingState&)> use) {
+    std::optional<UploadingState> s = Servable(key, now);
+    if (!s) return false;
+    use(*s);
+    return true;
+  }
 };
 
 // The parameters of one list, as seen by one token.
@@ -136,10 +147,12 @@ class UpstreamReader {
   // the returned wait when the caller gives up.
   CallerWait Get(const Credentials& credentials, int32_t counter_id,
                  int64_t uploading_id, StateCallback done);
-  // What Get would answer at once from the cache (counted as its hit), or
-  // nullopt when Get has more to do (a miss, a negative entry, shut down).
-  // For a caller that gathers what a miss needs only when it misses.
-  std::optional<UploadingState> Cached(const UploadingKey& key);
+  // Hands what Get would answer at once from the cache (counted as its hit)
+  // to `use` (see ObservationSink::UseServable), or returns false when Get
+  // has more to do (a miss, a negative entry, shut down). For a caller that
+  // gathers what a miss needs only when it misses.
+  bool UseCached(const UploadingKey& key,
+                 absl::FunctionRef<void(const UploadingState&)> use);
   CallerWait List(const Credentials& credentials, const ListParams& params,
                   ListCallback done);
   // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or

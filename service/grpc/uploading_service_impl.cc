@@ -11,7 +11,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/support/proto_buffer_reader.h"
-#include "grpcpp/support/proto_buffer_writer.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
@@ -190,14 +192,23 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
   return call;
 }
 
-// `uploading` as a GetUploadingResponse's bytes, as gRPC's generated code
-// would serialize the message.
-void SerializeGetResponse(v1::Uploading uploading, grpc::ByteBuffer* out) {
-  v1::GetUploadingResponse message;
-  message.mutable_uploading()->Swap(&uploading);
-  bool own_buffer;
-  grpc::SerializationTraits<v1::GetUploadingResponse>::Serialize(message, out,
-                                                                 &own_buffer);
+// The bytes of a GetUploadingResponse holding `uploading`, the same the
+// generated code writes for the message (field 1, length-delimited), without
+// building the message: a cached answer is serialized from the cache's own
+// state, not from a copy of it.
+void SerializeGetResponse(const v1::Uploading& uploading,
+                          grpc::ByteBuffer* out) {
+  using ::google::protobuf::io::CodedOutputStream;
+  constexpr uint32_t kUploadingTag = (1 << 3) | 2;  // field 1, LEN
+  const size_t inner = uploading.ByteSizeLong();
+  grpc::Slice slice(CodedOutputStream::VarintSize32(kUploadingTag) +
+                    CodedOutputStream::VarintSize32(inner) + inner);
+  uint8_t* p = const_cast<uint8_t*>(slice.begin());
+  p = CodedOutputStream::WriteVarint32ToArray(kUploadingTag, p);
+  p = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(inner), p);
+  uploading.SerializeWithCachedSizesToArray(p);
+  grpc::ByteBuffer bytes(&slice, 1);
+  out->Swap(&bytes);
 }
 
 }  // namespace
@@ -223,11 +234,11 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
       [this, counter, id, response](const Credentials& credentials) {
-        std::optional<UploadingState> state =
-            hub_->GetCached(credentials, counter, id);
-        if (!state) return false;
-        SerializeGetResponse(std::move(state->uploading), response);
-        return true;
+        return hub_->UseCached(credentials, counter, id,
+                               [response](const UploadingState& state) {
+                                 SerializeGetResponse(state.uploading,
+                                                      response);
+                               });
       },
       [this, counter, id, response](const Credentials& credentials,
                                     UnaryCall* call) {
@@ -235,7 +246,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
         // that finishes the call.
         auto state = std::make_shared<absl::StatusOr<UploadingState>>();
         UnaryCall::Answer answer = call->Answerer([state, response] {
-          SerializeGetResponse(std::move((*state)->uploading), response);
+          SerializeGetResponse((*state)->uploading, response);
         });
         return hub_->Get(credentials, counter, id,
                          [state, answer](absl::StatusOr<UploadingState> s) {
