@@ -5,7 +5,6 @@
 #include <optional>
 
 #include "absl/functional/function_ref.h"
-
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/core/state_cache.h"

@@ -4,15 +4,14 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "grpcpp/support/proto_buffer_reader.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/slice.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
@@ -216,11 +215,11 @@ void SerializeGetResponse(const v1::Uploading& uploading,
 grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
     grpc::ByteBuffer* response) {
-  v1::GetUploadingRequest parsed;
+  v1::GetUploadingRequest request;
   {
     grpc::ByteBuffer bytes(*raw_request);  // Deserialize consumes it
     if (!grpc::SerializationTraits<v1::GetUploadingRequest>::Deserialize(
-             &bytes, &parsed)
+             &bytes, &request)
              .ok()) {
       const ReactorTracker::Ticket handler = deps_.reactors->Enter();
       return FinishAtOnce(context, deps_, "GetUploading", 0, 0,
@@ -228,9 +227,8 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
                           deps_.clock->Now(), "");
     }
   }
-  const v1::GetUploadingRequest* request = &parsed;
-  const int32_t counter = request->counter_id();
-  const int64_t id = request->uploading_id();
+  const int32_t counter = request.counter_id();
+  const int64_t id = request.uploading_id();
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
       [this, counter, id, response](const Credentials& credentials) {
@@ -242,8 +240,8 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
       },
       [this, counter, id, response](const Credentials& credentials,
                                     UnaryCall* call) {
-        // The answer's state, moved into the response only by the answer
-        // that finishes the call.
+        // The answer's state, serialized into the response only by the
+        // answer that finishes the call.
         auto state = std::make_shared<absl::StatusOr<UploadingState>>();
         UnaryCall::Answer answer = call->Answerer([state, response] {
           SerializeGetResponse((*state)->uploading, response);
