@@ -3,6 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "service/common/status_details.h"
 #include "tests/service_fixture.h"
 
@@ -32,6 +33,29 @@ TEST_F(GetListTest, GetReturnsMetricasUploadingFieldForField) {
       << response.uploading().DebugString();
 }
 
+// The first answer comes from Metrica, the next ones from the cache, each
+// serialized its own way (service/grpc/uploading_service_impl.cc): the same
+// message every time.
+TEST_F(GetListTest, ACachedAnswerIsMetricasUploadingFieldForField) {
+  v1::Uploading u = MakeUploading(12, v1::Uploading::PROCESSED);
+  u.set_linked_quantity(90);
+  u.set_goal_not_found_quantity(2);
+  metrica_.AddUploading(kCounter, u);
+  StartServer();
+  v1::GetUploadingRequest request;
+  request.set_counter_id(kCounter);
+  request.set_uploading_id(12);
+  for (int i = 0; i < 3; ++i) {
+    v1::GetUploadingResponse response;
+    grpc::Status status =
+        stub_->GetUploading(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_TRUE(MessageDifferencer::Equals(response.uploading(), u))
+        << i << ": " << response.uploading().DebugString();
+  }
+  EXPECT_EQ(UpstreamCallsFor(12), 1);  // the others were cached
+}
+
 TEST_F(GetListTest, InvalidIdsAreRejectedWithoutAnUpstreamCall) {
   StartServer();
   for (auto [counter, id] : std::vector<std::pair<int32_t, int64_t>>{
@@ -44,6 +68,61 @@ TEST_F(GetListTest, InvalidIdsAreRejectedWithoutAnUpstreamCall) {
         stub_->GetUploading(Context().get(), request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr("must be a positive"));
+  }
+  EXPECT_TRUE(metrica_.requests().empty());
+}
+
+TEST_F(GetListTest, AnEmptyRequestIsInvalidNotUndecodable) {
+  StartServer();
+  v1::GetUploadingResponse response;
+  grpc::Status status = stub_->GetUploading(
+      Context().get(), v1::GetUploadingRequest(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("counter_id must be a positive"));
+  EXPECT_TRUE(metrica_.requests().empty());
+}
+
+// Bytes that are no protobuf (a truncated varint), sent to `method` as they
+// are: the status of the call.
+grpc::Status CallWithUndecodableBytes(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method) {
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  const char garbage[] = {'\x08', '\xff', '\xff', '\xff'};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  grpc::ByteBuffer request(&slice, 1);
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      generic.PrepareUnaryCall(&context, method, request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(cq.Next(&tag, &ok));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// GetUploading parses its own request (raw API), ListUploadings through the
+// DecodeErrorInterceptor: both say the same.
+TEST_F(GetListTest, UndecodableRequestsAreInvalidArgumentSayingWhy) {
+  StartServer();
+  for (const char* method : {"GetUploading", "ListUploadings"}) {
+    grpc::Status status = CallWithUndecodableBytes(
+        channel_,
+        absl::StrCat("/metrika.offline_conversions.v1.UploadingService/",
+                     method));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("the request is not a valid ", method,
+                                       " request")));
   }
   EXPECT_TRUE(metrica_.requests().empty());
 }

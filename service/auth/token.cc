@@ -11,20 +11,11 @@ namespace uploadwatch {
 namespace {
 
 std::string Fingerprint(absl::string_view token) {
-  // Every call resolves its token, and the calls a thread serves mostly
-  // bring the token it saw last (the server's own, or one client's): the
-  // SHA-256 (and OpenSSL's digest lookup) was ~8% of a cached Get's
-  // instructions. The token stays in memory either way (the poller keeps
-  // it); this copy is the thread's and never leaves it.
-  thread_local std::string last_token, last_fingerprint;
-  if (!last_fingerprint.empty() && token == last_token) return last_fingerprint;
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(),
          digest);
-  last_token.assign(token.data(), token.size());
-  last_fingerprint = absl::BytesToHexString(
+  return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest), 8));
-  return last_fingerprint;
 }
 
 // A token is one visible-ASCII word; anything else in a header is a mistake
@@ -39,8 +30,21 @@ bool IsTokenText(absl::string_view t) {
 
 }  // namespace
 
-Credentials::Credentials(std::string token)
-    : token_(std::move(token)), fingerprint_(Fingerprint(token_)) {}
+std::shared_ptr<const Credentials::Identity> Credentials::IdentityOf(
+    absl::string_view token) {
+  // Every call resolves its token: the SHA-256 (and OpenSSL's digest
+  // lookup) was ~8% of a cached Get's instructions, and the copies of the
+  // token and fingerprint a few allocations more. The token stays in memory
+  // either way (the poller keeps it); this reference is the thread's and
+  // never leaves it.
+  thread_local std::shared_ptr<const Identity> last;
+  if (last != nullptr && last->token == token) return last;
+  last = std::make_shared<const Identity>(
+      Identity{std::string(token), Fingerprint(token)});
+  return last;
+}
+
+Credentials::Credentials(absl::string_view token) : id_(IdentityOf(token)) {}
 
 absl::StatusOr<Credentials> ResolveCredentials(
     std::optional<absl::string_view> authorization,
@@ -55,7 +59,7 @@ absl::StatusOr<Credentials> ResolveCredentials(
     if (!IsTokenText(default_token)) {
       return absl::UnauthenticatedError("the server's Metrica OAuth token is malformed");
     }
-    Credentials server(std::string{default_token});
+    Credentials server(default_token);
     server.set_server_token(true);
     return server;
   }
@@ -82,7 +86,7 @@ absl::StatusOr<Credentials> ResolveCredentials(
         "malformed authorization metadata: expected 'OAuth <token>' with a "
         "token of printable ASCII and no spaces");
   }
-  return Credentials(std::string(token));
+  return Credentials(token);
 }
 
 }  // namespace uploadwatch

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_AUTH_TOKEN_H_
 #define UPLOADWATCH_SERVICE_AUTH_TOKEN_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,15 +13,16 @@ namespace uploadwatch {
 
 // A Metrica OAuth token together with its fingerprint. Everything that is
 // kept, keyed, logged or counted uses the fingerprint; the token itself only
-// travels to Metrica.
+// travels to Metrica. Cheap to copy: the token and its fingerprint are
+// shared, immutable, between copies.
 class Credentials {
  public:
-  explicit Credentials(std::string token);
+  explicit Credentials(absl::string_view token);
 
-  const std::string& token() const { return token_; }
+  const std::string& token() const { return id_->token; }
   // 16 hex digits of SHA-256(token): stable across processes, safe to show
   // in logs and metrics, and not reversible to the token.
-  const std::string& fingerprint() const { return fingerprint_; }
+  const std::string& fingerprint() const { return id_->fingerprint; }
 
   // True when the call brought no token and uses the server's own (set by
   // ResolveCredentials): such calls share that token's budget and are
@@ -34,8 +36,15 @@ class Credentials {
   void set_caller(std::string caller) { caller_ = std::move(caller); }
 
  private:
-  std::string token_;
-  std::string fingerprint_;
+  struct Identity {
+    std::string token;
+    std::string fingerprint;
+  };
+  // Of the token a thread saw last (most calls a thread serves bring the
+  // same token: the server's own, or one client's), else a new one.
+  static std::shared_ptr<const Identity> IdentityOf(absl::string_view token);
+
+  std::shared_ptr<const Identity> id_;  // never null
   bool server_token_ = false;
   std::string caller_;
 };

@@ -80,15 +80,22 @@ const UploadingState& StateCache::RecordShared(const UploadingKey& key,
 
 std::optional<UploadingState> StateCache::GetFresh(const UploadingKey& key,
                                                    absl::Time now) {
+  const UploadingState* s = FindFresh(key, now);
+  if (s == nullptr) return std::nullopt;
+  return *s;
+}
+
+const UploadingState* StateCache::FindFresh(const UploadingKey& key,
+                                            absl::Time now) {
   auto it = entries_.find(key);
-  if (it == entries_.end()) return std::nullopt;
+  if (it == entries_.end()) return nullptr;
   Entry& e = it->second;
   const absl::Duration ttl = IsTerminal(e.state.uploading)
                                  ? options_.terminal_fresh_for
                                  : options_.fresh_for;
-  if (now - e.state.check_time > ttl) return std::nullopt;
+  if (now - e.state.check_time > ttl) return nullptr;
   e.last_use = now;
-  return e.state;
+  return &e.state;
 }
 
 const UploadingState* StateCache::Find(const UploadingKey& key) const {

@@ -98,6 +98,9 @@ class StateCache {
   // The state, if it was confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
                                          absl::Time now);
+  // GetFresh without the copy: the entry itself, valid until the cache
+  // next changes; nullptr when GetFresh would be nullopt.
+  const UploadingState* FindFresh(const UploadingKey& key, absl::Time now);
   // The state, however old (for versions); nullptr if unknown.
   const UploadingState* Find(const UploadingKey& key) const;
 

@@ -33,6 +33,16 @@ std::optional<UploadingState> StateStore::Find(const UploadingKey& key) const {
   return *s;
 }
 
+bool StateStore::Use(const UploadingKey& key, absl::Time now, bool fresh_only,
+                     absl::FunctionRef<void(const UploadingState&)> use) {
+  absl::MutexLock lock(&mu_);
+  const UploadingState* s =
+      fresh_only ? cache_.FindFresh(key, now) : cache_.Find(key);
+  if (s == nullptr) return false;
+  use(*s);
+  return true;
+}
+
 size_t StateStore::Sweep(absl::Time now,
                          const std::function<bool(const UploadingKey&)>& keep) {
   absl::MutexLock lock(&mu_);

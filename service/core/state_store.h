@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/core/state_cache.h"
@@ -35,6 +36,12 @@ class StateStore {
                                          absl::Time now);
   // The state however old; nullopt if unknown.
   std::optional<UploadingState> Find(const UploadingKey& key) const;
+  // GetFresh (`fresh_only`) or Find handing the state to `use` under the
+  // store's lock instead of copying it: for a reader that needs only its
+  // bytes. `use` must be short and must not call the store. False (and
+  // `use` not called) when GetFresh / Find would be nullopt.
+  bool Use(const UploadingKey& key, absl::Time now, bool fresh_only,
+           absl::FunctionRef<void(const UploadingState&)> use);
   // Drops states unused for the retention, except those `keep` names (it is
   // called under the store's lock: it must not call the store).
   size_t Sweep(absl::Time now,

@@ -126,6 +126,13 @@ CallerWait UploadingHub::Get(const Credentials& credentials,
   return reader_.Get(credentials, counter_id, uploading_id, std::move(done));
 }
 
+bool UploadingHub::UseCached(
+    const Credentials& credentials, int32_t counter_id, int64_t uploading_id,
+    absl::FunctionRef<void(const UploadingState&)> use) {
+  return reader_.UseCached(
+      UploadingKey{credentials.fingerprint(), counter_id, uploading_id}, use);
+}
+
 CallerWait UploadingHub::List(const Credentials& credentials,
                               const ListParams& params, ListCallback done) {
   return reader_.List(credentials, params, std::move(done));
@@ -350,6 +357,14 @@ std::optional<UploadingState> UploadingHub::Servable(const UploadingKey& key,
   // A poller that is running has the freshest state there is.
   if (registry_.Shown(key)) return store_.Find(key);
   return std::nullopt;
+}
+
+bool UploadingHub::UseServable(
+    const UploadingKey& key, absl::Time now,
+    absl::FunctionRef<void(const UploadingState&)> use) {
+  // As Servable.
+  return store_.Use(key, now, /*fresh_only=*/true, use) ||
+         (registry_.Shown(key) && store_.Use(key, now, /*fresh_only=*/false, use));
 }
 
 void UploadingHub::PollFailed(const GroupKey& group, int64_t uploading_id,

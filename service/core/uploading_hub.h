@@ -115,6 +115,14 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // unless the caller leaves the returned wait first (see CallerWait).
   CallerWait Get(const Credentials& credentials, int32_t counter_id,
                  int64_t uploading_id, StateCallback done);
+  // Hands what Get would answer at once from the cache to `use`, under the
+  // state store's lock (short, and calling nothing of the hub's: e.g. to
+  // serialize it), or returns false when Get has more to do. The gRPC layer
+  // answers a cached Get so, without a copy of the state and without
+  // working out who the caller is (which only a request to Metrica needs).
+  bool UseCached(const Credentials& credentials, int32_t counter_id,
+                 int64_t uploading_id,
+                 absl::FunctionRef<void(const UploadingState&)> use);
   // One page of a counter's uploadings; briefly cached and single-flight like
   // Get. The states it returns also refresh watchers. `done` runs once,
   // unless the caller leaves the wait first.
@@ -167,6 +175,8 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
                          absl::Time now) override;
   std::optional<UploadingState> Servable(const UploadingKey& key,
                                          absl::Time now) override;
+  bool UseServable(const UploadingKey& key, absl::Time now,
+                   absl::FunctionRef<void(const UploadingState&)> use) override;
 
  private:
   // GroupPoller::Listener

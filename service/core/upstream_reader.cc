@@ -28,6 +28,8 @@ UpstreamReader::UpstreamReader(MetricaClient* client, const Clock* clock,
         "GetUploading/ListUploadings answered from cache (hit), from a "
         "remembered NOT_FOUND/PERMISSION_DENIED (negative_hit) or not (miss).",
         {"rpc", "result"});
+    get_hits_ = std::make_unique<Metrics::Counter::Handle>(
+        cache_lookups_, Metrics::Labels{"GetUploading", "hit"});
   }
 }
 
@@ -152,7 +154,7 @@ CallerWait UpstreamReader::Get(const Credentials& credentials,
     return CallerWait();
   }
   if (std::optional<UploadingState> s = sink_->Servable(key, clock_->Now())) {
-    if (cache_lookups_) cache_lookups_->Inc({"GetUploading", "hit"});
+    if (get_hits_) get_hits_->Inc();
     std::move(done)(*std::move(s));
     return CallerWait();
   }
@@ -171,6 +173,18 @@ CallerWait UpstreamReader::Get(const Credentials& credentials,
                          return FetchGet(credentials.token(), key,
                                          std::move(d));
                        });
+}
+
+bool UpstreamReader::UseCached(
+    const UploadingKey& key,
+    absl::FunctionRef<void(const UploadingState&)> use) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return false;
+  }
+  if (!sink_->UseServable(key, clock_->Now(), use)) return false;
+  if (get_hits_) get_hits_->Inc();
+  return true;
 }
 
 CallerWait UpstreamReader::List(const Credentials& credentials,

@@ -2,12 +2,14 @@
 #define UPLOADWATCH_SERVICE_CORE_UPSTREAM_READER_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -37,6 +39,16 @@ class ObservationSink {
   // current by a poll); nullopt to fetch.
   virtual std::optional<UploadingState> Servable(const UploadingKey& key,
                                                  absl::Time now) = 0;
+  // Servable without the copy: hands the state to `use` (short; it must not
+  // call the sink) while the owner's lock keeps it; false when Servable
+  // would be nullopt.
+  virtual bool UseServable(const UploadingKey& key, absl::Time now,
+                           absl::FunctionRef<void(const UploadingState&)> use) {
+    std::optional<UploadingState> s = Servable(key, now);
+    if (!s) return false;
+    use(*s);
+    return true;
+  }
 };
 
 // The parameters of one list, as seen by one token.
@@ -135,6 +147,12 @@ class UpstreamReader {
   // the returned wait when the caller gives up.
   CallerWait Get(const Credentials& credentials, int32_t counter_id,
                  int64_t uploading_id, StateCallback done);
+  // Hands what Get would answer at once from the cache (counted as its hit)
+  // to `use` (see ObservationSink::UseServable), or returns false when Get
+  // has more to do (a miss, a negative entry, shut down). For a caller that
+  // gathers what a miss needs only when it misses.
+  bool UseCached(const UploadingKey& key,
+                 absl::FunctionRef<void(const UploadingState&)> use);
   CallerWait List(const Credentials& credentials, const ListParams& params,
                   ListCallback done);
   // Metrica's remembered NOT_FOUND / PERMISSION_DENIED for `key`, or
@@ -217,6 +235,8 @@ class UpstreamReader {
   Metrics::Counter* upstream_requests_ = nullptr;
   Metrics::Histogram* upstream_latency_ = nullptr;
   Metrics::Counter* cache_lookups_ = nullptr;
+  // {"GetUploading", "hit"} of cache_lookups_, counted on every cached Get.
+  std::unique_ptr<Metrics::Counter::Handle> get_hits_;
 };
 
 }  // namespace uploadwatch

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "service/grpc/request_checks.h"
 
 namespace uploadwatch {
 namespace {
@@ -52,15 +53,10 @@ class DecodeErrorInterceptor : public grpc::experimental::Interceptor {
             grpc::StatusCode::UNIMPLEMENTED) {
       const absl::string_view name =
           method_.substr(method_.rfind('/') + 1);  // npos + 1 == 0
-      const std::string message = absl::StrCat(
-          "the request is not a valid ", name,
-          " request: its bytes do not parse as the method's protobuf message "
-          "(see proto/metrika/offline_conversions/v1/uploading_service.proto; "
-          "was it sent to the wrong method, or corrupted?)");
-      methods->ModifySendStatus(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
-      log_->Log(name, 0, 0, absl::InvalidArgumentError(message),
-                clock_->Now() - start_, "");
+      const absl::Status status = UndecodableRequest(name);
+      methods->ModifySendStatus(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                             std::string(status.message())));
+      log_->Log(name, 0, 0, status, clock_->Now() - start_, "");
     }
   }
 
@@ -78,6 +74,9 @@ grpc::experimental::Interceptor*
 DecodeErrorInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   if (info->method() == nullptr) return nullptr;
+  for (const char* method : kParsesOwnRequests) {
+    if (absl::string_view(info->method()) == method) return nullptr;
+  }
   auto* interceptor = new DecodeErrorInterceptor(info->method(), log_, clock_);
   interceptors_created.fetch_add(1, std::memory_order_release);
   return interceptor;

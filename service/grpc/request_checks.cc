@@ -65,6 +65,14 @@ absl::Status ValidateWatchUploadings(
   return absl::OkStatus();
 }
 
+absl::Status UndecodableRequest(absl::string_view method) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the request is not a valid ", method,
+      " request: its bytes do not parse as the method's protobuf message "
+      "(see proto/metrika/offline_conversions/v1/uploading_service.proto; "
+      "was it sent to the wrong method, or corrupted?)"));
+}
+
 std::optional<std::string> AuthorizationOf(
     const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
@@ -132,20 +140,35 @@ std::string ConnectionOf(const grpc::CallbackServerContext& context) {
                                                 it->second.size()));
 }
 
+absl::StatusOr<Credentials> CallerToken(
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    if (policy.require_caller_token) {
+      return absl::UnauthenticatedError(
+          "this server requires every call to bring its own Metrica token "
+          "(--require_caller_token): send call metadata "
+          "'authorization: OAuth <token>'");
+    }
+    return ResolveCredentials(std::nullopt, policy.default_token);
+  }
+  return ResolveCredentials(
+      absl::string_view(it->second.data(), it->second.size()),
+      policy.default_token);
+}
+
+void AddCallerIdentity(const grpc::CallbackServerContext& context,
+                       const CallerPolicy& policy, Credentials& credentials) {
+  if (credentials.server_token()) {
+    credentials.set_caller(CallerIdentity(context, policy));
+  }
+}
+
 absl::StatusOr<Credentials> CallerCredentials(
     const grpc::CallbackServerContext& context, const CallerPolicy& policy) {
-  std::optional<std::string> authorization = AuthorizationOf(context);
-  if (!authorization && policy.require_caller_token) {
-    return absl::UnauthenticatedError(
-        "this server requires every call to bring its own Metrica token "
-        "(--require_caller_token): send call metadata "
-        "'authorization: OAuth <token>'");
-  }
-  absl::StatusOr<Credentials> credentials =
-      ResolveCredentials(authorization, policy.default_token);
-  if (credentials.ok() && credentials->server_token()) {
-    credentials->set_caller(CallerIdentity(context, policy));
-  }
+  absl::StatusOr<Credentials> credentials = CallerToken(context, policy);
+  if (credentials.ok()) AddCallerIdentity(context, policy, *credentials);
   return credentials;
 }
 

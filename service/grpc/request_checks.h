@@ -25,6 +25,10 @@ absl::Status ValidateList(
 absl::Status ValidateWatchUploadings(
     const metrika::offline_conversions::v1::WatchUploadingsRequest& request);
 
+// INVALID_ARGUMENT for a request whose bytes do not parse as `method`'s
+// (e.g. "GetUploading") protobuf message.
+absl::Status UndecodableRequest(absl::string_view method);
+
 // The `authorization` metadata of a call (nullopt when absent; an empty
 // header is not absent, see ResolveCredentials).
 std::optional<std::string> AuthorizationOf(
@@ -58,6 +62,13 @@ std::string ConnectionOf(const grpc::CallbackServerContext& context);
 // brings none and the policy requires one.
 absl::StatusOr<Credentials> CallerCredentials(
     const grpc::CallbackServerContext& context, const CallerPolicy& policy);
+// CallerCredentials in two steps, for a call that may be answered without
+// knowing who calls (a cached Get): the token alone, with the same errors,
+// then, for the server's token, the caller's identity.
+absl::StatusOr<Credentials> CallerToken(
+    const grpc::CallbackServerContext& context, const CallerPolicy& policy);
+void AddCallerIdentity(const grpc::CallbackServerContext& context,
+                       const CallerPolicy& policy, Credentials& credentials);
 
 }  // namespace uploadwatch
 

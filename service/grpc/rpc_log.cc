@@ -126,6 +126,20 @@ RpcLog::RpcLog(Sink sink, Metrics* metrics) : sink_(std::move(sink)) {
         "uploadwatch_rpc_latency_seconds",
         "RPC duration (for WatchUploading: the stream's lifetime).",
         {"method"}, Metrics::LatencyBuckets());
+    // Other names (none today) take the label path in Count.
+    for (const char* method : {"GetUploading", "ListUploadings",
+                               "WatchUploading", "WatchUploadings"}) {
+      MethodSeries& m = methods_.emplace_back();
+      m.method = method;
+      for (size_t code = 0; code < m.rpcs.size(); ++code) {
+        m.rpcs[code] = std::make_unique<Metrics::Counter::Handle>(
+            rpcs_, Metrics::Labels{
+                       method, absl::StatusCodeToString(
+                                   static_cast<absl::StatusCode>(code))});
+      }
+      m.latency = std::make_unique<Metrics::Histogram::Handle>(
+          latency_, Metrics::Labels{method});
+    }
   }
   if (!sink_) stderr_ = std::make_unique<BufferedStderr>();
 }
@@ -140,12 +154,14 @@ void RpcLog::Log(absl::string_view method, int32_t counter_id,
                  int64_t uploading_id, const absl::Status& status,
                  absl::Duration latency,
                  absl::string_view token_fingerprint) const {
-  const std::string code = absl::StatusCodeToString(status.code());
-  std::string line;
-  line.reserve(160);
+  // The thread's line buffer, reused: no allocation per line. The sink and
+  // Append copy what they keep.
+  thread_local std::string line;
+  line.clear();
   AppendTimestamp(line, absl::Now());
   absl::StrAppend(&line, " rpc=", method, " counter=", counter_id,
-                  " id=", uploading_id, " code=", code, " latency_ms=");
+                  " id=", uploading_id, " code=",
+                  absl::StatusCodeToString(status.code()), " latency_ms=");
   AppendTenths(line, absl::ToDoubleMilliseconds(latency));
   absl::StrAppend(&line, " token=",
                   token_fingerprint.empty() ? "-" : token_fingerprint);
@@ -155,10 +171,23 @@ void RpcLog::Log(absl::string_view method, int32_t counter_id,
   } else {
     sink_(line);
   }
-  if (rpcs_ != nullptr) {
-    rpcs_->Inc({std::string(method), code});
-    latency_->ObserveDuration({std::string(method)}, latency);
+  if (line.capacity() > 4096) line = std::string();  // a long error message
+  Count(method, status, latency);
+}
+
+void RpcLog::Count(absl::string_view method, const absl::Status& status,
+                   absl::Duration latency) const {
+  if (rpcs_ == nullptr) return;
+  const size_t code = static_cast<size_t>(status.code());
+  for (const MethodSeries& m : methods_) {
+    if (m.method == method && code < m.rpcs.size()) {
+      m.rpcs[code]->Inc();
+      m.latency->ObserveDuration(latency);
+      return;
+    }
   }
+  rpcs_->Inc({std::string(method), absl::StatusCodeToString(status.code())});
+  latency_->ObserveDuration({std::string(method)}, latency);
 }
 
 }  // namespace uploadwatch

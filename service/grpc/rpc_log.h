@@ -1,10 +1,12 @@
 #ifndef UPLOADWATCH_SERVICE_GRPC_RPC_LOG_H_
 #define UPLOADWATCH_SERVICE_GRPC_RPC_LOG_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -47,11 +49,22 @@ class RpcLog {
 
  private:
   class BufferedStderr;
+  // The metric series of one method, resolved once: a call's Log finds
+  // them by the method's name and its status code, with no label vector.
+  struct MethodSeries {
+    std::string method;
+    // By absl::StatusCode (0..16, all of gRPC's codes).
+    std::array<std::unique_ptr<Metrics::Counter::Handle>, 17> rpcs;
+    std::unique_ptr<Metrics::Histogram::Handle> latency;
+  };
+  void Count(absl::string_view method, const absl::Status& status,
+             absl::Duration latency) const;
 
   Sink sink_;
   std::unique_ptr<BufferedStderr> stderr_;  // when there is no sink
   Metrics::Counter* rpcs_ = nullptr;
   Metrics::Histogram* latency_ = nullptr;
+  std::vector<MethodSeries> methods_;  // the service's rpcs; const after construction
 };
 
 }  // namespace uploadwatch

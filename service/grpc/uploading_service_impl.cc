@@ -9,6 +9,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
@@ -43,7 +47,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   using Answer = std::function<void(const absl::Status& status)>;
 
   UnaryCall(const ServiceDeps& deps, grpc::CallbackServerContext* context,
-            const char* method, int32_t counter, int64_t id)
+            const char* method, int32_t counter, int64_t id, absl::Time start)
       : ticket_(deps.reactors->Enter()),
         finished_(std::make_shared<std::atomic<bool>>(false)),
         log_(deps.log),
@@ -51,7 +55,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
         method_(method),
         counter_(counter),
         id_(id),
-        start_(deps.clock->Now()),
+        start_(start),
         deadline_(context->deadline() ==
                           std::chrono::system_clock::time_point::max()
                       ? absl::InfiniteFuture()
@@ -132,30 +136,54 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   CallerWait wait_ ABSL_GUARDED_BY(mu_);
 };
 
-// The shape every unary rpc shares: check the request, pick the token, hand
-// the call to `launch(credentials, call)`, which starts the hub's work with
-// answers from `call->Answerer(...)` and returns the hub's wait.
-template <typename Launch>
+// Answers a call in the handler itself, on gRPC's default reactor: nothing
+// of ours is left to run after Finish, so the call needs no reactor (or
+// ticket) of its own. For answers known at once: request errors and
+// cached Gets.
+grpc::ServerUnaryReactor* FinishAtOnce(grpc::CallbackServerContext* context,
+                                       const ServiceDeps& deps,
+                                       const char* method, int32_t counter,
+                                       int64_t id, const absl::Status& status,
+                                       absl::Time start,
+                                       absl::string_view token_fingerprint) {
+  deps.log->Log(method, counter, id, status, deps.clock->Now() - start,
+                token_fingerprint);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// The shape every unary rpc shares: check the request, pick the token, let
+// `cached(credentials)` answer at once if it can (fills the response, true),
+// else add the caller's identity and hand the call to
+// `launch(credentials, call)`, which starts the hub's work with answers from
+// `call->Answerer(...)` and returns the hub's wait.
+template <typename Cached, typename Launch>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    const ServiceDeps& deps,
                                    const char* method, int32_t counter,
                                    int64_t id, const absl::Status& valid,
-                                   Launch launch) {
+                                   Cached cached, Launch launch) {
   // This handler's ticket (see ReactorTracker), for the hub code that runs
   // on this gRPC thread until `launch` returns (it may answer inline); the
   // call holds its own until OnDone.
   const ReactorTracker::Ticket handler = deps.reactors->Enter();
-  auto* call = new UnaryCall(deps, context, method, counter, id);
+  const absl::Time start = deps.clock->Now();
   if (!valid.ok()) {
-    call->Answerer()(valid);
-    return call;
+    return FinishAtOnce(context, deps, method, counter, id, valid, start, "");
   }
   absl::StatusOr<Credentials> credentials =
-      CallerCredentials(*context, deps.callers);
+      CallerToken(*context, deps.callers);
   if (!credentials.ok()) {
-    call->Answerer()(credentials.status());
-    return call;
+    return FinishAtOnce(context, deps, method, counter, id,
+                        credentials.status(), start, "");
   }
+  if (cached(*credentials)) {
+    return FinishAtOnce(context, deps, method, counter, id, absl::OkStatus(),
+                        start, credentials->fingerprint());
+  }
+  AddCallerIdentity(*context, deps.callers, *credentials);
+  auto* call = new UnaryCall(deps, context, method, counter, id, start);
   call->set_token_fingerprint(credentials->fingerprint());
   // The call, and so its response message, lives until Finish; OnDone (and
   // so `delete call`) cannot run before this handler returns.
@@ -163,22 +191,60 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
   return call;
 }
 
+// The bytes of a GetUploadingResponse holding `uploading`, the same the
+// generated code writes for the message (field 1, length-delimited), without
+// building the message: a cached answer is serialized from the cache's own
+// state, not from a copy of it.
+void SerializeGetResponse(const v1::Uploading& uploading,
+                          grpc::ByteBuffer* out) {
+  using ::google::protobuf::io::CodedOutputStream;
+  constexpr uint32_t kUploadingTag = (1 << 3) | 2;  // field 1, LEN
+  const size_t inner = uploading.ByteSizeLong();
+  grpc::Slice slice(CodedOutputStream::VarintSize32(kUploadingTag) +
+                    CodedOutputStream::VarintSize32(inner) + inner);
+  uint8_t* p = const_cast<uint8_t*>(slice.begin());
+  p = CodedOutputStream::WriteVarint32ToArray(kUploadingTag, p);
+  p = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(inner), p);
+  uploading.SerializeWithCachedSizesToArray(p);
+  grpc::ByteBuffer bytes(&slice, 1);
+  out->Swap(&bytes);
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
-    grpc::CallbackServerContext* context, const v1::GetUploadingRequest* request,
-    v1::GetUploadingResponse* response) {
-  const int32_t counter = request->counter_id();
-  const int64_t id = request->uploading_id();
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* response) {
+  v1::GetUploadingRequest request;
+  {
+    grpc::ByteBuffer bytes(*raw_request);  // Deserialize consumes it
+    if (!grpc::SerializationTraits<v1::GetUploadingRequest>::Deserialize(
+             &bytes, &request)
+             .ok()) {
+      const ReactorTracker::Ticket handler = deps_.reactors->Enter();
+      return FinishAtOnce(context, deps_, "GetUploading", 0, 0,
+                          UndecodableRequest("GetUploading"),
+                          deps_.clock->Now(), "");
+    }
+  }
+  const int32_t counter = request.counter_id();
+  const int64_t id = request.uploading_id();
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
+      [this, counter, id, response](const Credentials& credentials) {
+        return hub_->UseCached(credentials, counter, id,
+                               [response](const UploadingState& state) {
+                                 SerializeGetResponse(state.uploading,
+                                                      response);
+                               });
+      },
       [this, counter, id, response](const Credentials& credentials,
                                     UnaryCall* call) {
-        // The answer's state, moved into the response only by the answer
-        // that finishes the call.
+        // The answer's state, serialized into the response only by the
+        // answer that finishes the call.
         auto state = std::make_shared<absl::StatusOr<UploadingState>>();
         UnaryCall::Answer answer = call->Answerer([state, response] {
-          *response->mutable_uploading() = std::move((*state)->uploading);
+          SerializeGetResponse((*state)->uploading, response);
         });
         return hub_->Get(credentials, counter, id,
                          [state, answer](absl::StatusOr<UploadingState> s) {
@@ -200,6 +266,7 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
   return RunUnary(
       context, deps_, "ListUploadings", params.counter_id, 0,
       ValidateList(*request),
+      [](const Credentials&) { return false; },  // the hub's list cache
       [this, params, response](const Credentials& credentials,
                                UnaryCall* call) {
         auto list =

@@ -16,15 +16,24 @@ namespace uploadwatch {
 // request_checks.h), hands the work to the UploadingHub and converts its
 // answers. All four rpcs run on gRPC's
 // callback API; nothing here blocks.
+//
+// GetUploading, the rpc dashboards call most, is on the raw callback API:
+// it parses its request and serializes its response itself (the same bytes
+// as the generated code), so that its calls need no DecodeErrorInterceptor
+// (an undecodable request gets that interceptor's INVALID_ARGUMENT from the
+// handler), and a cached answer is serialized straight from the cache's copy.
 class UploadingServiceImpl final
-    : public metrika::offline_conversions::v1::UploadingService::CallbackService {
+    : public metrika::offline_conversions::v1::UploadingService::
+          WithRawCallbackMethod_GetUploading<
+              metrika::offline_conversions::v1::UploadingService::
+                  CallbackService> {
  public:
   explicit UploadingServiceImpl(ServiceDeps deps);
 
-  grpc::ServerUnaryReactor* GetUploading(
-      grpc::CallbackServerContext* context,
-      const metrika::offline_conversions::v1::GetUploadingRequest* request,
-      metrika::offline_conversions::v1::GetUploadingResponse* response) override;
+  // A GetUploadingRequest in, a GetUploadingResponse out.
+  grpc::ServerUnaryReactor* GetUploading(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
 
   grpc::ServerUnaryReactor* ListUploadings(
       grpc::CallbackServerContext* context,

@@ -67,15 +67,40 @@ void Metrics::Counter::Inc(const Labels& labels, double by) {
   Bounded(values_, labels, max_series_) += by;
 }
 
-void Metrics::Histogram::Observe(const Labels& labels, double value) {
+void Metrics::Counter::Handle::Inc(double by) {
+  double* value = value_.load(std::memory_order_acquire);
+  absl::MutexLock lock(&counter_->mu_);
+  if (value == nullptr) {
+    // Resolved at the first increment, not before: an unused series stays
+    // off /metrics, as with Inc(labels). Racing resolvers find one entry.
+    value = &Bounded(counter_->values_, labels_, counter_->max_series_);
+    value_.store(value, std::memory_order_release);
+  }
+  *value += by;
+}
+
+void Metrics::Histogram::AddLocked(Series& s, double value) {
   const size_t bucket =
       std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
-  absl::MutexLock lock(&mu_);
-  Series& s = Bounded(series_, labels, max_series_);
   if (s.buckets.empty()) s.buckets.assign(bounds_.size() + 1, 0);
   s.buckets[bucket] += 1;  // the last slot is +Inf
   s.sum += value;
   s.count += 1;
+}
+
+void Metrics::Histogram::Observe(const Labels& labels, double value) {
+  absl::MutexLock lock(&mu_);
+  AddLocked(Bounded(series_, labels, max_series_), value);
+}
+
+void Metrics::Histogram::Handle::Observe(double value) {
+  Series* series = series_.load(std::memory_order_acquire);
+  absl::MutexLock lock(&histogram_->mu_);
+  if (series == nullptr) {
+    series = &Bounded(histogram_->series_, labels_, histogram_->max_series_);
+    series_.store(series, std::memory_order_release);
+  }
+  histogram_->AddLocked(*series, value);
 }
 
 Metrics::Counter* Metrics::AddCounter(std::string name, std::string help,

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_METRICS_METRICS_H_
 #define UPLOADWATCH_SERVICE_METRICS_METRICS_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -35,6 +36,26 @@ class Metrics {
    public:
     void Inc(const Labels& labels, double by = 1);
 
+    // One label set of the counter, for a caller that increments it on a
+    // hot path: Inc without building a label vector or finding it in the
+    // family. Counts exactly as Inc(labels) would (the series appears on
+    // /metrics with its first increment, and the cap applies then). Keep
+    // it no longer than the registry. Thread-safe.
+    class Handle {
+     public:
+      Handle(Counter* counter, Labels labels)
+          : counter_(counter), labels_(std::move(labels)) {}
+      Handle(const Handle&) = delete;
+      Handle& operator=(const Handle&) = delete;
+      void Inc(double by = 1);
+
+     private:
+      Counter* const counter_;
+      const Labels labels_;
+      // The family's entry once resolved (map nodes never move).
+      std::atomic<double*> value_{nullptr};
+    };
+
    private:
     friend class Metrics;
     explicit Counter(size_t max_series) : max_series_(max_series) {}
@@ -51,12 +72,36 @@ class Metrics {
     }
 
    private:
+    struct Series;
+
+   public:
+    // One label set of the histogram, as Counter::Handle is of a counter.
+    class Handle {
+     public:
+      Handle(Histogram* histogram, Labels labels)
+          : histogram_(histogram), labels_(std::move(labels)) {}
+      Handle(const Handle&) = delete;
+      Handle& operator=(const Handle&) = delete;
+      void Observe(double value);
+      void ObserveDuration(absl::Duration d) {
+        Observe(absl::ToDoubleSeconds(d));
+      }
+
+     private:
+      Histogram* const histogram_;
+      const Labels labels_;
+      std::atomic<Series*> series_{nullptr};
+    };
+
+   private:
     friend class Metrics;
     struct Series {
       std::vector<uint64_t> buckets;  // cumulative at render time only
       double sum = 0;
       uint64_t count = 0;
     };
+    // Adds `value` to `s` (one of series_). Requires mu_.
+    void AddLocked(Series& s, double value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
     Histogram(std::vector<double> bounds, size_t max_series)
         : bounds_(std::move(bounds)), max_series_(max_series) {}
     const std::vector<double> bounds_;

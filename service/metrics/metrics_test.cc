@@ -83,5 +83,40 @@ TEST(Metrics, GaugeSamplesBeyondTheCapAreSummedIntoOther) {
   EXPECT_THAT(text, HasSubstr("used{token=\"other\"} 8\n"));
 }
 
+TEST(Metrics, HandlesCountLikeTheirLabelsAndShowOnlyOnceUsed) {
+  Metrics m;
+  auto* c = m.AddCounter("x_total", "Things.", {"method", "code"});
+  auto* h = m.AddHistogram("lat_seconds", "Latency.", {"m"}, {0.1, 1});
+  Metrics::Counter::Handle ok(c, {"Get", "OK"});
+  Metrics::Counter::Handle unused(c, {"Get", "NOT_FOUND"});
+  Metrics::Histogram::Handle a(h, {"a"});
+  EXPECT_THAT(m.Render(), Not(HasSubstr("x_total{")));
+  EXPECT_THAT(m.Render(), Not(HasSubstr("lat_seconds_count")));
+  ok.Inc();
+  c->Inc({"Get", "OK"}, 2);  // the same series by its labels
+  ok.Inc(0.5);
+  a.Observe(0.05);
+  h->Observe({"a"}, 0.5);
+  a.ObserveDuration(absl::Seconds(5));
+  const std::string text = m.Render();
+  EXPECT_THAT(text, HasSubstr("x_total{method=\"Get\",code=\"OK\"} 3.5\n"));
+  EXPECT_THAT(text, Not(HasSubstr("NOT_FOUND")));
+  EXPECT_THAT(text, HasSubstr("lat_seconds_bucket{m=\"a\",le=\"0.1\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("lat_seconds_bucket{m=\"a\",le=\"1\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("lat_seconds_count{m=\"a\"} 3\n"));
+}
+
+TEST(Metrics, HandlesBeyondTheCapCountInTheOtherSeries) {
+  Metrics m(Metrics::Options{.max_series_per_family = 1});
+  auto* c = m.AddCounter("calls_total", "Calls.", {"token"});
+  c->Inc({"t0"});
+  Metrics::Counter::Handle late(c, {"t1"});
+  late.Inc();
+  late.Inc();
+  const std::string text = m.Render();
+  EXPECT_THAT(text, Not(HasSubstr("t1")));
+  EXPECT_THAT(text, HasSubstr("calls_total{token=\"other\"} 2\n"));
+}
+
 }  // namespace
 }  // namespace uploadwatch
