@@ -6,6 +6,12 @@
 
 namespace uploadwatch {
 
+ChangeHistory::ChangeHistory()
+    : serial_([] {
+        static std::atomic<uint64_t> next{1};
+        return next.fetch_add(1, std::memory_order_relaxed);
+      }()) {}
+
 LocalChangeHistory::LocalChangeHistory(const Clock* clock, Options options,
                                        uint64_t instance)
     : clock_(clock),

@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 #define UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -20,7 +21,8 @@ namespace uploadwatch {
 // calls are in order and never overlap; a state whose version is not above
 // the last one delivered for its uploading is dropped (no duplicates, never
 // backwards), except that the same version with a later check_time goes to
-// OnConfirmed. Remove() waits only for a delivery to that subscriber in
+// OnConfirmed. After each stretch of deliveries, OnDrained (Subscriber).
+// Remove() waits only for a delivery to that subscriber in
 // progress: there is no global delivery lock. Thread-safe.
 class FanOut {
  public:
@@ -56,6 +58,9 @@ class FanOut {
     std::thread::id delivering_on;
     bool closed = false;   // an error was posted, or Remove(): nothing after
     bool removed = false;  // Remove() was called
+    // `removed`, readable without mu_ by the drain delivering to it.
+    std::atomic<bool> gone{false};
+    bool closed_seen = false;  // OnError was called (by the delivering drain)
     bool drain_erases = false;  // ... from inside its own delivery
     struct Delivered {
       int64_t version = 0;
