@@ -67,19 +67,37 @@ struct Derived {
 };
 
 Derived& DerivedOf(const UploadingState& state) {
-  constexpr size_t kSlots = 256;  // above a round's uploadings, usually
-  thread_local std::array<Derived, kSlots> memo;
-  Derived& d = memo[absl::HashOf(&state) % kSlots];
-  if (d.state != &state || d.id != state.uploading.id() ||
-      d.version != state.version || d.observed != state.observe_time ||
-      d.checked != state.check_time) {
-    d = Derived{};
-    d.state = &state;
-    d.id = state.uploading.id();
-    d.version = state.version;
-    d.observed = state.observe_time;
-    d.checked = state.check_time;
+  // 4-way: a state finds its slot among kWays from its address's, and a new
+  // one takes the least recently used of them, so that two states of a
+  // round landing on one slot do not evict each other for every watcher.
+  constexpr size_t kSlots = 1024, kWays = 4;
+  struct Slot {
+    Derived derived;
+    uint64_t used = 0;
+  };
+  thread_local std::array<Slot, kSlots> memo;
+  thread_local uint64_t clock = 0;
+  const size_t base = absl::HashOf(&state) % kSlots & ~(kWays - 1);
+  Slot* victim = &memo[base];
+  ++clock;
+  for (size_t i = base; i < base + kWays; ++i) {
+    Derived& d = memo[i].derived;
+    if (d.state == &state && d.id == state.uploading.id() &&
+        d.version == state.version && d.observed == state.observe_time &&
+        d.checked == state.check_time) {
+      memo[i].used = clock;
+      return d;
+    }
+    if (memo[i].used < victim->used) victim = &memo[i];
   }
+  victim->used = clock;
+  Derived& d = victim->derived;
+  d = Derived{};
+  d.state = &state;
+  d.id = state.uploading.id();
+  d.version = state.version;
+  d.observed = state.observe_time;
+  d.checked = state.check_time;
   return d;
 }
 
