@@ -1,6 +1,7 @@
 #include "service/core/change_history.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/random/random.h"
 

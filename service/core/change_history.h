@@ -1,7 +1,6 @@
 #ifndef UPLOADWATCH_SERVICE_CORE_CHANGE_HISTORY_H_
 #define UPLOADWATCH_SERVICE_CORE_CHANGE_HISTORY_H_
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <optional>
