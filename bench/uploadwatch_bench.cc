@@ -23,6 +23,10 @@
 //          rounds where all change in the same poll, alternating between the
 //          servers; cached GetUploading latency meanwhile; uploadwatch's
 //          upstream requests per poll interval against naive polling.
+//   watch100k  the watch phase at 100,000 streams (issue 15): 1,000
+//          uploadings x 100 watchers over 1,000 connections, rounds in which
+//          10% of the uploadings change (no all-change rounds); figures
+//          named watch100k_*.
 //   instructions  cached GetUploading under valgrind's callgrind, each
 //          server in turn: machine instructions the server executes per
 //          call (all its threads), which the machine's other users do not
@@ -81,7 +85,8 @@ ABSL_FLAG(std::vector<std::string>, server_env, {},
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
-          "comma-separated: unary, watch, counter, replicas, scheduling, "
+          "comma-separated: unary, watch, watch100k, counter, replicas, "
+          "scheduling, "
           "instructions");
 ABSL_FLAG(std::string, scheduling_binary, "",
           "scheduling phase: //service/core:poll_scheduling_bench");
@@ -99,6 +104,10 @@ ABSL_FLAG(std::string, callgrind_out_dir, "",
 ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
           "extra flags for the uploadwatch server, e.g. --max_watches=100000 "
           "for a watch phase beyond the default cap");
+ABSL_FLAG(int, watch100k_uploadings, 1000,
+          "watch100k phase: uploadings of its one counter, 100,000 / this "
+          "watchers each (the server lists 3 pages of 200 per round, so "
+          "above 600 the rest are polled by Gets at the 30 requests/s cap)");
 ABSL_FLAG(int, counter_watches, 1000,
           "counter phase: concurrent WatchUploadings streams of one counter");
 ABSL_FLAG(int, counter_uploadings, 100,
@@ -263,7 +272,10 @@ class Harness {
       : metrica_(metrica), work_dir_(std::move(work_dir)) {}
 
   absl::Status RunUnary();
-  absl::Status RunWatch();
+  // `prefix` names the figures ("watch"); `first_id` the uploadings'.
+  absl::Status RunWatch(const std::string& prefix = "watch",
+                        int64_t first_id = kFirstWatchedId);
+  absl::Status RunWatch100k();
   absl::Status RunCounter();
   absl::Status RunInstructions();
   absl::Status RunScheduling();
@@ -289,6 +301,10 @@ class Harness {
         std::string("--daily_budget=0"),
         std::string("--max_watches_per_caller=0")}) {
       args.push_back(std::move(arg));
+    }
+    if (absl::GetFlag(FLAGS_watches) > 20000) {  // above the default cap
+      args.push_back(
+          absl::StrCat("--max_watches=", absl::GetFlag(FLAGS_watches)));
     }
     for (const std::string& flag : absl::GetFlag(FLAGS_uploadwatch_flags)) {
       args.push_back(flag);
@@ -430,7 +446,9 @@ absl::Status Harness::OpenWatches(
   target.fleet.Open(
       MakeChannels(Target(*target.server), absl::GetFlag(FLAGS_watch_channels)),
       kCounter, watched_ids_, watches);
-  if (!target.fleet.AwaitFirstMessages(absl::Seconds(120))) {
+  // 2 minutes per 10,000 streams: opening them is CPU-bound.
+  if (!target.fleet.AwaitFirstMessages(
+          absl::Seconds(120) * std::max(1, watches / 10000))) {
     return absl::DeadlineExceededError(absl::StrCat(
         "only ", target.fleet.streams_with_message(), " of ", watches,
         " watches on ", target.name, " got their first message (",
@@ -498,7 +516,7 @@ void Harness::ChangeRounds(const std::vector<WatchTarget*>& targets) {
   }
 }
 
-absl::Status Harness::RunWatch() {
+absl::Status Harness::RunWatch(const std::string& prefix, int64_t first_id) {
   const int watches = absl::GetFlag(FLAGS_watches);
   const int uploadings = absl::GetFlag(FLAGS_uploadings);
   const absl::Duration poll = absl::GetFlag(FLAGS_poll_interval);
@@ -508,7 +526,7 @@ absl::Status Harness::RunWatch() {
   }
   watched_ids_.clear();
   for (int i = 0; i < uploadings; ++i) {
-    watched_ids_.push_back(kFirstWatchedId + i);
+    watched_ids_.push_back(first_id + i);
     metrica_->AddUploading(
         kCounter, MakeUploading(watched_ids_.back(), v1::Uploading::MATCHED));
   }
@@ -516,7 +534,7 @@ absl::Status Harness::RunWatch() {
   // The baseline first, alone, so that its memory and threads are those of
   // open streams on a server that does nothing else.
   WatchTarget bare{.name = "the bare server"};
-  if (absl::Status s = OpenWatches(StartBare("watch_bare"), bare); !s.ok()) {
+  if (absl::Status s = OpenWatches(StartBare(prefix + "_bare"), bare); !s.ok()) {
     return s;
   }
   bare.change = [&bare](int32_t /*marker*/, int n) {
@@ -524,7 +542,7 @@ absl::Status Harness::RunWatch() {
   };
   WatchTarget uploadwatch{.name = "uploadwatch"};
   if (absl::Status s =
-          OpenWatches(StartUploadwatch("watch_uploadwatch"), uploadwatch);
+          OpenWatches(StartUploadwatch(prefix + "_uploadwatch"), uploadwatch);
       !s.ok()) {
     return s;
   }
@@ -568,14 +586,14 @@ absl::Status Harness::RunWatch() {
   const std::vector<FakeMetrica::RecordedRequest> requests =
       metrica_->requests();
 
-  Print("watch_streams", watches);
-  Print("watch_uploadings", uploadings);
-  Print("watch_channels", absl::GetFlag(FLAGS_watch_channels));
-  Print("watch_some_uploadings",
+  Print(prefix + "_streams", watches);
+  Print(prefix + "_uploadings", uploadings);
+  Print(prefix + "_channels", absl::GetFlag(FLAGS_watch_channels));
+  Print(prefix + "_some_uploadings",
         std::min(absl::GetFlag(FLAGS_some_uploadings), uploadings));
   for (WatchTarget* target : {&bare, &uploadwatch}) {
-    const std::string prefix =
-        target == &bare ? "watch_bare" : "watch_uploadwatch";
+    const std::string name =
+        prefix + (target == &bare ? "_bare" : "_uploadwatch");
     const ProcessUsage peak = target->sampler->Peak();
     const int ended = target->fleet.ended();
     const std::vector<double> quiet_gets = SortedMillis(
@@ -587,22 +605,26 @@ absl::Status Harness::RunWatch() {
     }
     target->sampler.reset();
     target->server->Stop();
-    Print(prefix + "_open_seconds", absl::ToDoubleSeconds(target->open_time),
+    Print(name + "_open_seconds", absl::ToDoubleSeconds(target->open_time),
           2);
-    Print(prefix + "_rss_open_mb", Megabytes(target->open_usage.hwm_kb), 1);
-    Print(prefix + "_rss_peak_mb", Megabytes(peak.hwm_kb), 1);
-    Print(prefix + "_threads_open", target->open_usage.threads);
-    Print(prefix + "_threads_peak", peak.threads);
-    Print(prefix + "_streams_ended", ended);
-    PrintLatencies(prefix + "_quiet_get_latency", quiet_gets);
-    PrintFanOut(prefix + "_change_some", target->some);
-    PrintFanOut(prefix + "_change_all", target->all);
+    Print(name + "_rss_open_mb", Megabytes(target->open_usage.hwm_kb), 1);
+    Print(name + "_rss_peak_mb", Megabytes(peak.hwm_kb), 1);
+    Print(name + "_threads_open", target->open_usage.threads);
+    Print(name + "_threads_peak", peak.threads);
+    Print(name + "_streams_ended", ended);
+    PrintLatencies(name + "_quiet_get_latency", quiet_gets);
+    PrintFanOut(name + "_change_some", target->some);
+    if (target->all.rounds > 0) {
+      PrintFanOut(name + "_change_all", target->all);
+    }
   }
-  Print("watch_uploadwatch_cpu_quiet_pct",
+  Print(prefix + "_uploadwatch_cpu_quiet_pct",
         100 * quiet_cpu /
             absl::ToDoubleSeconds(poll * absl::GetFlag(FLAGS_quiet_intervals)),
         1);
 
+  // The watch phase's upstream figures keep their names.
+  const std::string upstream = prefix == "watch" ? "" : prefix + "_";
   int lists = 0, gets = 0;
   for (const auto& r : requests) {
     (absl::EndsWith(r.path, "/uploadings") ? lists : gets) += 1;
@@ -611,15 +633,34 @@ absl::Status Harness::RunWatch() {
   const double per_interval = requests.size() / intervals;
   const double naive =
       static_cast<double>(watches);  // N * k: each watcher polls
-  Print("upstream_watchers_per_uploading", watches / uploadings);
-  Print("upstream_uploadings", uploadings);
-  Print("upstream_poll_intervals", intervals, 1);
-  Print("upstream_list_requests", lists);
-  Print("upstream_get_requests", gets);
-  Print("upstream_requests_per_interval", per_interval, 2);
-  Print("upstream_naive_requests_per_interval", naive);
-  Print("upstream_vs_naive_ratio", per_interval / naive, 6);
+  Print(upstream + "upstream_watchers_per_uploading", watches / uploadings);
+  Print(upstream + "upstream_uploadings", uploadings);
+  Print(upstream + "upstream_poll_intervals", intervals, 1);
+  Print(upstream + "upstream_list_requests", lists);
+  Print(upstream + "upstream_get_requests", gets);
+  Print(upstream + "upstream_requests_per_interval", per_interval, 2);
+  Print(upstream + "upstream_naive_requests_per_interval", naive);
+  Print(upstream + "upstream_vs_naive_ratio", per_interval / naive, 6);
   return absl::OkStatus();
+}
+
+absl::Status Harness::RunWatch100k() {
+  // The phase's shape (it overrides these flags); the rest as given.
+  const int k100kUploadings = absl::GetFlag(FLAGS_watch100k_uploadings);
+  struct Default {
+    absl::Flag<int>* flag;
+    int value;
+  };
+  for (const Default& d : {Default{&FLAGS_watches, 100000},
+                           Default{&FLAGS_uploadings, k100kUploadings},
+                           Default{&FLAGS_watch_channels, 1000},
+                           Default{&FLAGS_some_uploadings, k100kUploadings / 10},
+                           Default{&FLAGS_some_rounds, 5},
+                           Default{&FLAGS_all_rounds, 0}}) {
+    absl::SetFlag(d.flag, d.value);
+  }
+  // The bare server changes the first N ids from kFirstWatchedId.
+  return RunWatch("watch100k", kFirstWatchedId);
 }
 
 absl::Status Harness::RunCounter() {
@@ -662,9 +703,11 @@ absl::Status Harness::RunCounter() {
   Progress("counter: rounds in which every uploading changes");
   int late_rounds = 0;
   double server_cpu = 0;
+  double client_cpu = 0;
   const int rounds = absl::GetFlag(FLAGS_counter_rounds);
   for (int32_t marker = 1; marker <= rounds; ++marker) {
     const double cpu_before = sampler->Peak().cpu_seconds;
+    const double client_before = OwnCpuSeconds();
     for (int64_t id : ids) {
       metrica_->SetUploading(kDashboardCounter,
                              MakeUploading(id, v1::Uploading::MATCHED, marker));
@@ -673,6 +716,7 @@ absl::Status Harness::RunCounter() {
       ++late_rounds;
     }
     server_cpu += sampler->Peak().cpu_seconds - cpu_before;
+    client_cpu += OwnCpuSeconds() - client_before;
   }
   std::vector<double> latencies;
   int incomplete = 0;
@@ -712,6 +756,10 @@ absl::Status Harness::RunCounter() {
   Print("counter_change_all_incomplete", incomplete);
   Print("counter_change_all_server_cpu_ms_per_round",
         1000 * server_cpu / std::max(rounds, 1), 1);
+  // The harness: Metrica's poll answers, and parsing every event of every
+  // stream (100,000 per round by default) on the same cores.
+  Print("counter_change_all_client_cpu_ms_per_round",
+        1000 * client_cpu / std::max(rounds, 1), 1);
   PrintLatencies("counter_change_all_latency", latencies);
   return absl::OkStatus();
 }
@@ -850,6 +898,8 @@ int Main() {
       status = harness.RunUnary();
     } else if (phase == "watch") {
       status = harness.RunWatch();
+    } else if (phase == "watch100k") {
+      status = harness.RunWatch100k();
     } else if (phase == "counter") {
       status = harness.RunCounter();
     } else if (phase == "replicas") {

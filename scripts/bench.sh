@@ -10,6 +10,8 @@
 #   scripts/bench.sh --server_env=LD_PRELOAD=...   # bench/no_deadlock_detection.cc
 #   scripts/bench.sh --phases=instructions      # callgrind: instructions/call
 #   scripts/bench.sh --phases=scheduling        # CPU per poll round vs groups
+#   scripts/bench.sh --phases=counter           # 1,000 counter watches
+#   scripts/bench.sh --phases=watch100k         # 100,000 WatchUploading streams
 #
 # Arguments go to the harness: see
 # "$(bazel info -c opt bazel-bin)/bench/uploadwatch_bench" --help.
@@ -48,8 +50,13 @@ fi
 # Not the bazel-bin symlink: a build in another configuration moves it.
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 
-# 10,000 watches: 100 connections to each server, plus the simulator's.
+# 10,000 watches: 100 connections to each server, plus the simulator's;
+# watch100k: 1,000 to each (both servers' stay open together), so ~4,000
+# descriptors across the processes. As far as the machine allows: the hard
+# limit, and above it only if we may (root with a higher fs.nr_open).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -n 1048576 2>/dev/null || true
+echo "bench: file descriptors: soft $(ulimit -Sn), hard $(ulimit -Hn)" >&2
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 echo "bench: $(nproc) CPUs, $cpu, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2

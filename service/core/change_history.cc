@@ -1,10 +1,17 @@
 #include "service/core/change_history.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/random/random.h"
 
 namespace uploadwatch {
+
+ChangeHistory::ChangeHistory()
+    : serial_([] {
+        static std::atomic<uint64_t> next{1};
+        return next.fetch_add(1, std::memory_order_relaxed);
+      }()) {}
 
 LocalChangeHistory::LocalChangeHistory(const Clock* clock, Options options,
                                        uint64_t instance)

@@ -34,7 +34,12 @@ class ChangeHistory {
     std::vector<UploadingState> known;
   };
 
+  ChangeHistory();
   virtual ~ChangeHistory() = default;
+  // Unique among the histories this process ever made (a history at the
+  // address of a destroyed one has another): what per-thread memos of
+  // Record's answers are keyed on.
+  uint64_t serial() const { return serial_; }
   // Identifies this history's sequences (random per process start).
   virtual uint64_t instance() const = 0;
   // `state` of an uploading of `target` was observed. Returns the sequence
@@ -46,6 +51,9 @@ class ChangeHistory {
   // what is kept, or never issued).
   virtual std::optional<CatchUp> Since(const WatchTarget& target,
                                        uint64_t sequence) = 0;
+
+ private:
+  const uint64_t serial_;
 };
 
 // In memory, per target: the latest state of every uploading seen, and a

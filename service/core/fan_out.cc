@@ -24,6 +24,7 @@ void FanOut::Remove(Subscriber* subscriber) {
   Mailbox* box = it->second.get();
   box->closed = true;
   box->removed = true;
+  box->gone.store(true, std::memory_order_release);
   box->items.clear();
   if (box->delivering && box->delivering_on == std::this_thread::get_id()) {
     // From inside its own delivery: the drain erases it once the call returns.
@@ -84,10 +85,21 @@ void FanOut::Drain(const std::vector<Subscriber*>& batch) {
     }
     Mailbox* box = it->second.get();
     while (!box->items.empty() && !box->removed) {
+      // Everything queued goes out in one unlocked stretch: a counter watch
+      // gets 100 items in a poll round, and taking mu_ (which every Post
+      // and every other drain needs) around each would serialise them.
       std::vector<Item> items;
       items.swap(box->items);
+      box->delivering = true;
+      box->delivering_on = std::this_thread::get_id();
+      mu_.Unlock();
+      // Only the delivering drain touches `delivered` and `closed_seen`;
+      // `gone` is how a Remove() meanwhile stops the rest of the stretch.
+      bool called = false;
       for (Item& item : items) {
-        if (box->removed) break;
+        if (box->gone.load(std::memory_order_acquire) || box->closed_seen) {
+          break;
+        }
         bool confirmation = false;
         if (item.state != nullptr) {
           Mailbox::Delivered& last =
@@ -100,21 +112,25 @@ void FanOut::Drain(const std::vector<Subscriber*>& batch) {
           }
           last = {item.state->version, item.state->check_time};
         }
-        box->delivering = true;
-        box->delivering_on = std::this_thread::get_id();
-        mu_.Unlock();
         if (confirmation) {
           s->OnConfirmed(*item.state);
         } else if (item.state != nullptr) {
           s->OnState(*item.state);
         } else {
           s->OnError(item.error);
+          box->closed_seen = true;  // nothing after it, OnDrained included
         }
-        mu_.Lock();
-        // Remove() may be waiting to erase the box: after this, touch it no
-        // more unless it is still ours.
-        box->delivering = false;
+        called = true;
       }
+      if (called && !box->closed_seen &&
+          !box->gone.load(std::memory_order_acquire)) {
+        s->OnDrained();
+      }
+      items.clear();  // the states' last references may go: not under mu_
+      mu_.Lock();
+      // Remove() may be waiting to erase the box: after this, touch it no
+      // more unless it is still ours.
+      box->delivering = false;
     }
     if (box->drain_erases) {
       boxes_.erase(s);

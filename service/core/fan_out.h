@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 #define UPLOADWATCH_SERVICE_CORE_FAN_OUT_H_
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -20,8 +21,11 @@ namespace uploadwatch {
 // calls are in order and never overlap; a state whose version is not above
 // the last one delivered for its uploading is dropped (no duplicates, never
 // backwards), except that the same version with a later check_time goes to
-// OnConfirmed. Remove() waits only for a delivery to that subscriber in
-// progress: there is no global delivery lock. Thread-safe.
+// OnConfirmed. What is queued for a subscriber goes out in one stretch,
+// without the fan-out's lock, followed by OnDrained (see Subscriber).
+// Remove() waits only for a delivery to that subscriber in progress (the
+// rest of its stretch is dropped): there is no global delivery lock.
+// Thread-safe.
 class FanOut {
  public:
   // `executor` is not owned and must outlive the fan-out.
@@ -57,6 +61,9 @@ class FanOut {
     bool closed = false;   // an error was posted, or Remove(): nothing after
     bool removed = false;  // Remove() was called
     bool drain_erases = false;  // ... from inside its own delivery
+    // `removed`, readable without mu_ by the drain delivering to it.
+    std::atomic<bool> gone{false};
+    bool closed_seen = false;  // OnError was called (by the delivering drain)
     struct Delivered {
       int64_t version = 0;
       absl::Time check_time;

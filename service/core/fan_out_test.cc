@@ -1,6 +1,8 @@
 #include "service/core/fan_out.h"
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -192,6 +194,77 @@ TEST(FanOut, RemoveWaitsOnlyForItsOwnDeliveryInProgress) {
   stuck.release.Notify();
   ASSERT_TRUE(removed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   remover.join();
+}
+
+// Records OnDrained as 0 among the deliveries.
+class DrainRecorder : public Recorder {
+ public:
+  void OnDrained() override { OnState(UploadingState{}); }
+};
+
+TEST(FanOut, WhatIsQueuedGoesOutInOneStretchFollowedByOnDrained) {
+  SimulatedTime time;
+  FanOut fan_out(&time);
+  DrainRecorder a;
+  fan_out.Add(&a);
+  fan_out.Post({&a}, State(1, 1));
+  fan_out.Post({&a}, State(2, 1));
+  fan_out.Post({&a}, State(3, 1));
+  time.RunPending();
+  EXPECT_EQ(a.got(), (std::vector<int64_t>{101, 201, 301, 0}));
+  fan_out.Post({&a}, State(1, 2));
+  fan_out.Post({&a}, State(1, 1));  // dropped: nothing new, still drained
+  time.RunPending();
+  EXPECT_EQ(a.got(), (std::vector<int64_t>{101, 201, 301, 0, 102, 0}));
+}
+
+TEST(FanOut, NoOnDrainedAfterAnError) {
+  SimulatedTime time;
+  FanOut fan_out(&time);
+  DrainRecorder a;
+  fan_out.Add(&a);
+  fan_out.Post({&a}, State(1, 1));
+  fan_out.PostError({&a}, absl::UnavailableError("bye"));
+  time.RunPending();
+  EXPECT_EQ(a.got(), (std::vector<int64_t>{
+                         101, -static_cast<int>(absl::StatusCode::kUnavailable)}));
+}
+
+// Blocks in its first OnState until released; counts every call.
+class FirstBlocker : public Subscriber {
+ public:
+  void OnState(const UploadingState&) override {
+    if (calls.fetch_add(1) == 0) {
+      entered.Notify();
+      release.WaitForNotification();
+    }
+  }
+  void OnError(const absl::Status&) override { calls.fetch_add(1); }
+  void OnDrained() override { calls.fetch_add(1); }
+  std::atomic<int> calls{0};
+  absl::Notification entered, release;
+};
+
+TEST(FanOut, RemoveStopsTheRestOfAStretchInProgress) {
+  ThreadPoolExecutor executor(2);
+  FanOut fan_out(&executor);
+  FirstBlocker s;
+  fan_out.Add(&s);
+  fan_out.Post({&s}, State(1, 1));
+  fan_out.Post({&s}, State(2, 1));
+  fan_out.Post({&s}, State(3, 1));
+  ASSERT_TRUE(s.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  absl::Notification removed;
+  std::thread remover([&] {
+    fan_out.Remove(&s);
+    removed.Notify();
+  });
+  // Remove waits for the call in progress, not for the rest.
+  EXPECT_FALSE(removed.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+  s.release.Notify();
+  ASSERT_TRUE(removed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  remover.join();
+  EXPECT_EQ(s.calls.load(), 1);  // neither the other states nor OnDrained
 }
 
 }  // namespace

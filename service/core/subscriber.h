@@ -24,6 +24,12 @@ class Subscriber {
   virtual void OnConfirmed(const UploadingState& state) {}
   // The watch is over: a permanent upstream error, or shutdown. The last call.
   virtual void OnError(const absl::Status& status) = 0;
+  // Everything queued for this subscriber so far has been delivered: after
+  // every stretch of OnState/OnConfirmed calls, on the same thread, before
+  // any later call (more may follow). Where a subscriber that batches (a
+  // counter watch gets one call per uploading of a poll round) writes the
+  // batch; ignored unless overridden. Never after OnError.
+  virtual void OnDrained() {}
 };
 
 }  // namespace uploadwatch

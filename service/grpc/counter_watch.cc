@@ -1,9 +1,12 @@
 #include "service/grpc/counter_watch.h"
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <utility>
 
 #include "absl/hash/hash.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "service/core/resume_token.h"
 #include "service/grpc/state_proto.h"
 #include "service/metrica/metrica_limits.h"
@@ -29,27 +32,110 @@ size_t ContentOf(const v1::Uploading& u) {
   return absl::HashOf(bytes);
 }
 
-// ContentOf(state.uploading), computed once per state object and thread: the
-// fan-out hands the same UploadingState to every watcher of the counter one
-// after the other (1,000 watchers of a 100-uploading counter serialized each
-// state 1,000 times per round). The key is the object and what names its
-// content (uploading, version, observation): an address reused for another
-// state has another version or observation.
-size_t ContentOfState(const UploadingState& state) {
-  struct Memo {
-    const UploadingState* state = nullptr;
-    int64_t id = 0;
-    int64_t version = 0;
-    absl::Time observed;
-    size_t content = 0;
+std::shared_ptr<const std::string> SerializedEvent(const UploadingState& state,
+                                                   bool added) {
+  UploadingEvent e;
+  FillEvent(state, added, &e);
+  auto bytes = std::make_shared<std::string>();
+  e.SerializeToString(bytes.get());
+  return bytes;
+}
+
+// What a watch derives from a state the fan-out hands it, made once per
+// state object and thread and shared by the watchers it is handed to: the
+// fan-out gives one UploadingState object to each of a counter's watchers,
+// and 1,000 watchers of a 100-uploading counter each hashed, recorded and
+// built (serialized) every state, 100,000 times per round. A watcher gets a
+// round's states one after the other, so the memo holds many states: slots
+// by the object's address, each checked against what names the state's
+// content (uploading, version, observation and check times) -- an address
+// reused for another state differs in one of them.
+struct Derived {
+  const UploadingState* state = nullptr;
+  int64_t id = 0;
+  int64_t version = 0;
+  absl::Time observed;
+  absl::Time checked;
+  // Each filled on first use.
+  std::optional<size_t> content;                // ContentOf(state.uploading)
+  std::shared_ptr<const std::string> modified;  // its MODIFIED event
+  // history->Record(target, state), by that history's serial() and when.
+  uint64_t history = 0;
+  WatchTarget target;
+  absl::Time recorded_at;
+  uint64_t sequence = 0;
+};
+
+Derived& DerivedOf(const UploadingState& state) {
+  // 4-way: a state finds its slot among kWays from its address's, and a new
+  // one takes the least recently used of them, so that two states of a
+  // round landing on one slot do not evict each other for every watcher.
+  constexpr size_t kSlots = 1024, kWays = 4;
+  struct Slot {
+    Derived derived;
+    uint64_t used = 0;
   };
-  thread_local Memo memo;
-  if (memo.state != &state || memo.id != state.uploading.id() ||
-      memo.version != state.version || memo.observed != state.observe_time) {
-    memo = Memo{&state, state.uploading.id(), state.version,
-                state.observe_time, ContentOf(state.uploading)};
+  thread_local std::array<Slot, kSlots> memo;
+  thread_local uint64_t clock = 0;
+  const size_t base = absl::HashOf(&state) % kSlots & ~(kWays - 1);
+  Slot* victim = &memo[base];
+  ++clock;
+  for (size_t i = base; i < base + kWays; ++i) {
+    Derived& d = memo[i].derived;
+    if (d.state == &state && d.id == state.uploading.id() &&
+        d.version == state.version && d.observed == state.observe_time &&
+        d.checked == state.check_time) {
+      memo[i].used = clock;
+      return d;
+    }
+    if (memo[i].used < victim->used) victim = &memo[i];
   }
-  return memo.content;
+  victim->used = clock;
+  Derived& d = victim->derived;
+  d = Derived{};
+  d.state = &state;
+  d.id = state.uploading.id();
+  d.version = state.version;
+  d.observed = state.observe_time;
+  d.checked = state.check_time;
+  return d;
+}
+
+size_t ContentOfState(const UploadingState& state) {
+  Derived& d = DerivedOf(state);
+  if (!d.content) d.content = ContentOf(state.uploading);
+  return *d.content;
+}
+
+// The serialized MODIFIED event of `state`, shared: building and
+// serializing it per watcher was most of a round's CPU.
+std::shared_ptr<const std::string> ModifiedEventOf(
+    const UploadingState& state) {
+  Derived& d = DerivedOf(state);
+  if (d.modified == nullptr) d.modified = SerializedEvent(state, false);
+  return d.modified;
+}
+
+// history->Record(target, state), once per state, target and history:
+// 1,000 watchers recorded each change 1,000 times under the history's one
+// lock. Record is idempotent for a version it holds, so the first answer
+// stands for the others; at most it is older than a newer state recorded
+// meanwhile, which this watcher is then shown (and records) next. It lasts
+// `kRecordMemo` at most, so that a state object seen again much later (its
+// target forgotten meanwhile) is recorded again.
+constexpr absl::Duration kRecordMemo = absl::Seconds(1);
+
+uint64_t RecordOnce(ChangeHistory* history, const WatchTarget& target,
+                    const UploadingState& state, absl::Time now) {
+  Derived& d = DerivedOf(state);
+  if (d.history != history->serial() || now - d.recorded_at > kRecordMemo ||
+      now < d.recorded_at || !(d.target == target)) {
+    d.history = history->serial();
+    d.target = target;
+    d.recorded_at = now;
+    d.sequence = history->Record(target, state);
+  }
+  return d.sequence;
 }
 
 // The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
@@ -305,7 +391,8 @@ void CounterWatch::OnState(const UploadingState& state) {
   absl::MutexLock lock(&mu_);
   if (finished_) return;
   // The history is a leaf with its own lock.
-  sequence_ = std::max(sequence_, history_->Record(target_, state));
+  sequence_ = std::max(
+      sequence_, RecordOnce(history_, target_, state, clock_->Now()));
   if (!live_) {
     auto [it, created] = received_.try_emplace(state.uploading.id(), state);
     if (!created && state.version > it->second.version) it->second = state;
@@ -347,16 +434,33 @@ void CounterWatch::ChangeLocked(const UploadingState& state) {
   }
   sent_[id] = Sent{state.version, content,
                    added ? state.check_time : sent->second.checked};
-  auto [p, created] = pending_.try_emplace(id, Pending{state, added});
+  auto [p, created] = pending_.try_emplace(id);
   if (created) {
     pending_order_.push_back(id);
-  } else {
-    p->second.state = state;  // the latest wins; an ADDED stays ADDED
+    p->second.added = added;
   }
+  // The latest wins; an ADDED stays ADDED (rare: made for this watch alone).
+  p->second.event = p->second.added ? SerializedEvent(state, /*added=*/true)
+                                    : ModifiedEventOf(state);
   if (write_in_flight_ || flush_scheduled_) return;
   // Let the rest of the poll round arrive: one message per round.
   flush_scheduled_ = true;
+  if (options_.coalesce_delay <= absl::ZeroDuration()) {
+    // OnDrained, once the fan-out has delivered what it holds for us: on
+    // its executor's threads, not all 1,000 watches' writes on the one
+    // scheduler thread behind 1,000 timers.
+    flush_on_drain_ = true;
+    return;
+  }
   flush_timer_ = After(options_.coalesce_delay, &CounterWatch::OnFlushTimer);
+}
+
+void CounterWatch::OnDrained() {
+  absl::MutexLock lock(&mu_);
+  if (!flush_on_drain_) return;
+  flush_on_drain_ = false;
+  flush_scheduled_ = false;
+  MaybeWriteLocked();
 }
 
 void CounterWatch::OnFlushTimer() {
@@ -396,9 +500,15 @@ void CounterWatch::MaybeWriteLocked() {
   if (finished_ || write_in_flight_ || !subscribed_) return;
   if (out_.empty() && !pending_.empty() && !flush_scheduled_) {
     Message m;
+    // The events as the serialized bytes of field `events`: the wire form
+    // of a repeated message field is its entries one after the other, so a
+    // client parses them as events. Copying bytes is what is left per
+    // watcher of building each event.
+    google::protobuf::UnknownFieldSet* events =
+        m.GetReflection()->MutableUnknownFields(&m);
     for (int64_t id : pending_order_) {
-      Pending& p = pending_[id];
-      FillEvent(std::move(p.state), p.added, m.add_events());
+      events->AddLengthDelimited(Message::kEventsFieldNumber,
+                                 *pending_[id].event);
     }
     pending_.clear();
     pending_order_.clear();

@@ -37,7 +37,9 @@ namespace uploadwatch {
 // - Live: per uploading, a state whose version or content was already sent
 //   is dropped; the rest is coalesced while a write is in flight (latest
 //   state per uploading, an ADDED stays ADDED, first-change order) and
-//   flushed after `coalesce_delay` so that one poll round makes one message.
+//   flushed after `coalesce_delay` so that one poll round makes one message
+//   (zero: once the fan-out has delivered everything it holds for the
+//   watch, OnDrained, on the fan-out's thread).
 // - Resume: a token from this history (same instance, caller, counter,
 //   type) within it gets the latest state of each uploading changed after
 //   it, then `synced`; any other well-formed token a `reset` and a snapshot.
@@ -96,6 +98,8 @@ class CounterWatch : public Subscriber {
   void OnState(const UploadingState& state) override;
   void OnConfirmed(const UploadingState& state) override;
   void OnError(const absl::Status& status) override;
+  // Writes what a poll round queued (coalesce_delay zero).
+  void OnDrained() override;
 
  private:
   struct Alive {
@@ -108,7 +112,9 @@ class CounterWatch : public Subscriber {
     absl::Time checked;  // its latest confirmation this watch was shown
   };
   struct Pending {
-    UploadingState state;
+    // The UploadingEvent, serialized: MODIFIED ones are made once per state
+    // and shared by every watcher of the counter (EventBytesOf).
+    std::shared_ptr<const std::string> event;
     bool added = false;
   };
 
@@ -177,6 +183,8 @@ class CounterWatch : public Subscriber {
   Message in_flight_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  // The flush waits for OnDrained rather than a timer.
+  bool flush_on_drain_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time last_write_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Status> pending_error_ ABSL_GUARDED_BY(mu_);
   // Timers, cancelled in Stop() (each reaches the watch through alive_).

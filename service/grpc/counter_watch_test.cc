@@ -40,7 +40,11 @@ class FakeSink : public CounterWatch::Sink {
   void Write(const Message* message) override {
     absl::MutexLock lock(&mu_);
     EXPECT_FALSE(unacked_) << "a second write while one is in flight";
-    messages_.push_back(*message);
+    // What the client gets: the wire form, parsed (live events are written
+    // as their serialized bytes).
+    Message wire;
+    EXPECT_TRUE(wire.ParseFromString(message->SerializeAsString()));
+    messages_.push_back(std::move(wire));
     unacked_ = true;
   }
   void Finish(const absl::Status& status) override {

@@ -10,6 +10,44 @@ namespace {
 
 using ::metrika::offline_conversions::v1::WatchUploadingResponse;
 
+std::shared_ptr<const WatchUploadingResponse> MakeMessage(
+    const UploadingState& state) {
+  auto message = std::make_shared<WatchUploadingResponse>();
+  *message->mutable_uploading() = state.uploading;
+  message->set_version(state.version);
+  SetTime(state.observe_time, message->mutable_observe_time());
+  SetTime(state.check_time, message->mutable_check_time());
+  message->set_terminal(IsTerminal(state.uploading));
+  AddStatusHistory(state.statuses, message->mutable_status_history());
+  return message;
+}
+
+// The message of `state`, made once per state object and thread and shared
+// (read-only: gRPC serializes it from a const pointer) by every watcher the
+// fan-out hands that state to one after the other: 100 watchers of an
+// uploading built 100 copies of it. The key is the object and what names
+// its content; an address reused for another state differs in one of them.
+std::shared_ptr<const WatchUploadingResponse> MessageOf(
+    const UploadingState& state) {
+  struct Memo {
+    const UploadingState* state = nullptr;
+    int64_t id = 0;
+    int64_t version = 0;
+    absl::Time observed;
+    absl::Time checked;
+    std::shared_ptr<const WatchUploadingResponse> message;
+  };
+  thread_local Memo memo;
+  if (memo.message == nullptr || memo.state != &state ||
+      memo.id != state.uploading.id() || memo.version != state.version ||
+      memo.observed != state.observe_time ||
+      memo.checked != state.check_time) {
+    memo = Memo{&state,           state.uploading.id(), state.version,
+                state.observe_time, state.check_time,   MakeMessage(state)};
+  }
+  return memo.message;
+}
+
 }  // namespace
 
 WatchReactor::WatchReactor(
@@ -46,18 +84,10 @@ void WatchReactor::Expire() {
 }
 
 void WatchReactor::OnState(const UploadingState& state) {
-  const bool terminal = IsTerminal(state.uploading);
   absl::MutexLock lock(&mu_);
   if (finished_ || state.version <= last_version_) return;  // no duplicates
   last_version_ = state.version;
-  WatchUploadingResponse message;
-  *message.mutable_uploading() = state.uploading;
-  message.set_version(state.version);
-  SetTime(state.observe_time, message.mutable_observe_time());
-  SetTime(state.check_time, message.mutable_check_time());
-  message.set_terminal(terminal);
-  AddStatusHistory(state.statuses, message.mutable_status_history());
-  pending_ = std::move(message);
+  pending_ = MessageOf(state);
   MaybeWriteLocked();
 }
 
@@ -70,17 +100,18 @@ void WatchReactor::OnError(const absl::Status& status) {
 
 void WatchReactor::MaybeWriteLocked() {
   if (finished_ || write_in_flight_) return;
-  if (pending_) {
-    in_flight_ = std::move(*pending_);
-    pending_.reset();
+  if (pending_ != nullptr) {
+    in_flight_ = std::move(pending_);
+    pending_ = nullptr;
     write_in_flight_ = true;
-    if (in_flight_.terminal()) {
+    if (in_flight_->terminal()) {
       // The last message and OK in one batch.
       finished_ = true;
       final_status_ = absl::OkStatus();
-      StartWriteAndFinish(&in_flight_, grpc::WriteOptions(), grpc::Status::OK);
+      StartWriteAndFinish(in_flight_.get(), grpc::WriteOptions(),
+                          grpc::Status::OK);
     } else {
-      StartWrite(&in_flight_);
+      StartWrite(in_flight_.get());
     }
     return;
   }

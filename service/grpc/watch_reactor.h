@@ -1,6 +1,7 @@
 #ifndef UPLOADWATCH_SERVICE_GRPC_WATCH_REACTOR_H_
 #define UPLOADWATCH_SERVICE_GRPC_WATCH_REACTOR_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -62,13 +63,15 @@ class WatchReactor final
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   // Latest state not yet written; a newer one replaces it (latest wins).
-  std::optional<metrika::offline_conversions::v1::WatchUploadingResponse>
+  // Shared with the other watchers of the uploading, never modified.
+  std::shared_ptr<const metrika::offline_conversions::v1::WatchUploadingResponse>
       pending_ ABSL_GUARDED_BY(mu_);
   // Ends the stream once nothing is left to write.
   std::optional<absl::Status> pending_error_ ABSL_GUARDED_BY(mu_);
-  // The message being written; gRPC reads it until OnWriteDone.
-  metrika::offline_conversions::v1::WatchUploadingResponse in_flight_
-      ABSL_GUARDED_BY(mu_);
+  // The message being written; gRPC reads it until OnWriteDone (shared, as
+  // pending_).
+  std::shared_ptr<const metrika::offline_conversions::v1::WatchUploadingResponse>
+      in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
