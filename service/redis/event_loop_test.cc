@@ -59,6 +59,23 @@ TEST(EventLoopTest, TimersRunByDueTimeAndCancelledOnesNever) {
   EXPECT_EQ(order, (std::vector<int>{1, 30}));
 }
 
+// The case TSan found in RedisConnection: a command's timeout timer and the
+// work that frees its Pending (the reply, or a dropped connection) due in the
+// same round. The earlier one cancels the later one, which must then not run.
+TEST(EventLoopTest, ADueTimerCancelledByAnEarlierOneNeverRuns) {
+  EventLoop loop;
+  absl::Notification hold, done;
+  loop.Post([&] { hold.WaitForNotification(); });  // keeps both timers waiting
+  EventLoop::TimerId later = 0;
+  std::atomic<bool> later_ran{false};
+  loop.RunAfter(absl::ZeroDuration(), [&] { loop.Cancel(later); });
+  later = loop.RunAfter(absl::ZeroDuration(), [&] { later_ran = true; });
+  loop.RunAfter(absl::ZeroDuration(), [&] { done.Notify(); });
+  hold.Notify();  // all three are due when the loop looks at its timers
+  done.WaitForNotification();
+  EXPECT_FALSE(later_ran.load());
+}
+
 TEST(EventLoopTest, SocketsAreServedWhileTasksKeepComing) {
   EventLoop loop;
   int fds[2];
