@@ -2,6 +2,7 @@
 
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
+#include "service/grpc/grpc_hand_off.h"
 #include "service/grpc/request_checks.h"
 
 namespace uploadwatch {
@@ -29,9 +30,11 @@ CounterWatchReactor::CounterWatchReactor(
   }
   // Start() sends nothing when it fails: this is the stream's one Finish.
   if (!status.ok()) Finish(status);
+  HandOffToGrpc(this);  // a reaction may come before any operation
 }
 
 void CounterWatchReactor::Write(const CounterWatch::Message* message) {
+  HandOffToGrpc(this);
   StartWrite(message);
 }
 
@@ -40,6 +43,7 @@ void CounterWatchReactor::Finish(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
     final_status_ = status;
   }
+  HandOffToGrpc(this);
   grpc::ServerWriteReactor<
       metrika::offline_conversions::v1::WatchUploadingsResponse>::
       Finish(ToGrpcStatus(status));
@@ -51,11 +55,18 @@ void CounterWatchReactor::Expire() {
       "call WatchUploadings again with the last resume_token"));
 }
 
-void CounterWatchReactor::OnWriteDone(bool ok) { watch_.WriteDone(ok); }
+void CounterWatchReactor::OnWriteDone(bool ok) {
+  ReceiveFromGrpc(this);
+  watch_.WriteDone(ok);
+}
 
-void CounterWatchReactor::OnCancel() { watch_.End(admission_.CancelReason()); }
+void CounterWatchReactor::OnCancel() {
+  ReceiveFromGrpc(this);
+  watch_.End(admission_.CancelReason());
+}
 
 void CounterWatchReactor::OnDone() {
+  ReceiveFromGrpc(this);
   watch_.Stop();
   admission_.Release();
   absl::Status status;

@@ -16,6 +16,7 @@
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/counter_watch_reactor.h"
+#include "service/grpc/grpc_hand_off.h"
 #include "service/grpc/reactor_tracker.h"
 #include "service/grpc/watch_reactor.h"
 
@@ -80,6 +81,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   // Hands over the hub's wait, left at once if the call was cancelled
   // meanwhile. The handler's last touch of the call.
   void Wait(CallerWait wait) {
+    HandOffToGrpc(this);  // OnCancel may come next, on another thread
     {
       absl::MutexLock lock(&mu_);
       if (!cancelled_) {
@@ -91,6 +93,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override {
+    ReceiveFromGrpc(this);
     CallerWait left;
     {
       absl::MutexLock lock(&mu_);
@@ -108,6 +111,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
                            "the client cancelled the call before the answer"));
   }
   void OnDone() override {
+    ReceiveFromGrpc(this);
     { absl::MutexLock lock(&mu_); }  // after every other touch (see above)
     delete this;  // ticket_ goes last
   }
@@ -117,6 +121,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     log_->Log(method_, counter_, id_, status, clock_->Now() - start_,
               token_fingerprint_);
+    HandOffToGrpc(this);
     Finish(ToGrpcStatus(status));
   }
 

@@ -2,6 +2,7 @@
 
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
+#include "service/grpc/grpc_hand_off.h"
 #include "service/grpc/request_checks.h"
 #include "service/grpc/state_proto.h"
 
@@ -73,6 +74,7 @@ WatchReactor::WatchReactor(
     absl::MutexLock lock(&mu_);
     FinishLocked(status);
   }
+  HandOffToGrpc(this);  // a reaction may come before any operation
 }
 
 void WatchReactor::Expire() {
@@ -108,9 +110,11 @@ void WatchReactor::MaybeWriteLocked() {
       // The last message and OK in one batch.
       finished_ = true;
       final_status_ = absl::OkStatus();
+      HandOffToGrpc(this);
       StartWriteAndFinish(in_flight_.get(), grpc::WriteOptions(),
                           grpc::Status::OK);
     } else {
+      HandOffToGrpc(this);
       StartWrite(in_flight_.get());
     }
     return;
@@ -119,6 +123,7 @@ void WatchReactor::MaybeWriteLocked() {
 }
 
 void WatchReactor::OnWriteDone(bool ok) {
+  ReceiveFromGrpc(this);
   absl::MutexLock lock(&mu_);
   write_in_flight_ = false;
   if (!ok) {
@@ -130,6 +135,7 @@ void WatchReactor::OnWriteDone(bool ok) {
 }
 
 void WatchReactor::OnCancel() {
+  ReceiveFromGrpc(this);
   // First leave the hub (takes its lock), then take ours: never both.
   hub_->Unsubscribe(this);
   absl::MutexLock lock(&mu_);
@@ -137,6 +143,7 @@ void WatchReactor::OnCancel() {
 }
 
 void WatchReactor::OnDone() {
+  ReceiveFromGrpc(this);
   hub_->Unsubscribe(this);
   admission_.Release();
   absl::Status status;
@@ -153,6 +160,7 @@ void WatchReactor::FinishLocked(const absl::Status& status) {
   if (finished_) return;
   finished_ = true;
   final_status_ = status;
+  HandOffToGrpc(this);
   Finish(ToGrpcStatus(status));
 }
 
