@@ -5,24 +5,17 @@
 
 #include "gtest/gtest.h"
 #include "service/common/status_details.h"
+#include "service/testing/fixed_random.h"
 
 namespace uploadwatch {
 namespace {
+
+using ::uploadwatch::testing::FixedRandom;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 const GroupKey kA{"fp-1", 1};
 const GroupKey kB{"fp-1", 2};
 const GroupKey kOtherToken{"fp-2", 1};
-
-// Jitter factor 1 + jitter * (2u - 1): u = 0.5 gives exact base delays.
-class FixedRandom : public RandomSource {
- public:
-  explicit FixedRandom(double u) : u_(u) {}
-  double Uniform01() override { return u_; }
-
- private:
-  double u_;
-};
 
 Pacer::Options Opts(RandomSource* random) {
   Pacer::Options o;

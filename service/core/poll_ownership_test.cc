@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "service/core/uploading_hub.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/fixed_random.h"
 #include "service/testing/hub_test_util.h"
 #include "service/testing/simulated_time.h"
 
@@ -20,16 +21,12 @@ namespace {
 
 using ::uploadwatch::testing::CountingSubscriber;
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::FixedRandom;
 using ::uploadwatch::testing::kCounter;
 using ::uploadwatch::testing::MakeUploading;
 using ::uploadwatch::testing::SimulatedTime;
 
 constexpr char kToken[] = "AQAAAAA-ownership-test-token";
-
-class FixedRandom : public RandomSource {
- public:
-  double Uniform01() override { return 0.5; }  // no jitter
-};
 
 // A replica that polls every group it wants, for itself and for the ids
 // `others` names; `token_groups` as counted over all replicas.

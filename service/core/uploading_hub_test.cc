@@ -11,22 +11,19 @@
 #include "gtest/gtest.h"
 #include "service/common/status_details.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/fixed_random.h"
 #include "service/testing/simulated_time.h"
 
 namespace uploadwatch {
 namespace {
 
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::FixedRandom;
 using ::uploadwatch::testing::SimulatedTime;
 
 constexpr int32_t kCounter = 2215573;
 constexpr int32_t kOtherCounter = 777;
 constexpr char kToken[] = "AQAAAAA-hub-test-token";
-
-class FixedRandom : public RandomSource {
- public:
-  double Uniform01() override { return 0.5; }  // no jitter
-};
 
 // Leaves the hub when destroyed, as a stream's reactor does in OnDone.
 class Watcher : public Subscriber {

@@ -14,6 +14,7 @@
 #include "service/core/change_history.h"
 #include "service/core/resume_token.h"
 #include "service/testing/fake_metrica_client.h"
+#include "service/testing/fixed_random.h"
 #include "service/testing/simulated_time.h"
 
 namespace uploadwatch {
@@ -21,17 +22,13 @@ namespace {
 
 using ::metrika::offline_conversions::v1::UploadingEvent;
 using ::uploadwatch::testing::FakeMetricaClient;
+using ::uploadwatch::testing::FixedRandom;
 using ::uploadwatch::testing::SimulatedTime;
 using Message = CounterWatch::Message;
 
 constexpr int32_t kCounter = 2215573;
 constexpr char kToken[] = "AQAAAAA-counter-watch-test-token";
 constexpr absl::Duration kInterval = absl::Seconds(30);
-
-class FixedRandom : public RandomSource {
- public:
-  double Uniform01() override { return 0.5; }
-};
 
 // Records what the watch writes; the test acknowledges writes (a slow
 // reader simply does not).

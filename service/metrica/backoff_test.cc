@@ -4,19 +4,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/testing/fixed_random.h"
 
 namespace uploadwatch {
 namespace {
 
-// Always returns the same number, so every delay is exact.
-class FixedRandom : public RandomSource {
- public:
-  explicit FixedRandom(double value) : value_(value) {}
-  double Uniform01() override { return value_; }
-
- private:
-  double value_;
-};
+using ::uploadwatch::testing::FixedRandom;
 
 BackoffOptions Options() {
   BackoffOptions options;
