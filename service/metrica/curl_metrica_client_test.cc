@@ -880,10 +880,12 @@ TEST(CurlMetricaClientAbandonTest, ARequestStillConnectingDoesNotHoldItsSlot) {
               absl::StatusCode::kDeadlineExceeded);
   }
   acceptor.join();
-  // The second went out right after the first was given up, not once the
-  // first's 3 s connect timeout (or the 20 s hold) had passed.
+  // The second went out once the first was given up (at its 200 ms
+  // deadline), not once the first's 3 s connect timeout (or the 20 s hold)
+  // had passed: the bound sits between the two (1 s was missed by 0.12 s
+  // under TSan on a loaded machine).
   ASSERT_EQ(accepted.size(), 2u);
-  EXPECT_LT(accepted[1] - accepted[0], absl::Seconds(1));
+  EXPECT_LT(accepted[1] - accepted[0], absl::Seconds(2));
   client->reset();
   for (int fd : connections) close(fd);
   close(listener);
