@@ -49,6 +49,12 @@ std::shared_ptr<const WatchUploadingResponse> MessageOf(
   return memo.message;
 }
 
+absl::Status LifetimeReached() {
+  return absl::UnavailableError(
+      "this watch reached the server's maximum stream lifetime; re-watch "
+      "(the first message repeats the current state, with its version)");
+}
+
 }  // namespace
 
 WatchReactor::WatchReactor(
@@ -78,11 +84,16 @@ WatchReactor::WatchReactor(
 }
 
 void WatchReactor::Expire() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!finished_ && last_version_ == 0) {
+      expire_after_first_ = true;  // OnState ends it after the first state
+      return;
+    }
+  }
   hub_->Unsubscribe(this);
   absl::MutexLock lock(&mu_);
-  FinishLocked(absl::UnavailableError(
-      "this watch reached the server's maximum stream lifetime; re-watch "
-      "(the first message repeats the current state, with its version)"));
+  FinishLocked(LifetimeReached());
 }
 
 void WatchReactor::OnState(const UploadingState& state) {
@@ -90,6 +101,12 @@ void WatchReactor::OnState(const UploadingState& state) {
   if (finished_ || state.version <= last_version_) return;  // no duplicates
   last_version_ = state.version;
   pending_ = MessageOf(state);
+  if (expire_after_first_) {
+    // Written after the state (OnDone leaves the hub); a terminal state
+    // ends the stream with OK instead.
+    expire_after_first_ = false;
+    pending_error_ = LifetimeReached();
+  }
   MaybeWriteLocked();
 }
 
