@@ -166,6 +166,12 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // observed here, not published again. For the stream bridge.
   void ObserveShared(const UploadingKey& key, const v1::Uploading& uploading,
                      int64_t version);
+  // A state the group's lease holder relayed for counter watches (its
+  // counter changes stream; StateStore::RecordRelayed, `sent`: when the
+  // holder's request went): recorded and delivered as ObserveShared does,
+  // not published again. For the stream bridge.
+  void ObserveRelayed(const UploadingKey& key, const v1::Uploading& uploading,
+                      int64_t version, absl::Time sent);
   // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
   void PollOwnershipChanged(const std::string& name, bool should_poll);
 

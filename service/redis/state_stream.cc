@@ -44,6 +44,20 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   return *script;
 }
 
+// KEYS[1] the stream, KEYS[2] the lease. ARGV: owner, version, payload, max
+// length, sent (ms). A counter's changes: many uploadings, each with its own
+// version, so no version check here (the publisher keeps them going up).
+const RedisScript& AppendChangeScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('NOTOWNER the poll lease is held by another replica')
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                  'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+)lua");
+  return *script;
+}
+
 // KEYS[1] the stream, KEYS[2] the version floor. ARGV: version, max length,
 // floor TTL (ms). Raises the floor to the version; when the history's newest
 // entry is below it, appends a floor mark {v, f} (no state) so that the
@@ -95,6 +109,10 @@ std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
       e.payload = fields[i + 1].str;
     } else if (fields[i].str == "f") {
       e.floor = true;
+    } else if (fields[i].str == "o") {
+      e.owner = fields[i + 1].str;
+    } else if (fields[i].str == "t") {
+      if (!absl::SimpleAtoi(fields[i + 1].str, &e.sent_ms)) return std::nullopt;
     }
   }
   return e;
@@ -318,6 +336,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
   state_->commands = commands;
   commands->Preload(PublishScript());
   commands->Preload(RaiseFloorScript());
+  commands->Preload(AppendChangeScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
@@ -375,6 +394,22 @@ void StateStream::Publish(const std::string& group, int64_t version,
           }
           return done(r.status());
         }
+        if (r->type != RedisReply::Type::kString) {
+          return done(absl::InternalError("XADD answered no id"));
+        }
+        done(r->str);
+      });
+}
+
+void StateStream::AppendChange(const std::string& stream, int64_t version,
+                               std::string payload, int64_t sent_ms,
+                               const PublishFence& fence, IdCallback done) {
+  state_->commands->Eval(
+      AppendChangeScript(), {Key(stream), fence.lease_key},
+      {fence.owner, absl::StrCat(version), std::move(payload),
+       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms)},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
         if (r->type != RedisReply::Type::kString) {
           return done(absl::InternalError("XADD answered no id"));
         }
