@@ -148,6 +148,9 @@ struct StateStream::State {
 
   // Loop thread only.
   bool reading = false;
+  // An XREAD BLOCK is outstanding (the one numbered xread_generation).
+  bool xread_in_flight = false;
+  uint64_t xread_generation = 0;
   int64_t reader_client_id = 0;  // 0: unknown on this connection
   EventLoop::TimerId retry_timer = 0;
 
@@ -156,11 +159,31 @@ struct StateStream::State {
   }
 
   // Loop thread: a blocked XREAD returns now (so it is re-issued with the
-  // current subscriptions).
-  void WakeReader() {
-    if (!reading || reader_client_id == 0) return;
-    commands->Command({"CLIENT", "UNBLOCK", absl::StrCat(reader_client_id)},
-                      [](absl::StatusOr<RedisReply>) {});
+  // current subscriptions). The XREAD may still be on its way to Redis (sent
+  // on the reader connection, the UNBLOCK on the other one overtaking it):
+  // then nothing was blocked yet, and the UNBLOCK is sent again shortly,
+  // until that XREAD is unblocked or has returned, lest a new subscription
+  // wait a whole `block` for its first entry.
+  void WakeReader(const std::weak_ptr<State>& weak, int attempts = 50) {
+    if (!xread_in_flight || reader_client_id == 0) return;
+    const uint64_t read = xread_generation;
+    commands->Command(
+        {"CLIENT", "UNBLOCK", absl::StrCat(reader_client_id)},
+        [weak, read, attempts](absl::StatusOr<RedisReply> r) {
+          auto self = weak.lock();
+          if (self == nullptr || !r.ok() || attempts <= 1) return;
+          if (r->type == RedisReply::Type::kInteger && r->integer == 1) return;
+          if (!self->xread_in_flight || self->xread_generation != read) return;
+          self->reader->loop()->RunAfter(absl::Milliseconds(2), [weak, read,
+                                                               attempts] {
+            auto again = weak.lock();
+            if (again == nullptr || !again->xread_in_flight ||
+                again->xread_generation != read) {
+              return;
+            }
+            again->WakeReader(weak, attempts - 1);
+          });
+        });
   }
 
   // Loop thread: the next read, unless one is running.
@@ -270,6 +293,8 @@ struct StateStream::State {
       }
     }
     argv.insert(argv.end(), ids.begin(), ids.end());
+    xread_in_flight = true;
+    ++xread_generation;
     // The read may wait `block` in Redis: the deadline counts from there.
     reader->Command(
         std::move(argv),
@@ -277,6 +302,7 @@ struct StateStream::State {
             absl::StatusOr<RedisReply> r) {
           auto self = weak.lock();
           if (self == nullptr) return;
+          self->xread_in_flight = false;
           if (!r.ok()) return failed(r.status());
           self->Deliver(*r, group_of_key);
           self->reading = false;
@@ -365,7 +391,7 @@ StateStream::~StateStream() {
       s->stopped = true;
     }
     s->reader->loop()->Cancel(s->retry_timer);
-    s->WakeReader();
+    s->WakeReader(std::weak_ptr<State>(), 1);
   });
 }
 
@@ -467,7 +493,7 @@ absl::Status StateStream::Subscribe(const std::string& group,
   state_->reader->loop()->Post([weak] {
     auto self = weak.lock();
     if (self == nullptr) return;
-    self->WakeReader();
+    self->WakeReader(weak);
     self->Kick(weak);
   });
   return absl::OkStatus();
@@ -480,7 +506,8 @@ void StateStream::Unsubscribe(const std::string& group) {
       absl::MutexLock lock(&s->mu);
       s->subs.erase(group);
     }
-    s->WakeReader();
+    // Once is enough: entries of a stream no longer subscribed are dropped.
+    s->WakeReader(std::weak_ptr<State>(), 1);
   });
 }
 
