@@ -31,6 +31,17 @@ namespace uploadwatch::redis {
 // once from the group's notices when a replica starts wanting one) and polls
 // them too (OthersWant).
 //
+// Counter watches want their group too (a PollCounterKey: "uploading"
+// CounterWantId(type)), so the holder lists their types for every replica.
+// It relays what they need on the group's changes stream of that type (the
+// StateStream named by the PollCounterKey): every state it observes of the
+// type whose version it has not relayed yet (AppendChange, fenced by the
+// lease). Every replica with a counter watch of the type (the holder too,
+// for the versions already relayed) follows that stream from its newest
+// entry and hands other replicas' entries to UploadingHub::ObserveRelayed,
+// except those of uploadings it follows on their own history (which bring
+// them with the version every replica shares).
+//
 // What is shown: each uploading's history (StateStream, versions are per
 // uploading). The holder publishes its observed changes, fenced by the
 // group's lease. Every uploading this replica wants, or polls for others, is
@@ -42,8 +53,8 @@ namespace uploadwatch::redis {
 // holder fills an empty history with its current state).
 //
 // A version this replica gave on its own while not the holder (polling alone
-// while Redis was unreachable, or a counter watch's list seeing a change
-// before the holder) raises the uploading's version floor in Redis
+// while Redis was unreachable, or a counter watch's snapshot list seeing a
+// change before the holder) raises the uploading's version floor in Redis
 // (StateStream::RaiseFloor; retried when the connection is back); the holder
 // numbers its next state after it. So versions never go back across
 // replicas: after such a divergence every replica converges on the holder's
