@@ -808,8 +808,17 @@ TEST_F(UploadingHubTest, ACounterWatchWhereAnotherReplicaPollsListsNothing) {
   EXPECT_EQ(client_.count("list"), 1);
   time_.Advance(absl::Seconds(31));
   EXPECT_EQ(client_.count("list"), 2);
+  // A second counter watch of the type: one want, given up with the last.
+  Watcher second;
+  second.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::BASIC, &second)
+                  .ok());
   counter.hub = nullptr;
   hub_->Unsubscribe(&counter);
+  EXPECT_TRUE(ownership.unwanted().empty());
+  second.hub = nullptr;
+  hub_->Unsubscribe(&second);
   EXPECT_EQ(ownership.unwanted(), std::vector<std::string>{name});
 }
 
