@@ -342,7 +342,8 @@ absl::StatusOr<double> RequestsPerInterval(const ReplicaPhaseSetup& setup,
   absl::SleepFor(setup.poll_interval * absl::GetFlag(FLAGS_replicas_intervals));
   *requests = CounterRequests(*setup.metrica);
 
-  return *requests / ((absl::Now() - start) / setup.poll_interval);
+  // FDivDuration: Duration / Duration is an integer division.
+  return *requests / absl::FDivDuration(absl::Now() - start, setup.poll_interval);
 }
 
 // Opens `watches` counter watches spread over `servers` and counts upstream
@@ -366,7 +367,8 @@ absl::StatusOr<double> CounterWatchRequestsPerInterval(
   const absl::Time start = absl::Now();
   absl::SleepFor(setup.poll_interval * absl::GetFlag(FLAGS_replicas_intervals));
   *requests = CounterRequests(*setup.metrica);
-  return *requests / ((absl::Now() - start) / setup.poll_interval);
+  // FDivDuration: Duration / Duration is an integer division.
+  return *requests / absl::FDivDuration(absl::Now() - start, setup.poll_interval);
 }
 
 }  // namespace
