@@ -89,6 +89,12 @@ ABSL_FLAG(std::string, bare_binary, "bazel-bin/bench/bare_server",
 ABSL_FLAG(std::vector<std::string>, server_env, {},
           "NAME=value pairs added to the environment of both servers (for "
           "experiments, e.g. GRPC_* settings)");
+ABSL_FLAG(std::vector<std::string>, server_wrapper, {},
+          "command and flags uploadwatch runs under in every phase, e.g. "
+          "/usr/bin/valgrind,--tool=callgrind (then also raise "
+          "--server_start_timeout); the instructions phase brings its own");
+ABSL_FLAG(absl::Duration, server_start_timeout, absl::Seconds(30),
+          "how long uploadwatch may take to start serving");
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
@@ -117,8 +123,11 @@ ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
           "for a watch phase beyond the default cap");
 ABSL_FLAG(int, watch100k_uploadings, 1000,
           "watch100k phase: uploadings of its one counter, 100,000 / this "
-          "watchers each (the server lists 3 pages of 200 per round, so "
-          "above 600 the rest are polled by Gets at the 30 requests/s cap)");
+          "watchers each (the phase gives the server --batch_max_pages to "
+          "list them all in every poll round)");
+ABSL_FLAG(int, watch100k_channels, 1000,
+          "watch100k phase: client connections per server (the streams "
+          "spread evenly over them)");
 ABSL_FLAG(int, counter_watches, 1000,
           "counter phase: concurrent WatchUploadings streams of one counter");
 ABSL_FLAG(int, counter_uploadings, 100,
@@ -305,6 +314,10 @@ class Harness {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
     env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
     std::vector<std::string> args = std::move(wrapper);
+    if (args.empty()) {
+      args = absl::GetFlag(FLAGS_server_wrapper);
+      timeout = std::max(timeout, absl::GetFlag(FLAGS_server_start_timeout));
+    }
     for (std::string arg : {
         absl::GetFlag(FLAGS_server_binary), std::string("--listen=127.0.0.1:0"),
         absl::StrCat("--upstream_url=", metrica_->base_url()),
@@ -665,7 +678,8 @@ absl::Status Harness::RunWatch100k() {
   };
   for (const Default& d : {Default{&FLAGS_watches, 100000},
                            Default{&FLAGS_uploadings, k100kUploadings},
-                           Default{&FLAGS_watch_channels, 1000},
+                           Default{&FLAGS_watch_channels,
+                                   absl::GetFlag(FLAGS_watch100k_channels)},
                            Default{&FLAGS_some_uploadings, k100kUploadings / 10},
                            Default{&FLAGS_some_rounds, 5},
                            Default{&FLAGS_all_rounds, 0}}) {
@@ -721,6 +735,7 @@ absl::Status Harness::RunCounter() {
   const ProcessUsage open_usage = sampler->Peak();
 
   metrica_->ClearRequests();
+  Progress("counter: quiet poll intervals");
   const absl::Time window_start = absl::Now();
   absl::SleepFor(poll * absl::GetFlag(FLAGS_quiet_intervals));
   const double intervals = (absl::Now() - window_start) / poll;

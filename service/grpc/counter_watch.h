@@ -59,9 +59,9 @@ class CounterWatch : public Subscriber {
   class Sink {
    public:
     virtual ~Sink() = default;
-    // `message`, then `events` as entries of its `events` field (each a
-    // serialized UploadingEvent, shared with the other watchers of its
-    // change: sent by reference, not copied into the message). Both stay
+    // `message`, then `events` as entries of its `events` field on the
+    // wire (each a serialized UploadingEvent, shared with the other
+    // watchers of its change, never copied into a message). Both stay
     // valid until WriteDone(); the next Write after it.
     virtual void Write(
         const Message* message,

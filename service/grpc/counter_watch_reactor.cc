@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/hash/hash.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
@@ -19,41 +18,6 @@ namespace uploadwatch {
 namespace {
 
 using ::google::protobuf::io::CodedOutputStream;
-
-// One entry of the message's `events` field on the wire: its tag, its
-// length, the serialized UploadingEvent.
-grpc::Slice Frame(const std::string& event) {
-  constexpr uint32_t kTag =
-      (CounterWatch::Message::kEventsFieldNumber << 3) | 2;  // LEN
-  const uint32_t size = static_cast<uint32_t>(event.size());
-  grpc::Slice framed(CodedOutputStream::VarintSize32(kTag) +
-                     CodedOutputStream::VarintSize32(size) + event.size());
-  uint8_t* p = const_cast<uint8_t*>(framed.begin());
-  p = CodedOutputStream::WriteVarint32ToArray(kTag, p);
-  p = CodedOutputStream::WriteVarint32ToArray(size, p);
-  std::memcpy(p, event.data(), event.size());
-  return framed;
-}
-
-// The framed slice of a shared event, made once per event and thread: the
-// fan-out writes a change's watchers one after the other, and each write
-// then references the slice (a refcount) instead of copying the bytes.
-// Slots by the event's address; a slot holds its event, so the address is
-// not reused while the slot names it.
-const grpc::Slice& FramedEvent(const std::shared_ptr<const std::string>& event) {
-  struct Slot {
-    std::shared_ptr<const std::string> event;
-    grpc::Slice framed;
-  };
-  constexpr size_t kSlots = 1024;
-  thread_local std::vector<Slot> slots(kSlots);
-  Slot& slot = slots[absl::HashOf(event.get()) % kSlots];
-  if (slot.event != event) {
-    slot.framed = Frame(*event);
-    slot.event = event;
-  }
-  return slot.framed;
-}
 
 }  // namespace
 
@@ -88,19 +52,35 @@ CounterWatchReactor::CounterWatchReactor(
 void CounterWatchReactor::Write(
     const CounterWatch::Message* message,
     const std::vector<std::shared_ptr<const std::string>>& events) {
-  // The message's own fields, then its events: what the generated code
-  // would write for the message holding them all.
-  grpc::Slice head(message->ByteSizeLong());
-  message->SerializeWithCachedSizesToArray(const_cast<uint8_t*>(head.begin()));
-  slices_.clear();
-  slices_.reserve(events.size() + 1);
-  slices_.push_back(std::move(head));
+  // The message's own fields, then each event as an entry of `events` (tag,
+  // length, its bytes): what the generated code writes for the message
+  // holding them all, into one slice. One copy of each event's bytes, and
+  // no UnknownFieldSet, message serialization or destruction per watcher.
+  // (A slice per event referencing shared bytes copies nothing, but costs
+  // more: gRPC 1.51 adds and refs every slice of a buffer twice per write,
+  // ~320 instructions each, against a few hundred bytes of memcpy.)
+  constexpr uint32_t kTag =
+      (CounterWatch::Message::kEventsFieldNumber << 3) | 2;  // LEN
+  const size_t head = message->ByteSizeLong();
+  size_t size = head;
   for (const std::shared_ptr<const std::string>& event : events) {
-    slices_.push_back(FramedEvent(event));  // a reference
+    size += CodedOutputStream::VarintSize32(kTag) +
+            CodedOutputStream::VarintSize32(
+                static_cast<uint32_t>(event->size())) +
+            event->size();
   }
-  grpc::ByteBuffer bytes(slices_.data(), slices_.size());
-  in_flight_.Swap(&bytes);
-  slices_.clear();
+  grpc::Slice bytes(size);
+  uint8_t* p = const_cast<uint8_t*>(bytes.begin());
+  p = message->SerializeWithCachedSizesToArray(p);
+  for (const std::shared_ptr<const std::string>& event : events) {
+    p = CodedOutputStream::WriteVarint32ToArray(kTag, p);
+    p = CodedOutputStream::WriteVarint32ToArray(
+        static_cast<uint32_t>(event->size()), p);
+    std::memcpy(p, event->data(), event->size());
+    p += event->size();
+  }
+  grpc::ByteBuffer buffer(&bytes, 1);
+  in_flight_.Swap(&buffer);
   HandOffToGrpc(this);
   StartWrite(&in_flight_);
 }

@@ -27,9 +27,9 @@ namespace uploadwatch {
 // deletes it).
 //
 // On gRPC's raw API: it writes WatchUploadingsResponse bytes, the message's
-// own fields followed by its live events, each event a refcounted slice
-// made once per change (and fan-out thread) that every watcher's write
-// references, instead of a copy of its bytes in every watcher's message.
+// own fields followed by its live events' shared serialized bytes, into one
+// slice, instead of copying each event into the message's unknown fields
+// and serializing the message for every watcher.
 class CounterWatchReactor final
     : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       private CounterWatch::Sink {
@@ -66,7 +66,6 @@ class CounterWatchReactor final
   // The write in flight (Write is called one at a time, under the
   // watch's lock, and the next only after OnWriteDone).
   grpc::ByteBuffer in_flight_;
-  std::vector<grpc::Slice> slices_;  // reused to build in_flight_
 
   absl::Mutex mu_;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
