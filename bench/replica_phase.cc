@@ -42,6 +42,9 @@ ABSL_FLAG(int, replicas_rounds, 20,
           "replicas phase: changes of one uploading watched on every replica");
 ABSL_FLAG(absl::Duration, replicas_lease_ttl, absl::Seconds(10),
           "replicas phase: --redis_lease_ttl of the replicas");
+ABSL_FLAG(int, replicas_counter_watches, 30,
+          "replicas phase: WatchUploadings streams of one counter, spread "
+          "over the replicas");
 ABSL_FLAG(std::string, redis_binary, "/usr/bin/redis-server",
           "replicas phase: the redis-server to start");
 
@@ -237,6 +240,49 @@ class MarkerWatch {
   std::thread thread_;
 };
 
+// One WatchUploadings stream (the whole counter) on a thread; knows when its
+// snapshot is synced.
+class CounterWatchStream {
+ public:
+  explicit CounterWatchStream(std::shared_ptr<grpc::Channel> channel)
+      : stub_(v1::UploadingService::NewStub(std::move(channel))) {
+    thread_ = std::thread([this] {
+      v1::WatchUploadingsRequest request;
+      request.set_counter_id(kReplicaCounter);
+      auto reader = stub_->WatchUploadings(&ctx_, request);
+      v1::WatchUploadingsResponse m;
+      while (reader->Read(&m)) {
+        if (!m.synced()) continue;
+        absl::MutexLock lock(&mu_);
+        synced_ = true;
+      }
+      reader->Finish();
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+    });
+  }
+  ~CounterWatchStream() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  bool AwaitSynced(absl::Duration limit) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return synced_ || ended_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), limit);
+    return synced_;
+  }
+
+ private:
+  std::unique_ptr<v1::UploadingService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  absl::Mutex mu_;
+  bool synced_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 struct Server {
   std::unique_ptr<ChildProcess> process;
   int metrics_port = 0;
@@ -296,7 +342,33 @@ absl::StatusOr<double> RequestsPerInterval(const ReplicaPhaseSetup& setup,
   absl::SleepFor(setup.poll_interval * absl::GetFlag(FLAGS_replicas_intervals));
   *requests = CounterRequests(*setup.metrica);
 
-  return *requests / ((absl::Now() - start) / setup.poll_interval);
+  // FDivDuration: Duration / Duration is an integer division.
+  return *requests / absl::FDivDuration(absl::Now() - start, setup.poll_interval);
+}
+
+// Opens `watches` counter watches spread over `servers` and counts upstream
+// requests per poll interval once every snapshot is synced.
+absl::StatusOr<double> CounterWatchRequestsPerInterval(
+    const ReplicaPhaseSetup& setup, const std::vector<Server>& servers,
+    int watches, const std::function<void()>& at_start, int* requests) {
+  std::vector<std::unique_ptr<CounterWatchStream>> streams;
+  for (int i = 0; i < watches; ++i) {
+    streams.push_back(std::make_unique<CounterWatchStream>(
+        MakeChannels(Target(servers[i % servers.size()]), 1)[0]));
+  }
+  for (auto& s : streams) {
+    if (!s->AwaitSynced(absl::Seconds(60))) {
+      return absl::DeadlineExceededError("a counter watch never synced");
+    }
+  }
+  absl::SleepFor(setup.poll_interval * 3);  // past the snapshots' lists
+  if (at_start) at_start();
+  setup.metrica->ClearRequests();
+  const absl::Time start = absl::Now();
+  absl::SleepFor(setup.poll_interval * absl::GetFlag(FLAGS_replicas_intervals));
+  *requests = CounterRequests(*setup.metrica);
+  // FDivDuration: Duration / Duration is an integer division.
+  return *requests / absl::FDivDuration(absl::Now() - start, setup.poll_interval);
 }
 
 }  // namespace
@@ -337,6 +409,11 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
             *rate, 2);
       fleet.CancelAll();
     }
+    absl::StatusOr<double> rate = CounterWatchRequestsPerInterval(
+        setup, servers, absl::GetFlag(FLAGS_replicas_counter_watches), nullptr,
+        &requests);
+    if (!rate.ok()) return rate.status();
+    Print("replicas_1_counter_watch_upstream_requests_per_interval", *rate, 2);
     servers[0].process->Stop();
   }
 
@@ -380,6 +457,19 @@ absl::Status RunReplicaPhase(const ReplicaPhaseSetup& setup) {
     Print(absl::StrCat(prefix, "_redis_commands_per_upstream_request"),
           sent / static_cast<double>(std::max(requests, 1)), 2);
     fleet.CancelAll();
+  }
+  {
+    // WatchUploadings of one counter spread over the three: the group's
+    // holder lists it for all of them (each replica listed its own before).
+    int64_t commands_before = 0;
+    absl::StatusOr<double> rate = CounterWatchRequestsPerInterval(
+        setup, servers, absl::GetFlag(FLAGS_replicas_counter_watches),
+        [&] { commands_before = commands(); }, &requests);
+    if (!rate.ok()) return rate.status();
+    const int64_t sent = commands() - commands_before;
+    Print("replicas_3_counter_watch_upstream_requests_per_interval", *rate, 2);
+    Print("replicas_3_counter_watch_redis_commands_per_interval",
+          sent / static_cast<double>(absl::GetFlag(FLAGS_replicas_intervals)), 1);
   }
   absl::SleepFor(setup.poll_interval);  // the leases are handed back
 

@@ -80,7 +80,11 @@ TEST_F(CounterWatchE2eTest, ANewUploadingIsAddedThenModifiedToItsTerminalStatus)
 class CounterWatchLifetimeE2eTest : public CounterWatchE2eTest {
  protected:
   CounterWatchLifetimeE2eTest() {
-    config_.watch_limits.max_lifetime = absl::Milliseconds(300);
+    // Long enough that the first message (the snapshot's List) comes before
+    // the first rotation on any build (300 ms was not, under TSan), so the
+    // client always has a token to resume with; the journey below still
+    // spans several rotations.
+    config_.watch_limits.max_lifetime = absl::Seconds(1);
     config_.log_sink = [this](absl::string_view line) {
       if (absl::StrContains(line, "rpc=WatchUploadings")) ++calls_;
     };
@@ -90,7 +94,7 @@ class CounterWatchLifetimeE2eTest : public CounterWatchE2eTest {
 
 TEST_F(CounterWatchLifetimeE2eTest, ResumesAcrossRotatedStreamsWithoutAReset) {
   metrica_.AddUploading(kCounter, MakeUploading(5, v1::Uploading::PROCESSED));
-  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(400));
+  AddJourney(21, v1::Uploading::PROCESSED, absl::Milliseconds(800));
   bool reset = false;
   absl::Status status =
       Client().WatchCounter(Request(), [&](const v1::WatchUploadingsResponse& m) {

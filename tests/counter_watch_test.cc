@@ -222,6 +222,27 @@ TEST_F(CounterWatchTest, TheMaxLifetimeEndsTheStreamWithUnavailable) {
   EXPECT_TRUE(absl::StrContains(status.error_message(), "resume_token"));
 }
 
+TEST_F(CounterWatchTest, ALifetimeBeforeTheSnapshotEndsTheStreamRightAfterIt) {
+  // The snapshot's List takes 800 ms; the lifetime is 90-100 % of 200 ms.
+  // Ending the stream at its lifetime would leave the client no token (and
+  // every client gives up on an UNAVAILABLE before any message): it ends
+  // right after the synced message instead.
+  config_.watch_limits.max_lifetime = absl::Milliseconds(200);
+  StartServer();
+  FakeMetrica::Fault slow;
+  slow.path_substring = "/uploadings";
+  slow.delay = absl::Milliseconds(800);
+  metrica_.InjectFault(slow);
+  auto s = Open();
+  ASSERT_TRUE(s->ReadToSynced());
+  EXPECT_FALSE(s->messages.back().resume_token().empty());
+  EXPECT_FALSE(s->Read());  // nothing after it
+  grpc::Status status = s->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "resume_token"))
+      << status.error_message();
+}
+
 TEST_F(CounterWatchTest, CounterWatchesCountAgainstThePerConnectionCap) {
   config_.watch_limits.max_per_connection = 2;
   StartServer();

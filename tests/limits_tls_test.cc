@@ -51,12 +51,39 @@ TEST_F(LimitsTest, WatchesPerConnectionAreCappedWithAClearMessage) {
   w4.ctx->TryCancel();
 }
 
+TEST_F(LimitsTest, ALifetimeBeforeTheFirstStateEndsTheWatchRightAfterIt) {
+  // Metrica takes 800 ms to give the first state; the lifetime is 90-100 %
+  // of 200 ms. The client gets the state, then the re-watch (ended at its
+  // lifetime it would get nothing, and clients give up on an UNAVAILABLE
+  // before any message).
+  config_.watch_limits.max_lifetime = absl::Milliseconds(200);
+  metrica_.AddUploading(kCounter, MakeUploading(53, v1::Uploading::MATCHED));
+  StartServer();
+  FakeMetrica::Fault slow;
+  slow.delay = absl::Milliseconds(800);
+  slow.times = -1;
+  metrica_.InjectFault(slow);
+  WatchResult r = WatchToEnd(53);
+  ASSERT_EQ(r.messages.size(), 1u) << r.status.error_message();
+  EXPECT_EQ(r.messages[0].uploading().status(), v1::Uploading::MATCHED);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("re-watch"));
+}
+
 TEST_F(LimitsTest, LongWatchesEndAtTheirJitteredLifetimeAskingToRewatch) {
-  // Long enough for the first state to arrive first even on a slow build
-  // (TSan): the watch is to end at its lifetime, after showing the state.
+  // The watch is to end at its lifetime, after showing the state: the state
+  // is cached first (a Get), so the first message does not wait for Metrica
+  // (under TSan on a loaded machine that took longer than the lifetime).
   config_.watch_limits.max_lifetime = absl::Seconds(1);
   metrica_.AddUploading(kCounter, MakeUploading(52, v1::Uploading::MATCHED));
   StartServer();
+  {
+    v1::GetUploadingRequest get;
+    get.set_counter_id(kCounter);
+    get.set_uploading_id(52);
+    v1::GetUploadingResponse got;
+    ASSERT_TRUE(stub_->GetUploading(Context().get(), get, &got).ok());
+  }
   const absl::Time start = absl::Now();
   WatchResult r = WatchToEnd(52);
   const absl::Duration lasted = absl::Now() - start;

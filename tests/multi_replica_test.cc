@@ -285,6 +285,31 @@ class CounterStream {
     absl::MutexLock lock(&mu_);
     return messages_.empty() ? "" : messages_.back().resume_token();
   }
+  // The events of the messages after the first `synced` one (live).
+  std::vector<v1::UploadingEvent> live_events() {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::UploadingEvent> out;
+    bool synced = false;
+    for (const auto& m : messages_) {
+      if (synced) out.insert(out.end(), m.events().begin(), m.events().end());
+      synced = synced || m.synced();
+    }
+    return out;
+  }
+  // Waits until a live event shows `id` with `status`; when it arrived.
+  std::optional<absl::Time> WaitLive(int64_t id, v1::Uploading::Status status,
+                                     absl::Duration limit) {
+    const absl::Time end = absl::Now() + limit;
+    while (absl::Now() < end) {
+      for (const auto& e : live_events()) {
+        if (e.uploading().id() == id && e.uploading().status() == status) {
+          return absl::Now();
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return std::nullopt;
+  }
 
  private:
   std::unique_ptr<v1::UploadingService::Stub> stub_;
@@ -853,12 +878,26 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
   const int other = 1 - holder;
   CounterStream counter(replicas_[other]->channel());
   ASSERT_TRUE(counter.WaitSynced(absl::Seconds(10)).has_value());
-  // The holder stalls; the other replica's counter list sees two changes.
+  // The holder stalls; counter watches opened on the other replica see two
+  // changes in their snapshot lists (the replica's own requests: counter
+  // watches are polled by the holder alone, but a snapshot is listed where
+  // the watch is).
   replicas_[holder]->Pause();
   metrica_->SetUploading(kCounter, state(v1::Uploading::UPLOADED, 1));
+  // Past the list cache (--cache_ttl=100ms): the snapshot is listed anew.
+  absl::SleepFor(absl::Milliseconds(300));
+  {
+    CounterStream look(replicas_[other]->channel());
+    EXPECT_TRUE(look.WaitSynced(absl::Milliseconds(2500)).has_value());
+  }
   EXPECT_TRUE(Eventually([&] { return watches[other]->count() >= 2; },
                          absl::Milliseconds(2500)));
   metrica_->SetUploading(kCounter, state(v1::Uploading::EXPORTED, 1));
+  absl::SleepFor(absl::Milliseconds(300));
+  {
+    CounterStream look(replicas_[other]->channel());
+    EXPECT_TRUE(look.WaitSynced(absl::Milliseconds(2500)).has_value());
+  }
   EXPECT_TRUE(watches[other]->WaitFor(v1::Uploading::EXPORTED,
                                       absl::Milliseconds(2500)));
   replicas_[holder]->Resume();
@@ -893,8 +932,8 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
   }
 }
 
-// WatchUploadings resume tokens are each replica's own (its sequence of a
-// counter's changes, from its own polls; counter watches are not leased): on
+// WatchUploadings resume tokens are each replica's own (its sequence of the
+// counter's changes as its watches saw them, in memory): on
 // another replica a token gets the documented answer, `reset` and a full
 // snapshot, never a wrong catch-up; on the replica that issued it, a resume.
 TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
@@ -997,6 +1036,141 @@ TEST_F(MultiReplicaTest, AfterDegradedModeVersionsGoOnFromTheHighestShown) {
     ASSERT_TRUE(again.WaitFor(v1::Uploading::PROCESSED, absl::Seconds(10)));
     EXPECT_GE(again.versions().front(), highest) << "replica " << i;
   }
+}
+
+// Counter watches (WatchUploadings) of one counter, one on each of three
+// replicas: the group's lease holder lists the counter for all of them, one
+// List per interval, what one replica with three counter watches costs (each
+// replica polled its own before: three Lists per interval).
+TEST_F(MultiReplicaTest, CounterWatchesOnThreeReplicasListTheCounterOnce) {
+  for (int64_t id = 300; id < 310; ++id) {
+    metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::MATCHED));
+  }
+  const absl::Duration window = absl::Seconds(4);
+  auto measure = [&] {
+    std::vector<std::unique_ptr<CounterStream>> streams;
+    for (int i = 0; i < 3; ++i) {
+      streams.push_back(std::make_unique<CounterStream>(
+          replicas_[i % replicas_.size()]->channel()));
+    }
+    for (auto& s : streams) {
+      EXPECT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
+    }
+    absl::SleepFor(absl::Seconds(1));  // past the snapshots' lists
+    const int before = CounterRequests(*metrica_);
+    absl::SleepFor(window);
+    return (CounterRequests(*metrica_) - before) / absl::ToDoubleSeconds(window);
+  };
+  StartReplicas(1, /*shared=*/false);
+  const double one = measure();
+  replicas_.clear();
+  StartReplicas(3);
+  const double three = measure();
+  std::printf("FIGURE upstream requests/s for 3 counter watches of one "
+              "counter: 1 replica %.2f, 3 replicas on Redis (one watch on "
+              "each) %.2f\n",
+              one, three);
+  EXPECT_GT(one, 1.0);  // it polls (every 200 ms)
+  EXPECT_GT(three, 1.0);
+  EXPECT_LE(three, one * 1.3 + 0.5);  // not one List per replica
+}
+
+// A counter watch on a replica that does not poll the counter gets the
+// holder's news relayed: a new uploading as ADDED, a change as MODIFIED,
+// each once.
+TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsAddedAndModified) {
+  metrica_->AddUploading(kCounter, MakeUploading(400, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(401, v1::Uploading::UPLOADED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<CounterStream>> streams;
+  for (auto& r : replicas_) {
+    streams.push_back(std::make_unique<CounterStream>(r->channel()));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(400)) >= 0; },
+                         absl::Seconds(5)));
+  const int other = (holder + 1) % 3;
+  metrica_->AddUploading(kCounter, MakeUploading(402, v1::Uploading::UPLOADED));
+  metrica_->SetUploading(kCounter, MakeUploading(400, v1::Uploading::PROCESSED));
+  const absl::Time changed = absl::Now();
+  for (int i : {other, holder}) {
+    std::optional<absl::Time> added = streams[i]->WaitLive(
+        402, v1::Uploading::UPLOADED, absl::Seconds(10));
+    EXPECT_TRUE(added.has_value())
+        << "replica " << i << " (holder " << holder << ")";
+    std::optional<absl::Time> at = streams[i]->WaitLive(
+        400, v1::Uploading::PROCESSED, absl::Seconds(10));
+    EXPECT_TRUE(at.has_value()) << "replica " << i;
+    if (added && at) {
+      std::printf("FIGURE an ADDED / a MODIFIED reached the %s's counter "
+                  "watch %.0f / %.0f ms after the change (200 ms polls)\n",
+                  i == holder ? "holder" : "non-holder",
+                  absl::ToDoubleMilliseconds(*added - changed),
+                  absl::ToDoubleMilliseconds(*at - changed));
+    }
+  }
+  // Give a duplicate the time to come.
+  absl::SleepFor(absl::Milliseconds(600));
+  for (int i = 0; i < 3; ++i) {
+    int added = 0, modified = 0, other_events = 0;
+    for (const auto& e : streams[i]->live_events()) {
+      if (e.uploading().id() == 402) {
+        EXPECT_EQ(e.type(), v1::UploadingEvent::ADDED) << "replica " << i;
+        ++added;
+      } else if (e.uploading().id() == 400) {
+        EXPECT_EQ(e.type(), v1::UploadingEvent::MODIFIED) << "replica " << i;
+        ++modified;
+      } else {
+        ++other_events;
+      }
+    }
+    EXPECT_EQ(added, 1) << "replica " << i;
+    EXPECT_EQ(modified, 1) << "replica " << i;
+    EXPECT_EQ(other_events, 0) << "replica " << i;  // 401 did not change
+  }
+}
+
+// The holder is SIGKILLed: the counter's lease moves to a replica that still
+// has a counter watch, within the lease time, and the counter watches there
+// keep getting changes.
+TEST_F(MultiReplicaTest, KillingTheHolderKeepsCounterWatchesOnOthersGoing) {
+  metrica_->AddUploading(kCounter, MakeUploading(500, v1::Uploading::UPLOADED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<CounterStream>> streams;
+  for (auto& r : replicas_) {
+    streams.push_back(std::make_unique<CounterStream>(r->channel()));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(500)) >= 0; },
+                         absl::Seconds(5)));
+  // Before the kill: a change comes through.
+  metrica_->SetUploading(kCounter, MakeUploading(500, v1::Uploading::EXPORTED));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(streams[i]->WaitLive(500, v1::Uploading::EXPORTED,
+                                     absl::Seconds(10)))
+        << "replica " << i;
+  }
+  replicas_[holder]->Kill();
+  const absl::Time killed = absl::Now();
+  metrica_->SetUploading(kCounter, MakeUploading(500, v1::Uploading::PROCESSED));
+  metrica_->AddUploading(kCounter, MakeUploading(501, v1::Uploading::UPLOADED));
+  for (int i = 0; i < 3; ++i) {
+    if (i == holder) continue;
+    std::optional<absl::Time> at = streams[i]->WaitLive(
+        500, v1::Uploading::PROCESSED, absl::Seconds(10));
+    ASSERT_TRUE(at.has_value()) << "replica " << i;
+    std::printf("FIGURE a counter watch on a survivor saw the change %.0f ms "
+                "after the SIGKILL (lease TTL 1.5 s)\n",
+                absl::ToDoubleMilliseconds(*at - killed));
+    EXPECT_TRUE(streams[i]->WaitLive(501, v1::Uploading::UPLOADED,
+                                     absl::Seconds(10)))
+        << "replica " << i;
+  }
+  const int now_holder = Holder(500);
+  EXPECT_GE(now_holder, 0);
+  EXPECT_NE(now_holder, holder);
 }
 
 }  // namespace

@@ -17,6 +17,14 @@ std::string OwnershipName(const GroupKey& group, int64_t uploading_id) {
                           uploading_id);
 }
 
+// What a target wants of its group: its uploading, or its counter's type.
+std::string OwnershipName(const WatchTarget& target) {
+  return target.is_counter()
+             ? PollCounterKey(target.group.token_fingerprint,
+                              target.group.counter_id, target.type)
+             : OwnershipName(target.group, target.uploading_id);
+}
+
 }  // namespace
 
 GroupPoller::GroupPoller(UpstreamReader* reader, const WatchRegistry* registry,
@@ -50,23 +58,18 @@ void GroupPoller::Watch(const WatchTarget& target, const std::string& token,
     if (shut_down_) return;
     // Its last watcher left before this call: Unwatch has run (or finds
     // nothing to do); wanting it now would hold it with nobody watching.
-    if (!target.is_counter() && !registry_->Watched(target.uploading_key())) {
-      return;
-    }
+    if (!registry_->Has(target)) return;
     const GroupKey& key = target.group;
     auto [it, inserted] = groups_.try_emplace(key);
     if (inserted) ++token_groups_[key.token_fingerprint];
     Group& group = it->second;
     group.token = token;
     const absl::Time now = clock_->Now();
-    // Counter watches are polled by every replica that has them (their
-    // uploadings are not known in advance); uploadings by their owner.
-    bool owned = true;
-    if (!target.is_counter()) {
-      const std::string name = OwnershipName(key, target.uploading_id);
-      ownership_->Want(name);
-      owned = ownership_->ShouldPoll(name);
-    }
+    // Uploadings and counter watches alike are polled by the group's owner
+    // (a counter watch wants its type's list).
+    const std::string name = OwnershipName(target);
+    ownership_->Want(name);
+    const bool owned = ownership_->ShouldPoll(name);
     if (!needs_first_state || !owned) {
       // Not owned: the owner's states come through the shared history.
       if (!group.polling && group.timer == 0) {
@@ -104,10 +107,8 @@ void GroupPoller::Unwatch(const WatchTarget& target) {
     // new target for the same uploading) keeps it wanted, and keeps the
     // fetch under way for it: cancelling that would leave the newcomer
     // without its first state, and the group without a timer.
-    if (!target.is_counter()) {
-      if (registry_->Watched(target.uploading_key())) return;
-      ownership_->Unwant(OwnershipName(target.group, target.uploading_id));
-    }
+    if (registry_->Has(target)) return;
+    ownership_->Unwant(OwnershipName(target));
     auto it = groups_.find(target.group);
     if (it == groups_.end()) return;
     Group& group = it->second;
@@ -175,11 +176,27 @@ WatchRegistry::PollSet GroupPoller::PollSetLocked(const GroupKey& key) const {
   // What other replicas' watchers want of a group this replica polls.
   for (int64_t id : ownership_->OthersWant(
            PollGroupKey(key.token_fingerprint, key.counter_id))) {
-    set.uploading_ids.insert(id);
+    if (const int type = CounterWantType(id); type != 0) {
+      const auto t = static_cast<v1::Uploading::Type>(type);
+      if (v1::Uploading::Type_IsValid(type) &&
+          std::find(set.counter_types.begin(), set.counter_types.end(), t) ==
+              set.counter_types.end()) {
+        set.counter_types.push_back(t);
+      }
+    } else if (id > 0) {
+      set.uploading_ids.insert(id);
+    }
   }
   absl::erase_if(set.uploading_ids, [&](int64_t id) {
     return !ownership_->ShouldPoll(OwnershipName(key, id));
   });
+  set.counter_types.erase(
+      std::remove_if(set.counter_types.begin(), set.counter_types.end(),
+                     [&](v1::Uploading::Type type) {
+                       return !ownership_->ShouldPoll(PollCounterKey(
+                           key.token_fingerprint, key.counter_id, type));
+                     }),
+      set.counter_types.end());
   return set;
 }
 

@@ -21,9 +21,9 @@
 namespace uploadwatch {
 
 // Polls every watched (token, counter) group on one timer: tells the
-// PollOwnership which uploadings are wanted, polls only those it owns (and
-// every counter watch, and what other replicas want of a group it polls:
-// PollOwnership::OthersWant), runs the round the planner plans through the reader, and
+// PollOwnership which uploadings (and which counter watches' types) are
+// wanted, polls only those it owns (and what other replicas want of a group
+// it polls: PollOwnership::OthersWant), runs the round the planner plans through the reader, and
 // sets the next time from the Pacer. Keeps the token a group polls with (the
 // only place a token is kept). What a group polls is read from the registry
 // each round. It sees results only as a waiter of its requests: observations

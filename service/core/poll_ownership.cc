@@ -18,6 +18,11 @@ std::string PollUploadingKey(absl::string_view token_fingerprint,
   return absl::StrCat(token_fingerprint, ":", counter_id, ":", uploading_id);
 }
 
+std::string PollCounterKey(absl::string_view token_fingerprint,
+                           int64_t counter_id, int type) {
+  return PollUploadingKey(token_fingerprint, counter_id, CounterWantId(type));
+}
+
 bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
                            int64_t* counter_id, int64_t* uploading_id) {
   std::vector<absl::string_view> parts = absl::StrSplit(name, ':');

@@ -22,7 +22,20 @@ std::string PollGroupKey(absl::string_view token_fingerprint, int64_t counter_id
 // are per uploading, so its history must be too).
 std::string PollUploadingKey(absl::string_view token_fingerprint,
                              int64_t counter_id, int64_t uploading_id);
-// The parts of a PollUploadingKey; false for anything else.
+// What a counter watch of `type` (a v1::Uploading::Type above zero) wants of
+// its group, in the same form: a PollUploadingKey whose "uploading" is
+// CounterWantId(type), below zero, so that no uploading id (always positive)
+// is ever taken for it. The group's poller lists the type for every replica
+// that wants it, as it polls the uploadings others want.
+std::string PollCounterKey(absl::string_view token_fingerprint,
+                           int64_t counter_id, int type);
+constexpr int64_t CounterWantId(int type) { return -static_cast<int64_t>(type); }
+// The type of a counter want's id, 0 for an uploading id.
+constexpr int CounterWantType(int64_t id) {
+  return id < 0 ? static_cast<int>(-id) : 0;
+}
+// The parts of a PollUploadingKey (a PollCounterKey too: the id is then
+// below zero); false for anything else.
 bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
                            int64_t* counter_id, int64_t* uploading_id);
 // The parts of a PollGroupKey; false for anything else (a PollUploadingKey
@@ -30,11 +43,12 @@ bool ParsePollUploadingKey(absl::string_view name, std::string* fingerprint,
 bool ParsePollGroupKey(absl::string_view name, std::string* fingerprint,
                        int64_t* counter_id);
 
-// The poll-ownership seam: which replica polls a watched uploading. The core's
-// group poller says Want (a PollUploadingKey) while this replica has watchers
-// of it (and so holds the token it is polled with) and Unwant when the last
-// one left, asks ShouldPoll before every round, polls OthersWant too, and
-// starts a round when the change callback says so.
+// The poll-ownership seam: which replica polls a watched uploading, or a
+// watched counter's list of one type. The core's group poller says Want (a
+// PollUploadingKey, or a PollCounterKey for a counter watch) while this
+// replica has watchers of it (and so holds the token it is polled with) and
+// Unwant when the last one left, asks ShouldPoll before every round, polls
+// OthersWant too, and starts a round when the change callback says so.
 //
 // An implementation may decide per (token, counter) group rather than per
 // uploading (the Redis one does: one poller per group across replicas, so
@@ -63,7 +77,8 @@ class PollOwnership {
   virtual void Unwant(const std::string& name) = 0;
   virtual bool ShouldPoll(const std::string& name) const = 0;
   // Uploadings of group `group` (a PollGroupKey) that other replicas' watchers
-  // want and this replica must poll for them, since it polls the group.
+  // want and this replica must poll for them, since it polls the group
+  // (CounterWantId(type) for a counter watch's type: that type is listed).
   // Empty unless this replica polls the group for others.
   virtual std::vector<int64_t> OthersWant(const std::string& group) const {
     (void)group;

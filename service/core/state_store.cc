@@ -20,6 +20,21 @@ StateStore::Recorded StateStore::RecordShared(const UploadingKey& key,
   return out;
 }
 
+StateStore::Recorded StateStore::RecordRelayed(const UploadingKey& key,
+                                               const v1::Uploading& uploading,
+                                               int64_t version, absl::Time now,
+                                               absl::Time sent) {
+  absl::MutexLock lock(&mu_);
+  Recorded out;
+  const UploadingState* stored = cache_.Find(key);
+  if (stored == nullptr || version > stored->version) {
+    out.state = cache_.RecordShared(key, uploading, version, now, &out.changed);
+  } else {
+    out.state = cache_.Record(key, uploading, now, sent, &out.changed);
+  }
+  return out;
+}
+
 std::optional<UploadingState> StateStore::GetFresh(const UploadingKey& key,
                                                    absl::Time now) {
   absl::MutexLock lock(&mu_);

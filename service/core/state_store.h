@@ -31,6 +31,18 @@ class StateStore {
   // A state another replica observed, with its version (StateCache).
   Recorded RecordShared(const UploadingKey& key, const v1::Uploading& uploading,
                         int64_t version, absl::Time now);
+  // A state the lease holder relayed for counter watches (its version is
+  // the holder's numbering of an uploading no history numbers across
+  // replicas): taken with its version, as RecordShared, when that is above
+  // the stored one; otherwise recorded as this replica's own observation of
+  // a request sent at `sent` (the holder's time of it), as Record: a
+  // different state is a change numbered after the stored one, older news
+  // changes nothing. So a counter watch here never misses a change because
+  // this replica numbered further on its own (alone while Redis was down, or
+  // its own snapshot lists).
+  Recorded RecordRelayed(const UploadingKey& key,
+                         const v1::Uploading& uploading, int64_t version,
+                         absl::Time now, absl::Time sent);
   // The state if confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
                                          absl::Time now);

@@ -344,6 +344,20 @@ void UploadingHub::ObserveShared(const UploadingKey& key,
   if (match.ended) poller_.Unwatch(*match.ended);
 }
 
+void UploadingHub::ObserveRelayed(const UploadingKey& key,
+                                  const v1::Uploading& uploading,
+                                  int64_t version, absl::Time sent) {
+  StateStore::Recorded recorded =
+      store_.RecordRelayed(key, uploading, version, clock_->Now(), sent);
+  WatchRegistry::Match match =
+      registry_.Observed(key, recorded.state, recorded.changed);
+  if (!match.to.empty()) {
+    fan_out_.Post(match.to,
+                  std::make_shared<const UploadingState>(recorded.state));
+  }
+  if (match.ended) poller_.Unwatch(*match.ended);
+}
+
 void UploadingHub::PollOwnershipChanged(const std::string& name,
                                         bool should_poll) {
   poller_.OwnershipChanged(name, should_poll);

@@ -166,6 +166,19 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // observed here, not published again. For the stream bridge.
   void ObserveShared(const UploadingKey& key, const v1::Uploading& uploading,
                      int64_t version);
+  // The recorded state of an uploading however old (relayed or shared ones
+  // too); nullopt when none is. What a counter watch's snapshot shows for a
+  // listed uploading: never older than the list (a fetched list is recorded
+  // before its callers are answered; a cached one is older than the store).
+  std::optional<UploadingState> Stored(const UploadingKey& key) const {
+    return store_.Find(key);
+  }
+  // A state the group's lease holder relayed for counter watches (its
+  // counter changes stream; StateStore::RecordRelayed, `sent`: when the
+  // holder's request went): recorded and delivered as ObserveShared does,
+  // not published again. For the stream bridge.
+  void ObserveRelayed(const UploadingKey& key, const v1::Uploading& uploading,
+                      int64_t version, absl::Time sent);
   // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
   void PollOwnershipChanged(const std::string& name, bool should_poll);
 

@@ -733,6 +733,155 @@ TEST_F(UploadingHubTest, ACounterWatchSeesEveryUploadingOfItsTypeAndSharesPolls)
   EXPECT_EQ(counter.states().size(), 6u);  // nothing twice
 }
 
+// A counter watch wants its group's list like any watcher (issue 14): where
+// another replica polls the group, this one lists nothing of it; the one that
+// polls lists the types other replicas' counter watches want too.
+class Ownership : public PollOwnership {
+ public:
+  void Want(const std::string& name) override {
+    absl::MutexLock lock(&mu_);
+    wanted_.push_back(name);
+  }
+  void Unwant(const std::string& name) override {
+    absl::MutexLock lock(&mu_);
+    unwanted_.push_back(name);
+  }
+  bool ShouldPoll(const std::string&) const override {
+    absl::MutexLock lock(&mu_);
+    return owned_;
+  }
+  std::vector<int64_t> OthersWant(const std::string&) const override {
+    absl::MutexLock lock(&mu_);
+    return owned_ ? others_ : std::vector<int64_t>{};
+  }
+  void set_owned(bool owned) {
+    absl::MutexLock lock(&mu_);
+    owned_ = owned;
+  }
+  void set_others(std::vector<int64_t> others) {
+    absl::MutexLock lock(&mu_);
+    others_ = std::move(others);
+  }
+  std::vector<std::string> wanted() {
+    absl::MutexLock lock(&mu_);
+    return wanted_;
+  }
+  std::vector<std::string> unwanted() {
+    absl::MutexLock lock(&mu_);
+    return unwanted_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool owned_ = false;
+  std::vector<int64_t> others_;
+  std::vector<std::string> wanted_, unwanted_;
+};
+
+TEST_F(UploadingHubTest, ACounterWatchWhereAnotherReplicaPollsListsNothing) {
+  Ownership ownership;
+  options_.ownership = &ownership;
+  for (int id = 1; id <= 3; ++id) Put(id, v1::Uploading::MATCHED);
+  Start();
+  Watcher counter;
+  counter.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::TYPE_UNSPECIFIED, &counter)
+                  .ok());
+  time_.Advance(absl::Minutes(5));
+  EXPECT_EQ(client_.count("list"), 0);  // the holder lists, not this replica
+  EXPECT_EQ(client_.count("get"), 0);
+  const std::string name = PollCounterKey(credentials_.fingerprint(), kCounter,
+                                          v1::Uploading::BASIC);
+  EXPECT_EQ(ownership.wanted(), std::vector<std::string>{name});
+  // Its states come relayed by the holder.
+  const UploadingKey key{credentials_.fingerprint(), kCounter, 2};
+  hub_->ObserveRelayed(key, Make(2, v1::Uploading::PROCESSED), 4, time_.Now());
+  time_.RunPending();
+  ASSERT_EQ(counter.states().size(), 1u);
+  EXPECT_EQ(counter.states()[0].version, 4);
+  // The group is gained: it lists at once, and on its timer from then on.
+  ownership.set_owned(true);
+  hub_->PollOwnershipChanged(PollGroupKey(credentials_.fingerprint(), kCounter),
+                             true);
+  time_.Advance(absl::Milliseconds(20));
+  EXPECT_EQ(client_.count("list"), 1);
+  time_.Advance(absl::Seconds(31));
+  EXPECT_EQ(client_.count("list"), 2);
+  // A second counter watch of the type: one want, given up with the last.
+  Watcher second;
+  second.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::BASIC, &second)
+                  .ok());
+  counter.hub = nullptr;
+  hub_->Unsubscribe(&counter);
+  EXPECT_TRUE(ownership.unwanted().empty());
+  second.hub = nullptr;
+  hub_->Unsubscribe(&second);
+  EXPECT_EQ(ownership.unwanted(), std::vector<std::string>{name});
+}
+
+TEST_F(UploadingHubTest, TheHolderListsTheTypesOtherReplicasCounterWatchesWant) {
+  Ownership ownership;
+  ownership.set_owned(true);
+  options_.ownership = &ownership;
+  Put(1, v1::Uploading::MATCHED);
+  v1::Uploading call = Make(9, v1::Uploading::MATCHED);
+  call.set_type(v1::Uploading::CALLS);
+  client_.SetUploading(kCounter, call);
+  Start();
+  Watcher one;
+  Subscribe(one, 1);  // this replica watches one uploading alone
+  time_.RunPending();
+  client_.ClearLog();
+  // Another replica's counter watch of CALLS: the round lists CALLS for it.
+  ownership.set_others({CounterWantId(v1::Uploading::CALLS)});
+  time_.Advance(absl::Seconds(31));
+  bool listed_calls = false;
+  for (const auto& r : client_.requests()) {
+    if (r.endpoint == "list" && r.list.type == v1::Uploading::CALLS) {
+      listed_calls = true;
+    }
+  }
+  EXPECT_TRUE(listed_calls);
+}
+
+TEST_F(UploadingHubTest, RelayedStatesNeverGoBackAndNeverMissAChange) {
+  Start();
+  Watcher counter;
+  counter.hub = hub_.get();
+  ASSERT_TRUE(hub_->SubscribeCounter(credentials_, kCounter,
+                                     v1::Uploading::BASIC, &counter)
+                  .ok());
+  time_.RunPending();
+  const UploadingKey key{credentials_.fingerprint(), kCounter, 5};
+  const absl::Time t0 = time_.Now();
+  // The holder's numbering is taken when above ours.
+  hub_->ObserveRelayed(key, Make(5, v1::Uploading::UPLOADED), 3, t0);
+  hub_->ObserveRelayed(key, Make(5, v1::Uploading::UPLOADED), 3, t0);  // again
+  time_.RunPending();
+  ASSERT_EQ(counter.states().size(), 1u);
+  EXPECT_EQ(counter.states().back().version, 3);
+  // This replica numbered further on its own (its own polls saw changes).
+  client_.SetUploading(kCounter, Make(5, v1::Uploading::MATCHED));
+  time_.Advance(absl::Seconds(31));
+  client_.SetUploading(kCounter, Make(5, v1::Uploading::PROCESSED));
+  time_.Advance(absl::Seconds(31));
+  ASSERT_FALSE(counter.states().empty());
+  const int64_t local = counter.states().back().version;
+  EXPECT_EQ(local, 5);
+  // The holder's relay of a state this replica had (older news, numbered
+  // below ours): nothing.
+  const size_t shown = counter.states().size();
+  hub_->ObserveRelayed(key, Make(5, v1::Uploading::MATCHED), 4,
+                       t0 + absl::Seconds(1));
+  time_.RunPending();
+  EXPECT_EQ(counter.states().size(), shown);
+  EXPECT_EQ(counter.states().back().uploading.status(),
+            v1::Uploading::PROCESSED);
+}
+
 // Blocks inside OnState until released (the contract says a subscriber must
 // not block; this one does, to show what it would hold up).
 class StuckWatcher : public Subscriber {

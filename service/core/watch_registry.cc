@@ -153,6 +153,11 @@ bool WatchRegistry::GroupWatched(const GroupKey& group) const {
   return by_group_.contains(group);
 }
 
+bool WatchRegistry::Has(const WatchTarget& target) const {
+  absl::MutexLock lock(&mu_);
+  return targets_.contains(target);
+}
+
 bool WatchRegistry::Watched(const UploadingKey& key) const {
   absl::MutexLock lock(&mu_);
   return targets_.contains(WatchTarget::Uploading(key));

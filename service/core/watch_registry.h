@@ -86,6 +86,8 @@ class WatchRegistry {
   PollSet PollSetOf(const GroupKey& group) const;
   // The group has a target.
   bool GroupWatched(const GroupKey& group) const;
+  // `target` has a subscriber.
+  bool Has(const WatchTarget& target) const;
   // An uploading target exists for `key`.
   bool Watched(const UploadingKey& key) const;
   // ... and its subscribers have been shown a state.

@@ -274,6 +274,26 @@ void CounterWatch::RequestPage(UploadingHub* hub, std::shared_ptr<Alive> alive,
 
 std::optional<int32_t> CounterWatch::OnPage(
     int32_t offset, const absl::StatusOr<v1::ListUploadingsResponse>& page) {
+  // The recorded states of the page's uploadings, asked of the hub without
+  // mu_: what the snapshot shows of them. A page from the list cache is
+  // older than what the store holds by now (on a replica that does not
+  // poll the counter, the holder's relays went there since), and a fetched
+  // one is recorded before it is handed out; either way no wait for the
+  // fan-out's copy.
+  std::vector<UploadingState> stored;
+  if (page.ok()) {
+    GroupKey group;
+    {
+      absl::MutexLock lock(&mu_);
+      group = target_.group;
+    }
+    for (const v1::Uploading& u : page->uploadings()) {
+      if (std::optional<UploadingState> s = hub_->Stored(UploadingKey{
+              group.token_fingerprint, group.counter_id, u.id()})) {
+        stored.push_back(*std::move(s));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   if (finished_ || live_) return std::nullopt;
   if (!page.ok()) {
@@ -291,6 +311,19 @@ std::optional<int32_t> CounterWatch::OnPage(
   }
   retry_ = options_.list_retry;
   for (const v1::Uploading& u : page->uploadings()) listed_[u.id()] = u;
+  for (UploadingState& state : stored) {
+    // What the client will hold: in the history (the history is a leaf with
+    // its own lock), so that the snapshot's token covers it, as for a state
+    // that arrives (OnState).
+    sequence_ = std::max(sequence_, history_->Record(target_, state));
+    const int64_t id = state.uploading.id();
+    auto it = received_.find(id);
+    if (it == received_.end()) {
+      received_.emplace(id, std::move(state));
+    } else if (state.version > it->second.version) {
+      it->second = std::move(state);
+    }
+  }
   if (page->uploadings_size() >= kMetricaMaxListLimit) {
     return offset + kMetricaMaxListLimit;
   }

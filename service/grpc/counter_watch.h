@@ -31,9 +31,10 @@ namespace uploadwatch {
 //
 // - Snapshot: the counter's list, every page, through hub->List (the same
 //   flights and caches as the group's poll round, which SubscribeCounter
-//   starts at once); once every listed uploading's recorded state has
-//   arrived (or after `snapshot_grace`, from the list itself), ADDED for each
-//   in chunks of `max_events_per_message`, the last one `synced`.
+//   starts at once where this replica polls the counter); each listed
+//   uploading as recorded (UploadingHub::Stored, or the state that arrives;
+//   after `snapshot_grace`, the list's own copy), ADDED for each in chunks
+//   of `max_events_per_message`, the last one `synced`.
 // - Live: per uploading, a state whose version or content was already sent
 //   is dropped; the rest is coalesced while a write is in flight (latest
 //   state per uploading, an ADDED stays ADDED, first-change order) and

@@ -52,6 +52,10 @@ CounterWatchReactor::CounterWatchReactor(
 void CounterWatchReactor::Write(
     const CounterWatch::Message* message,
     const std::vector<std::shared_ptr<const std::string>>& events) {
+  if (message->synced()) {
+    absl::MutexLock lock(&mu_);
+    synced_written_ = true;
+  }
   // The message's own fields, then each event as an entry of `events` (tag,
   // length, its bytes): what the generated code writes for the message
   // holding them all, into one slice. One copy of each event's bytes, and
@@ -94,15 +98,39 @@ void CounterWatchReactor::Finish(const absl::Status& status) {
   grpc::ServerWriteReactor<grpc::ByteBuffer>::Finish(ToGrpcStatus(status));
 }
 
-void CounterWatchReactor::Expire() {
-  watch_.End(absl::UnavailableError(
+namespace {
+absl::Status LifetimeReached() {
+  return absl::UnavailableError(
       "this counter watch reached the server's maximum stream lifetime; "
-      "call WatchUploadings again with the last resume_token"));
+      "call WatchUploadings again with the last resume_token");
+}
+}  // namespace
+
+void CounterWatchReactor::Expire() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!synced_written_) {
+      expire_when_synced_ = true;  // OnWriteDone of that message ends it
+      return;
+    }
+  }
+  watch_.End(LifetimeReached());
 }
 
 void CounterWatchReactor::OnWriteDone(bool ok) {
   ReceiveFromGrpc(this);
   watch_.WriteDone(ok);
+  bool expire = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (expire_when_synced_ && synced_written_) {
+      expire_when_synced_ = false;
+      expire = true;
+    }
+  }
+  // Not under mu_: the watch calls Write and Finish (which take it) under
+  // its own lock.
+  if (expire) watch_.End(LifetimeReached());
 }
 
 void CounterWatchReactor::OnCancel() {

@@ -55,6 +55,11 @@ class CounterWatchReactor final
              const std::vector<std::shared_ptr<const std::string>>& events)
       override;
   void Finish(const absl::Status& status) override;
+  // The lifetime bound: ends the stream (UNAVAILABLE, resume with the last
+  // token), or, before the snapshot's `synced` message is written, right
+  // after it, so that the client always has a token to resume with (a
+  // stream rotated before its first message leaves it none, and clients
+  // give up on an UNAVAILABLE that came before any message).
   void Expire();
 
   const ServiceDeps& deps_;
@@ -69,6 +74,10 @@ class CounterWatchReactor final
 
   absl::Mutex mu_;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  // A message with `synced` has been handed to gRPC.
+  bool synced_written_ ABSL_GUARDED_BY(mu_) = false;
+  // Expire() came first: end once that message's write is done.
+  bool expire_when_synced_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace uploadwatch

@@ -4,8 +4,9 @@
 // coalescing for a slow reader, errors, and the cost of many watchers.
 #include "service/grpc/counter_watch.h"
 
-#include <memory>
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -202,6 +203,57 @@ TEST_F(CounterWatchTest, TheSnapshotAddsEveryUploadingInChunksThenSyncs) {
   // The snapshot's page and the poll round's are one request.
   EXPECT_EQ(client_.count("list"), 1);
   EXPECT_FALSE(s.sink.finished().has_value());
+}
+
+// On a replica that does not poll the counter (another one holds it), a
+// counter watch's snapshot shows what the holder relayed since, not the list
+// cache's older copy of it.
+TEST_F(CounterWatchTest, ASnapshotOnANonHolderShowsTheRelayedStates) {
+  class Nobody : public PollOwnership {
+   public:
+    void Want(const std::string&) override {}
+    void Unwant(const std::string&) override {}
+    bool ShouldPoll(const std::string&) const override { return false; }
+  };
+  static Nobody* nobody = new Nobody();  // outlives the hub (TearDown)
+  hub_options_.ownership = nobody;
+  hub_options_.cache_ttl = absl::Seconds(5);
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Stream& first = Open();
+  Settle();
+  ASSERT_FALSE(first.sink.messages().empty());
+  EXPECT_EQ(client_.count("list"), 1);  // its own snapshot, no poll
+  // The holder relays a change; Metrica has it too, but the list cache not.
+  Put(Make(1, v1::Uploading::PROCESSED));
+  hub_->ObserveRelayed(UploadingKey{credentials_.fingerprint(), kCounter, 1},
+                       Make(1, v1::Uploading::PROCESSED), 2, time_.Now());
+  Advance(absl::Seconds(1));
+  Stream& second = Open();
+  Settle();
+  EXPECT_EQ(client_.count("list"), 1);  // the cached page
+  const std::vector<Message> m = second.sink.messages();
+  ASSERT_FALSE(m.empty());
+  ASSERT_TRUE(m.back().synced());
+  std::map<int64_t, v1::Uploading::Status> shown;
+  for (const Message& msg : m) {
+    for (const auto& e : msg.events()) {
+      shown[e.uploading().id()] = e.uploading().status();
+    }
+  }
+  EXPECT_EQ(shown[1], v1::Uploading::PROCESSED);
+  EXPECT_EQ(shown[2], v1::Uploading::UPLOADED);
+  // The first watch got the relay live, once.
+  int modified = 0;
+  for (const Message& msg : first.sink.messages()) {
+    for (const auto& e : msg.events()) {
+      if (e.type() == UploadingEvent::MODIFIED) {
+        EXPECT_EQ(e.uploading().id(), 1);
+        ++modified;
+      }
+    }
+  }
+  EXPECT_EQ(modified, 1);
 }
 
 TEST_F(CounterWatchTest, AnEmptyCounterSyncsAtOnce) {

@@ -55,6 +55,12 @@ const grpc::Slice& MessageOf(const UploadingState& state) {
   return *memo.message;
 }
 
+absl::Status LifetimeReached() {
+  return absl::UnavailableError(
+      "this watch reached the server's maximum stream lifetime; re-watch "
+      "(the first message repeats the current state, with its version)");
+}
+
 }  // namespace
 
 WatchReactor::WatchReactor(
@@ -86,11 +92,16 @@ WatchReactor::WatchReactor(
 }
 
 void WatchReactor::Expire() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!finished_ && last_version_ == 0) {
+      expire_after_first_ = true;  // OnState ends it after the first state
+      return;
+    }
+  }
   hub_->Unsubscribe(this);
   absl::MutexLock lock(&mu_);
-  FinishLocked(absl::UnavailableError(
-      "this watch reached the server's maximum stream lifetime; re-watch "
-      "(the first message repeats the current state, with its version)"));
+  FinishLocked(LifetimeReached());
 }
 
 void WatchReactor::OnState(const UploadingState& state) {
@@ -99,6 +110,12 @@ void WatchReactor::OnState(const UploadingState& state) {
   last_version_ = state.version;
   pending_ = MessageOf(state);  // a reference, not a copy
   pending_terminal_ = IsTerminal(state.uploading);
+  if (expire_after_first_) {
+    // Written after the state (OnDone leaves the hub); a terminal state
+    // ends the stream with OK instead.
+    expire_after_first_ = false;
+    pending_error_ = LifetimeReached();
+  }
   MaybeWriteLocked();
 }
 

@@ -50,7 +50,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   void OnDone() override;
 
  private:
-  // Ends the stream at its lifetime bound, telling the client to re-watch.
+  // Ends the stream at its lifetime bound, telling the client to re-watch;
+  // before the first state is shown, right after it instead, so that a
+  // client always gets a state before being asked to re-watch (clients give
+  // up on an UNAVAILABLE that came before any message).
   void Expire();
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const absl::Status& status)
@@ -79,6 +82,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   // it until OnWriteDone.
   grpc::ByteBuffer in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Expire() came before the first state: end right after showing it.
+  bool expire_after_first_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace uploadwatch

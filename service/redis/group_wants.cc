@@ -224,6 +224,33 @@ void GroupWants::Remove(const std::string& group, int64_t uploading_id) {
       [](absl::StatusOr<RedisReply>) {});  // else it expires
 }
 
+void GroupWants::RemoveAll(absl::AnyInvocable<void()> done) {
+  std::vector<std::vector<std::string>> commands;
+  {
+    absl::MutexLock lock(&state_->mu);
+    for (const auto& [name, g] : state_->groups) {
+      std::vector<std::string> argv = {
+          "ZREM", state_->connection->Key(absl::StrCat("wants:", name))};
+      for (int64_t id : g.ids) argv.push_back(state_->Member(id));
+      commands.push_back(std::move(argv));
+    }
+    state_->groups.clear();  // nothing refreshed any more
+  }
+  auto shared_done =
+      std::make_shared<absl::AnyInvocable<void()>>(std::move(done));
+  if (commands.empty()) {
+    state_->connection->loop()->Post([shared_done] { (*shared_done)(); });
+    return;
+  }
+  auto remaining = std::make_shared<size_t>(commands.size());
+  for (auto& argv : commands) {
+    state_->connection->Command(
+        std::move(argv), [remaining, shared_done](absl::StatusOr<RedisReply>) {
+          if (--*remaining == 0) (*shared_done)();
+        });
+  }
+}
+
 void GroupWants::Read(const std::string& group, bool read) {
   {
     absl::MutexLock lock(&state_->mu);

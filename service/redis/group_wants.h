@@ -66,6 +66,11 @@ class GroupWants {
   void Add(const std::string& group, int64_t uploading_id);
   // ... no longer (its last watcher left).
   void Remove(const std::string& group, int64_t uploading_id);
+  // Removes every want of this replica from Redis and sends no more (a
+  // graceful stop: the holder stops polling for them at its next read
+  // instead of a TTL later); `done` runs on the loop thread once Redis
+  // answered (or the connection failed them).
+  void RemoveAll(absl::AnyInvocable<void()> done);
   // Whether every refresh of `group` also reads its wants (for the
   // group's poller); true reads now. Only for a group with an Add.
   void Read(const std::string& group, bool read);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "service/redis/testing/redis_server.h"
 
@@ -80,6 +81,28 @@ TEST_F(GroupWantsTest, TheReaderSeesEveryReplicasWantsOnce) {
   a.wants->Remove(kGroup, 2);
   absl::SleepFor(absl::Milliseconds(700));  // two refreshes
   EXPECT_EQ(a.Read(kGroup), (Ids{1, 2}));
+}
+
+// A graceful stop removes the replica's wants at once (the holder stops
+// polling for them at its next read, not a TTL later), counter watches' too
+// (their ids are below zero), and sends no more.
+TEST_F(GroupWantsTest, RemoveAllTakesTheReplicasWantsAwayAtOnce) {
+  Replica a(server_, "replica-a");
+  auto b = std::make_unique<Replica>(server_, "replica-b");
+  a.wants->Add(kGroup, 1);
+  b->wants->Add(kGroup, 7);
+  b->wants->Add(kGroup, -1);  // a counter watch of BASIC
+  a.wants->Read(kGroup, true);
+  ASSERT_TRUE(WaitFor([&] { return a.Read(kGroup) == Ids{-1, 1, 7}; }));
+  absl::Notification removed;
+  b->wants->RemoveAll([&] { removed.Notify(); });
+  ASSERT_TRUE(removed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  auto members = server_.Run({"ZRANGE", a.wants->WantsKey(kGroup), "0", "-1"});
+  ASSERT_TRUE(members.ok());
+  EXPECT_EQ(members->find("replica-b"), std::string::npos) << *members;
+  // b's refreshes (every 300 ms) do not bring them back.
+  absl::SleepFor(absl::Milliseconds(700));
+  EXPECT_EQ(a.Read(kGroup), (Ids{1}));
 }
 
 TEST_F(GroupWantsTest, ADeadReplicasWantsExpireWithinTheTtl) {

@@ -44,6 +44,20 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   return *script;
 }
 
+// KEYS[1] the stream, KEYS[2] the lease. ARGV: owner, version, payload, max
+// length, sent (ms). A counter's changes: many uploadings, each with its own
+// version, so no version check here (the publisher keeps them going up).
+const RedisScript& AppendChangeScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('NOTOWNER the poll lease is held by another replica')
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                  'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+)lua");
+  return *script;
+}
+
 // KEYS[1] the stream, KEYS[2] the version floor. ARGV: version, max length,
 // floor TTL (ms). Raises the floor to the version; when the history's newest
 // entry is below it, appends a floor mark {v, f} (no state) so that the
@@ -95,6 +109,10 @@ std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
       e.payload = fields[i + 1].str;
     } else if (fields[i].str == "f") {
       e.floor = true;
+    } else if (fields[i].str == "o") {
+      e.owner = fields[i + 1].str;
+    } else if (fields[i].str == "t") {
+      if (!absl::SimpleAtoi(fields[i + 1].str, &e.sent_ms)) return std::nullopt;
     }
   }
   return e;
@@ -130,6 +148,9 @@ struct StateStream::State {
 
   // Loop thread only.
   bool reading = false;
+  // An XREAD BLOCK is outstanding (the one numbered xread_generation).
+  bool xread_in_flight = false;
+  uint64_t xread_generation = 0;
   int64_t reader_client_id = 0;  // 0: unknown on this connection
   EventLoop::TimerId retry_timer = 0;
 
@@ -138,11 +159,31 @@ struct StateStream::State {
   }
 
   // Loop thread: a blocked XREAD returns now (so it is re-issued with the
-  // current subscriptions).
-  void WakeReader() {
-    if (!reading || reader_client_id == 0) return;
-    commands->Command({"CLIENT", "UNBLOCK", absl::StrCat(reader_client_id)},
-                      [](absl::StatusOr<RedisReply>) {});
+  // current subscriptions). The XREAD may still be on its way to Redis (sent
+  // on the reader connection, the UNBLOCK on the other one overtaking it):
+  // then nothing was blocked yet, and the UNBLOCK is sent again shortly,
+  // until that XREAD is unblocked or has returned, lest a new subscription
+  // wait a whole `block` for its first entry.
+  void WakeReader(const std::weak_ptr<State>& weak, int attempts = 50) {
+    if (!xread_in_flight || reader_client_id == 0) return;
+    const uint64_t read = xread_generation;
+    commands->Command(
+        {"CLIENT", "UNBLOCK", absl::StrCat(reader_client_id)},
+        [weak, read, attempts](absl::StatusOr<RedisReply> r) {
+          auto self = weak.lock();
+          if (self == nullptr || !r.ok() || attempts <= 1) return;
+          if (r->type == RedisReply::Type::kInteger && r->integer == 1) return;
+          if (!self->xread_in_flight || self->xread_generation != read) return;
+          self->reader->loop()->RunAfter(absl::Milliseconds(2), [weak, read,
+                                                               attempts] {
+            auto again = weak.lock();
+            if (again == nullptr || !again->xread_in_flight ||
+                again->xread_generation != read) {
+              return;
+            }
+            again->WakeReader(weak, attempts - 1);
+          });
+        });
   }
 
   // Loop thread: the next read, unless one is running.
@@ -252,6 +293,8 @@ struct StateStream::State {
       }
     }
     argv.insert(argv.end(), ids.begin(), ids.end());
+    xread_in_flight = true;
+    ++xread_generation;
     // The read may wait `block` in Redis: the deadline counts from there.
     reader->Command(
         std::move(argv),
@@ -259,6 +302,7 @@ struct StateStream::State {
             absl::StatusOr<RedisReply> r) {
           auto self = weak.lock();
           if (self == nullptr) return;
+          self->xread_in_flight = false;
           if (!r.ok()) return failed(r.status());
           self->Deliver(*r, group_of_key);
           self->reading = false;
@@ -318,6 +362,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
   state_->commands = commands;
   commands->Preload(PublishScript());
   commands->Preload(RaiseFloorScript());
+  commands->Preload(AppendChangeScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
@@ -346,7 +391,7 @@ StateStream::~StateStream() {
       s->stopped = true;
     }
     s->reader->loop()->Cancel(s->retry_timer);
-    s->WakeReader();
+    s->WakeReader(std::weak_ptr<State>(), 1);
   });
 }
 
@@ -375,6 +420,22 @@ void StateStream::Publish(const std::string& group, int64_t version,
           }
           return done(r.status());
         }
+        if (r->type != RedisReply::Type::kString) {
+          return done(absl::InternalError("XADD answered no id"));
+        }
+        done(r->str);
+      });
+}
+
+void StateStream::AppendChange(const std::string& stream, int64_t version,
+                               std::string payload, int64_t sent_ms,
+                               const PublishFence& fence, IdCallback done) {
+  state_->commands->Eval(
+      AppendChangeScript(), {Key(stream), fence.lease_key},
+      {fence.owner, absl::StrCat(version), std::move(payload),
+       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms)},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
         if (r->type != RedisReply::Type::kString) {
           return done(absl::InternalError("XADD answered no id"));
         }
@@ -432,7 +493,7 @@ absl::Status StateStream::Subscribe(const std::string& group,
   state_->reader->loop()->Post([weak] {
     auto self = weak.lock();
     if (self == nullptr) return;
-    self->WakeReader();
+    self->WakeReader(weak);
     self->Kick(weak);
   });
   return absl::OkStatus();
@@ -445,7 +506,8 @@ void StateStream::Unsubscribe(const std::string& group) {
       absl::MutexLock lock(&s->mu);
       s->subs.erase(group);
     }
-    s->WakeReader();
+    // Once is enough: entries of a stream no longer subscribed are dropped.
+    s->WakeReader(std::weak_ptr<State>(), 1);
   });
 }
 

@@ -31,6 +31,11 @@ struct StreamEntry {
   // A floor mark (RaiseFloor), not a state: `version` is a floor some replica
   // showed on its own; the holder's next state is numbered after it.
   bool floor = false;
+  // Entries of a counter changes stream (AppendChange) only: the owner id of
+  // the replica that appended it, and when its request went (Unix ms, its
+  // clock).
+  std::string owner;
+  int64_t sent_ms = 0;
 };
 
 struct StateStreamOptions {
@@ -89,6 +94,15 @@ class StateStream {
   // below it: subscribers, the publisher too, read the version it got.
   void Publish(const std::string& group, int64_t version, std::string payload,
                std::optional<PublishFence> fence, IdCallback done);
+  // Appends one uploading's state to a stream of many uploadings' states (a
+  // counter's changes, for counter watches on other replicas): fenced like
+  // Publish, but without its version check (versions are per uploading;
+  // the publisher keeps each one's going up). The entry is {v: version,
+  // s: payload, o: fence.owner, t: sent_ms}; answers its id.
+  // FAILED_PRECONDITION ("NOTOWNER") when the lease is not fence.owner's.
+  void AppendChange(const std::string& stream, int64_t version,
+                    std::string payload, int64_t sent_ms,
+                    const PublishFence& fence, IdCallback done);
   // A replica that does not hold the lease showed `version` to its own
   // watchers (polling alone while Redis was unreachable, or a counter
   // watch's list): every later entry must be above it, or a client moving to

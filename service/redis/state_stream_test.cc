@@ -192,6 +192,38 @@ TEST_F(StateStreamTest, OnlyTheLeaseHolderPublishesAndVersionsOnlyGoUp) {
   EXPECT_EQ((*last)->payload, "state-7");
 }
 
+// A counter's changes stream holds many uploadings' states: no version
+// check (each uploading's own goes up), but the same lease fence, and every
+// entry says who appended it and when its request went.
+TEST_F(StateStreamTest, ChangesAreFencedAndCarryTheirOwnerAndTime) {
+  auto holder = NewReplica("a");
+  auto other = NewReplica("b");
+  other->Subscribe("0-0");
+  PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
+  auto append = [&](int64_t version, const std::string& payload) {
+    return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      holder->stream->AppendChange(kGroup, version, payload, 1234567, fence,
+                                   std::move(done));
+    });
+  };
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-b"}).ok());
+  auto not_owner = append(1, "x");
+  EXPECT_EQ(not_owner.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-a"}).ok());
+  ASSERT_TRUE(append(5, "u1-v5").ok());
+  ASSERT_TRUE(append(2, "u2-v2").ok());  // another uploading, a lower version
+  ASSERT_TRUE(WaitFor([&] { return other->Seen().size() == 2; }));
+  const std::vector<StreamEntry> seen = other->Seen();
+  EXPECT_EQ(seen[0].version, 5);
+  EXPECT_EQ(seen[0].payload, "u1-v5");
+  EXPECT_EQ(seen[1].version, 2);
+  for (const StreamEntry& e : seen) {
+    EXPECT_EQ(e.owner, "replica-a");
+    EXPECT_EQ(e.sent_ms, 1234567);
+    EXPECT_FALSE(e.floor);
+  }
+}
+
 TEST_F(StateStreamTest, APositionOlderThanTheKeptHistoryIsReportedAsAGap) {
   StateStreamOptions o;
   o.max_len = 10;

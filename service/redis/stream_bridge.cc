@@ -82,9 +82,15 @@ void StreamBridge::Detach() {
 }
 
 void StreamBridge::ReleaseLeases(absl::Duration limit) {
-  auto done = std::make_shared<absl::Notification>();
-  coordinator_->leases().ReleaseAll([done] { done->Notify(); });
-  done->WaitForNotificationWithTimeout(limit);
+  auto leases = std::make_shared<absl::Notification>();
+  auto wants = std::make_shared<absl::Notification>();
+  coordinator_->leases().ReleaseAll([leases] { leases->Notify(); });
+  // And this replica's wants: the new holder would poll for them until they
+  // expired (a lease TTL).
+  coordinator_->wants().RemoveAll([wants] { wants->Notify(); });
+  const absl::Time deadline = absl::Now() + limit;
+  leases->WaitForNotificationWithDeadline(deadline);
+  wants->WaitForNotificationWithDeadline(deadline);
 }
 
 void StreamBridge::PollChanged(const std::string& name, bool should_poll) {
@@ -112,6 +118,7 @@ uint64_t StreamBridge::StartFollowingLocked(const std::string& name) {
 
 void StreamBridge::StopFollowingLocked(const std::string& name) {
   followed_.erase(name);
+  changes_.erase(name);
   in_history_.erase(name);
   floor_.erase(name);
   floor_asked_.erase(name);
@@ -289,9 +296,12 @@ std::optional<size_t> StreamBridge::TokenGroups(
 
 void StreamBridge::Follow(const std::string& name, uint64_t generation) {
   // The newest entry first (a newcomer's current state, whatever the history
-  // before it), then every entry after it.
+  // before it), then every entry after it. A counter's changes stream: only
+  // the entries after it (its newest entry is one uploading's state, which
+  // the counter watch's own snapshot list shows anyway).
+  const bool changes = IsChangesStream(name);
   coordinator_->history().Last(
-      name, [this, name, generation](
+      name, [this, name, generation, changes](
                 absl::StatusOr<std::optional<StreamEntry>> last) {
         if (stopping_) return;
         {
@@ -299,11 +309,14 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
           auto it = followed_.find(name);
           if (it == followed_.end() || it->second != generation) return;
         }
-        std::string after = "0-0";  // unknown: all that is kept
+        // Unknown: all that is kept (a counter's changes: only new ones).
+        std::string after = changes ? "" : "0-0";
         if (last.ok()) {
           if (last->has_value()) {
-            Deliver(name, **last);
+            if (!changes) Deliver(name, **last);
             after = (*last)->id;
+          } else if (changes) {
+            after = "0-0";  // empty: everything from the first entry
           }
         }
         absl::Status s = coordinator_->history().Subscribe(
@@ -329,6 +342,7 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
     return;
   }
   key.counter_id = static_cast<int32_t>(counter_id);
+  if (key.uploading_id < 0) return DeliverChange(name, key, entry);
   if (entry.floor) {
     absl::MutexLock lock(&mu_);
     if (followed_.contains(name)) {
@@ -354,7 +368,87 @@ void StreamBridge::Deliver(const std::string& name, const StreamEntry& entry) {
   if (hub_ != nullptr) hub_->ObserveShared(key, uploading, entry.version);
 }
 
+bool StreamBridge::IsChangesStream(const std::string& name) {
+  std::string fingerprint;
+  int64_t counter_id = 0, id = 0;
+  return ParsePollUploadingKey(name, &fingerprint, &counter_id, &id) && id < 0;
+}
+
+void StreamBridge::DeliverChange(const std::string& name,
+                                 const UploadingKey& stream,
+                                 const StreamEntry& entry) {
+  if (entry.floor) return;  // never written to a changes stream
+  v1::Uploading uploading;
+  if (!uploading.ParseFromString(entry.payload) || uploading.id() <= 0 ||
+      CounterWantId(TypeOf(uploading)) != stream.uploading_id) {
+    return;  // not ours (another version's format): never shown
+  }
+  const UploadingKey key{stream.token_fingerprint, stream.counter_id,
+                         uploading.id()};
+  {
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name)) return;
+    int64_t& known = changes_[name][uploading.id()];
+    known = std::max(known, entry.version);
+    // This replica's own (it delivered them when it observed them).
+    if (entry.owner == coordinator_->leases().owner_id()) return;
+    // Followed on its own: its history brings it, with the version every
+    // replica shares.
+    if (followed_.contains(PollUploadingKey(key.token_fingerprint,
+                                            key.counter_id,
+                                            key.uploading_id))) {
+      return;
+    }
+    ++relayed_;
+  }
+  absl::ReaderMutexLock lock(&hub_mu_);
+  if (hub_ != nullptr) {
+    hub_->ObserveRelayed(key, uploading, entry.version,
+                         absl::FromUnixMillis(entry.sent_ms));
+  }
+}
+
+void StreamBridge::PublishChange(const UploadingKey& key,
+                                 const UploadingState& state) {
+  const std::string name = PollCounterKey(key.token_fingerprint, key.counter_id,
+                                          TypeOf(state.uploading));
+  {
+    // No counter watch of the type, here or on another replica.
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name)) return;
+  }
+  LeaseManager& leases = coordinator_->leases();
+  const std::string group = PollGroupKey(key.token_fingerprint, key.counter_id);
+  if (!leases.Holds(group)) return;  // the holder relays; not this replica
+  {
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name)) return;
+    // Every observation is offered: only a version not relayed yet (a
+    // change, or a new uploading) goes out, once.
+    int64_t& known = changes_[name][key.uploading_id];
+    if (known >= state.version) return;
+    known = state.version;
+    ++relays_published_;
+  }
+  coordinator_->history().AppendChange(
+      name, state.version, state.uploading.SerializeAsString(),
+      absl::ToUnixMillis(state.check_time),
+      PublishFence{leases.LeaseKey(group), leases.owner_id()},
+      [this, name, id = key.uploading_id,
+       version = state.version](absl::StatusOr<std::string> appended) {
+        if (appended.ok()) return;
+        // Not relayed (the lease moved, or Redis is unreachable): offered
+        // again with the next observation, by whoever holds the lease then.
+        absl::MutexLock lock(&mu_);
+        auto it = changes_.find(name);
+        if (it == changes_.end()) return;
+        auto v = it->second.find(id);
+        if (v != it->second.end() && v->second == version) it->second.erase(v);
+      });
+}
+
 void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state) {
+  PublishChange(key, state);
   const std::string name =
       PollUploadingKey(key.token_fingerprint, key.counter_id, key.uploading_id);
   const std::string group = PollGroupKey(key.token_fingerprint, key.counter_id);
@@ -417,6 +511,16 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
 int64_t StreamBridge::delivered() const {
   absl::MutexLock lock(&mu_);
   return delivered_;
+}
+
+int64_t StreamBridge::relayed() const {
+  absl::MutexLock lock(&mu_);
+  return relayed_;
+}
+
+int64_t StreamBridge::relays_published() const {
+  absl::MutexLock lock(&mu_);
+  return relays_published_;
 }
 
 int64_t StreamBridge::published() const {

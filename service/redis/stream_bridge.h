@@ -31,6 +31,17 @@ namespace uploadwatch::redis {
 // once from the group's notices when a replica starts wanting one) and polls
 // them too (OthersWant).
 //
+// Counter watches want their group too (a PollCounterKey: "uploading"
+// CounterWantId(type)), so the holder lists their types for every replica.
+// It relays what they need on the group's changes stream of that type (the
+// StateStream named by the PollCounterKey): every state it observes of the
+// type whose version it has not relayed yet (AppendChange, fenced by the
+// lease). Every replica with a counter watch of the type (the holder too,
+// for the versions already relayed) follows that stream from its newest
+// entry and hands other replicas' entries to UploadingHub::ObserveRelayed,
+// except those of uploadings it follows on their own history (which bring
+// them with the version every replica shares).
+//
 // What is shown: each uploading's history (StateStream, versions are per
 // uploading). The holder publishes its observed changes, fenced by the
 // group's lease. Every uploading this replica wants, or polls for others, is
@@ -42,8 +53,8 @@ namespace uploadwatch::redis {
 // holder fills an empty history with its current state).
 //
 // A version this replica gave on its own while not the holder (polling alone
-// while Redis was unreachable, or a counter watch's list seeing a change
-// before the holder) raises the uploading's version floor in Redis
+// while Redis was unreachable, or a counter watch's snapshot list seeing a
+// change before the holder) raises the uploading's version floor in Redis
 // (StateStream::RaiseFloor; retried when the connection is back); the holder
 // numbers its next state after it. So versions never go back across
 // replicas: after such a divergence every replica converges on the holder's
@@ -66,8 +77,9 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   void Attach(UploadingHub* hub);
   // After it returns the hub is never called again.
   void Detach();
-  // Hands every held lease over at once (compare-and-delete), waiting at
-  // most `limit`; for a graceful shutdown, after Detach.
+  // Hands every held lease over at once (compare-and-delete) and removes
+  // this replica's wants, waiting at most `limit`; for a graceful shutdown,
+  // after Detach.
   void ReleaseLeases(absl::Duration limit);
 
   RedisCoordinator& coordinator() { return *coordinator_; }
@@ -86,6 +98,10 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   // published (for tests and the figures).
   int64_t delivered() const;
   int64_t published() const;
+  // Counter changes this replica relayed to others as the holder, and
+  // others' relays it delivered to its counter watches.
+  int64_t relays_published() const;
+  int64_t relayed() const;
 
  private:
   // What this replica wants of one group, and polls for the others.
@@ -114,6 +130,15 @@ class StreamBridge : public PollOwnership, public StatePublisher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Follow(const std::string& name, uint64_t generation);
   void Deliver(const std::string& name, const StreamEntry& entry);
+  // A PollCounterKey: the name of a counter's changes stream of one type.
+  static bool IsChangesStream(const std::string& name);
+  // An entry of a counter's changes stream `name` (`stream`: its parts, the
+  // uploading id being CounterWantId(type)).
+  void DeliverChange(const std::string& name, const UploadingKey& stream,
+                     const StreamEntry& entry);
+  // As the holder: `state` goes to its type's changes stream when a counter
+  // watch of that type (on any replica) follows it and it is news.
+  void PublishChange(const UploadingKey& key, const UploadingState& state);
   // Raises `name`'s floor to `version` in Redis; remembered when that fails.
   void RaiseFloor(const std::string& name, int64_t version);
   // The command connection is back: the floors that could not be raised.
@@ -150,7 +175,15 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   // highest asked of RaiseFloor, and the ones Redis has not taken yet.
   absl::flat_hash_map<std::string, int64_t> floor_asked_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> floor_unsent_ ABSL_GUARDED_BY(mu_);
+  // Per followed changes stream (a PollCounterKey): the newest version of
+  // each uploading known to be in it (relayed by this replica, or read), so
+  // that every version is relayed once; a new holder knows what the last
+  // one relayed.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, int64_t>>
+      changes_ ABSL_GUARDED_BY(mu_);
   int listener_ = 0;
+  int64_t relayed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t relays_published_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t published_ ABSL_GUARDED_BY(mu_) = 0;
 };
