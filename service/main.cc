@@ -95,9 +95,10 @@ ABSL_FLAG(int64_t, grpc_memory_quota_mb, 1024,
           "for calls and transport buffers (under pressure it shrinks "
           "flow-control windows); 0: unlimited");
 ABSL_FLAG(bool, explain_undecodable_requests, true,
-          "answer requests that are not the method's protobuf with "
+          "answer ListUploadings requests that are not its protobuf with "
           "INVALID_ARGUMENT and a log line (off: gRPC's bare UNIMPLEMENTED, "
-          "and ~13% less server CPU per cached call)");
+          "and no interceptor on its calls); GetUploading and the watches "
+          "always say INVALID_ARGUMENT (they parse their own requests)");
 ABSL_FLAG(bool, accept_compressed_requests, false,
           "accept gzip/deflate-compressed requests (off: they are refused "
           "before being inflated)");
