@@ -35,6 +35,13 @@
 //   scheduling  runs --scheduling_binary (//service/core:poll_scheduling_bench):
 //          CPU per poll round with 100 to 10,000 (token, counter) groups,
 //          in simulated time; its figures are passed through.
+//   web    gRPC-Web (issue 12): runs --web_bench_binary (//tests:web_bench),
+//          which opens --web_watches gRPC-Web watches (one HTTP/1.1
+//          connection each) on the server's web listener and reads its
+//          threads (the listener's own, by name, and the process's) and RSS;
+//          its figures are passed through as web_*. Then the same number of
+//          native gRPC watches on a server of its own (web_native_*): bare
+//          gRPC has no web listener to compare with.
 //   counter --counter_watches WatchUploadings (counter) streams of one
 //          counter of --counter_uploadings uploadings (issue 11): upstream
 //          requests per poll interval, memory and threads with the streams
@@ -82,14 +89,24 @@ ABSL_FLAG(std::string, bare_binary, "bazel-bin/bench/bare_server",
 ABSL_FLAG(std::vector<std::string>, server_env, {},
           "NAME=value pairs added to the environment of both servers (for "
           "experiments, e.g. GRPC_* settings)");
+ABSL_FLAG(std::vector<std::string>, server_wrapper, {},
+          "command and flags uploadwatch runs under in every phase, e.g. "
+          "/usr/bin/valgrind,--tool=callgrind (then also raise "
+          "--server_start_timeout); the instructions phase brings its own");
+ABSL_FLAG(absl::Duration, server_start_timeout, absl::Seconds(30),
+          "how long uploadwatch may take to start serving");
 ABSL_FLAG(std::string, work_dir, "",
           "where the servers' logs go; a new temporary directory when empty");
 ABSL_FLAG(std::string, phases, "unary,watch",
-          "comma-separated: unary, watch, watch100k, counter, replicas, "
+          "comma-separated: unary, watch, watch100k, counter, web, replicas, "
           "scheduling, "
           "instructions");
 ABSL_FLAG(std::string, scheduling_binary, "",
           "scheduling phase: //service/core:poll_scheduling_bench");
+ABSL_FLAG(std::string, web_bench_binary, "",
+          "//tests:web_bench, for the web phase");
+ABSL_FLAG(int, web_watches, 1000,
+          "web phase: open watches, over gRPC-Web and then over native gRPC");
 ABSL_FLAG(std::string, valgrind, "/usr/bin/valgrind",
           "instructions phase: valgrind");
 ABSL_FLAG(std::string, callgrind_control, "/usr/bin/callgrind_control",
@@ -106,8 +123,11 @@ ABSL_FLAG(std::vector<std::string>, uploadwatch_flags, {},
           "for a watch phase beyond the default cap");
 ABSL_FLAG(int, watch100k_uploadings, 1000,
           "watch100k phase: uploadings of its one counter, 100,000 / this "
-          "watchers each (the server lists 3 pages of 200 per round, so "
-          "above 600 the rest are polled by Gets at the 30 requests/s cap)");
+          "watchers each (the phase gives the server --batch_max_pages to "
+          "list them all in every poll round)");
+ABSL_FLAG(int, watch100k_channels, 1000,
+          "watch100k phase: client connections per server (the streams "
+          "spread evenly over them)");
 ABSL_FLAG(int, counter_watches, 1000,
           "counter phase: concurrent WatchUploadings streams of one counter");
 ABSL_FLAG(int, counter_uploadings, 100,
@@ -279,6 +299,7 @@ class Harness {
   absl::Status RunCounter();
   absl::Status RunInstructions();
   absl::Status RunScheduling();
+  absl::Status RunWeb();
 
  private:
   // The real server against the in-process simulator, with its production
@@ -293,6 +314,10 @@ class Harness {
     std::vector<std::string> env = absl::GetFlag(FLAGS_server_env);
     env.push_back(absl::StrCat("METRIKA_OAUTH_TOKEN=", kToken));
     std::vector<std::string> args = std::move(wrapper);
+    if (args.empty()) {
+      args = absl::GetFlag(FLAGS_server_wrapper);
+      timeout = std::max(timeout, absl::GetFlag(FLAGS_server_start_timeout));
+    }
     for (std::string arg : {
         absl::GetFlag(FLAGS_server_binary), std::string("--listen=127.0.0.1:0"),
         absl::StrCat("--upstream_url=", metrica_->base_url()),
@@ -653,11 +678,26 @@ absl::Status Harness::RunWatch100k() {
   };
   for (const Default& d : {Default{&FLAGS_watches, 100000},
                            Default{&FLAGS_uploadings, k100kUploadings},
-                           Default{&FLAGS_watch_channels, 1000},
+                           Default{&FLAGS_watch_channels,
+                                   absl::GetFlag(FLAGS_watch100k_channels)},
                            Default{&FLAGS_some_uploadings, k100kUploadings / 10},
                            Default{&FLAGS_some_rounds, 5},
                            Default{&FLAGS_all_rounds, 0}}) {
     absl::SetFlag(d.flag, d.value);
+  }
+  // Every watched uploading on the List pages of each poll round, so that
+  // the server sees a change at the next poll and the latency is the
+  // fan-out's: by default a round lists 3 pages of 200 and Gets the rest,
+  // which for 1,000 uploadings at 30 requests/s is ~40 s per uploading.
+  // The counter also holds the other phases' uploadings: one page more.
+  std::vector<std::string> flags = absl::GetFlag(FLAGS_uploadwatch_flags);
+  if (std::none_of(flags.begin(), flags.end(), [](const std::string& f) {
+        return absl::StartsWith(f, "--batch_max_pages=");
+      })) {
+    const int pages = (k100kUploadings + 199) / 200 + 1;
+    flags.push_back(absl::StrCat("--batch_max_pages=", pages));
+    absl::SetFlag(&FLAGS_uploadwatch_flags, flags);
+    Print("watch100k_uploadwatch_batch_max_pages", pages);
   }
   // The bare server changes the first N ids from kFirstWatchedId.
   return RunWatch("watch100k", kFirstWatchedId);
@@ -695,6 +735,7 @@ absl::Status Harness::RunCounter() {
   const ProcessUsage open_usage = sampler->Peak();
 
   metrica_->ClearRequests();
+  Progress("counter: quiet poll intervals");
   const absl::Time window_start = absl::Now();
   absl::SleepFor(poll * absl::GetFlag(FLAGS_quiet_intervals));
   const double intervals = (absl::Now() - window_start) / poll;
@@ -862,6 +903,79 @@ absl::Status Harness::RunScheduling() {
   return absl::OkStatus();
 }
 
+absl::Status Harness::RunWeb() {
+  const std::string binary = absl::GetFlag(FLAGS_web_bench_binary);
+  if (binary.empty()) {
+    return absl::InvalidArgumentError("--web_bench_binary is not set");
+  }
+  const int watches = absl::GetFlag(FLAGS_web_watches);
+  Progress(absl::StrCat("web: ", watches, " gRPC-Web watches (web_bench)"));
+  const std::string log = absl::StrCat(work_dir_, "/web_bench.log");
+  if (absl::Status s = RunCommand(
+          {binary,
+           absl::StrCat("--server_binary=", absl::GetFlag(FLAGS_server_binary)),
+           absl::StrCat("--watches=", watches)},
+          log);
+      !s.ok()) {
+    return s;
+  }
+  // Its `name: value` lines, under web_ (its unary_* are not the unary
+  // phase's figures).
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(": ");
+    double value = 0;
+    if (colon == std::string::npos ||
+        line.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+            colon ||
+        !absl::SimpleAtod(line.substr(colon + 2), &value)) {
+      continue;
+    }
+    std::printf("%s%s\n", absl::StartsWith(line, "web_") ? "" : "web_",
+                line.c_str());
+  }
+  std::fflush(stdout);
+
+  // The same number of native watches, for the threads and memory beside.
+  Progress(absl::StrCat("web: ", watches, " native gRPC watches"));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 100; ++i) {
+    ids.push_back(kFirstWatchedId + i);
+    metrica_->AddUploading(kCounter,
+                           MakeUploading(ids.back(), v1::Uploading::MATCHED));
+  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> server =
+      StartUploadwatch("web_native_uploadwatch");
+  if (!server.ok()) return server.status();
+  auto sampler = std::make_unique<PeakSampler>((*server)->pid());
+  absl::SleepFor(absl::Seconds(1));
+  const ProcessUsage idle = sampler->Peak();
+  WatchFleet fleet;
+  fleet.Open(MakeChannels(Target(**server), 10), kCounter, ids, watches);
+  if (!fleet.AwaitFirstMessages(absl::Seconds(120))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("only ", fleet.streams_with_message(), " of ", watches,
+                     " native watches got their first message"));
+  }
+  absl::SleepFor(absl::Seconds(1));
+  absl::StatusOr<ProcessUsage> open = ReadUsage((*server)->pid());
+  if (!open.ok()) return open.status();
+  const ProcessUsage peak = sampler->Peak();
+  if (!fleet.CancelAll()) {
+    return absl::InternalError("native watches did not end");
+  }
+  sampler.reset();
+  (*server)->Stop();
+  Print("web_native_idle_threads", idle.threads);
+  Print("web_native_idle_rss_mb", Megabytes(idle.rss_kb), 1);
+  Print("web_native_watches_open", watches);
+  Print("web_native_watches_threads", open->threads);
+  Print("web_native_watches_threads_peak", peak.threads);
+  Print("web_native_watches_rss_mb", Megabytes(open->rss_kb), 1);
+  return absl::OkStatus();
+}
+
 int Main() {
   // Debian's Abseil is built without NDEBUG, so every Mutex::Lock would also
   // update a process-wide deadlock graph: the load generator is the same for
@@ -907,6 +1021,8 @@ int Main() {
           &metrica, kToken, absl::GetFlag(FLAGS_server_binary),
           absl::GetFlag(FLAGS_server_env), work_dir,
           absl::GetFlag(FLAGS_poll_interval)});
+    } else if (phase == "web") {
+      status = harness.RunWeb();
     } else if (phase == "scheduling") {
       status = harness.RunScheduling();
     } else if (phase == "instructions") {

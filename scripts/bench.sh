@@ -12,6 +12,7 @@
 #   scripts/bench.sh --phases=scheduling        # CPU per poll round vs groups
 #   scripts/bench.sh --phases=counter           # 1,000 counter watches
 #   scripts/bench.sh --phases=watch100k         # 100,000 WatchUploading streams
+#   scripts/bench.sh --phases=web               # 1,000 gRPC-Web watches (threads)
 #
 # Arguments go to the harness: see
 # "$(bazel info -c opt bazel-bin)/bench/uploadwatch_bench" --help.
@@ -42,7 +43,7 @@ trap 'exit 130' INT TERM
 echo "bench: building (-c opt)..." >&2
 targets=(//bench:uploadwatch_bench //bench:bare_server
          //bench:libno_deadlock_detection.so //service:uploading_server
-         //service/core:poll_scheduling_bench)
+         //service/core:poll_scheduling_bench //tests:web_bench)
 if ! bazel build -c opt "${targets[@]}" >"$work/build.log" 2>&1; then
   cat "$work/build.log" >&2
   exit 1
@@ -64,6 +65,7 @@ echo "bench: $(nproc) CPUs, $cpu, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   --server_binary="$bin/service/uploading_server" \
   --bare_binary="$bin/bench/bare_server" \
   --scheduling_binary="$bin/service/core/poll_scheduling_bench" \
+  --web_bench_binary="$bin/tests/web_bench" \
   --work_dir="$work" "$@" &
 harness=$!
 wait "$harness"

@@ -48,6 +48,14 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "after --drain_period, how long calls in progress may take to "
           "finish (open watches end at once with UNAVAILABLE 're-watch')");
 ABSL_FLAG(int, max_watches, 20000, "cap on open WatchUploading streams");
+ABSL_FLAG(int, batch_max_pages, 3,
+          "List pages (200 uploadings each) one poll round of a counter's "
+          "watched uploadings may ask for; the watched uploadings the pages "
+          "did not show are polled with a Get each");
+ABSL_FLAG(int, fan_out_threads, 2,
+          "threads that deliver changes to watchers; fewer leave more CPU to "
+          "calls during a large fan-out (docs/PERFORMANCE.md), more deliver "
+          "it sooner on more cores");
 ABSL_FLAG(int, max_in_flight_per_token, 3,
           "parallel upstream requests per token (Metrica allows 3)");
 ABSL_FLAG(double, max_requests_per_second, 25,
@@ -87,9 +95,10 @@ ABSL_FLAG(int64_t, grpc_memory_quota_mb, 1024,
           "for calls and transport buffers (under pressure it shrinks "
           "flow-control windows); 0: unlimited");
 ABSL_FLAG(bool, explain_undecodable_requests, true,
-          "answer requests that are not the method's protobuf with "
+          "answer ListUploadings requests that are not its protobuf with "
           "INVALID_ARGUMENT and a log line (off: gRPC's bare UNIMPLEMENTED, "
-          "and ~13% less server CPU per cached call)");
+          "and no interceptor on its calls); GetUploading and the watches "
+          "always say INVALID_ARGUMENT (they parse their own requests)");
 ABSL_FLAG(bool, accept_compressed_requests, false,
           "accept gzip/deflate-compressed requests (off: they are refused "
           "before being inflated)");
@@ -308,6 +317,14 @@ int main(int argc, char** argv) {
   config.hub.terminal_ttl = absl::GetFlag(FLAGS_terminal_cache_ttl);
   config.hub.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   config.hub.max_watches = absl::GetFlag(FLAGS_max_watches);
+  config.hub.batch_max_pages = absl::GetFlag(FLAGS_batch_max_pages);
+  config.fan_out_threads = absl::GetFlag(FLAGS_fan_out_threads);
+  if (config.hub.batch_max_pages < 1 || config.fan_out_threads < 1) {
+    std::fprintf(stderr,
+                 "uploading_server: --batch_max_pages and --fan_out_threads "
+                 "must be >= 1\n");
+    return 2;
+  }
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.metrics_options.max_series_per_family =
       std::max(1, absl::GetFlag(FLAGS_metrics_max_series));

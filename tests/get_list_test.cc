@@ -109,11 +109,12 @@ grpc::Status CallWithUndecodableBytes(
   return status;
 }
 
-// GetUploading parses its own request (raw API), ListUploadings through the
-// DecodeErrorInterceptor: both say the same.
+// GetUploading and the two watches parse their own requests (raw API),
+// ListUploadings through the DecodeErrorInterceptor: all say the same.
 TEST_F(GetListTest, UndecodableRequestsAreInvalidArgumentSayingWhy) {
   StartServer();
-  for (const char* method : {"GetUploading", "ListUploadings"}) {
+  for (const char* method : {"GetUploading", "ListUploadings", "WatchUploading",
+                             "WatchUploadings"}) {
     grpc::Status status = CallWithUndecodableBytes(
         channel_,
         absl::StrCat("/metrika.offline_conversions.v1.UploadingService/",

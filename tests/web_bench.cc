@@ -15,6 +15,7 @@
 //      alternating rounds, and prints the medians and their ratio, with the
 //      server's CPU per call.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +28,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -49,6 +51,8 @@ ABSL_FLAG(int, watches, 1000, "gRPC-Web watches to hold open");
 ABSL_FLAG(int, uploadings, 100, "uploadings the watches spread over");
 ABSL_FLAG(int, unary_calls, 2000, "calls per round and transport");
 ABSL_FLAG(int, unary_rounds, 5, "alternating rounds (the median is printed)");
+ABSL_FLAG(std::string, listener_thread_name, "grpc-web",
+          "the web listener's thread name (GrpcWebGateway::kThreadName)");
 
 namespace uploadwatch {
 namespace {
@@ -89,6 +93,22 @@ Usage ReadUsage(pid_t pid) {
   }
   u.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
   return u;
+}
+
+// Threads of `pid` named `name` (/proc/PID/task/TID/comm): the web
+// listener's own, told apart from gRPC's and the core's.
+int NamedThreads(pid_t pid, const std::string& name) {
+  int n = 0;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  std::unique_ptr<DIR, int (*)(DIR*)> tasks(opendir(dir.c_str()), closedir);
+  if (tasks == nullptr) return -1;
+  while (const dirent* entry = readdir(tasks.get())) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat(dir, "/", entry->d_name, "/comm"));
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  return n;
 }
 
 int Connect(int port) {
@@ -213,6 +233,8 @@ int Run() {
   const Usage idle = ReadUsage(pid);
   Print("web_idle_threads", idle.threads);
   Print("web_idle_rss_mb", idle.rss_kb / 1024.0, 1);
+  const std::string listener = absl::GetFlag(FLAGS_listener_thread_name);
+  Print("web_idle_listener_threads", NamedThreads(pid, listener));
 
   // 1. Open watches.
   const int watches = absl::GetFlag(FLAGS_watches);
@@ -243,6 +265,7 @@ int Run() {
   const Usage open = ReadUsage(pid);
   Print("web_watches_threads", open.threads);
   Print("web_watches_rss_mb", open.rss_kb / 1024.0, 1);
+  Print("web_watches_listener_threads", NamedThreads(pid, listener));
   Print("web_watches_rss_per_watch_kb",
         opened == 0 ? 0 : static_cast<double>(open.rss_kb - idle.rss_kb) / opened, 1);
   for (int fd : fds) close(fd);

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "absl/hash/hash.h"
-#include "google/protobuf/unknown_field_set.h"
 #include "service/core/resume_token.h"
 #include "service/grpc/state_proto.h"
 #include "service/metrica/metrica_limits.h"
@@ -531,17 +530,16 @@ void CounterWatch::OnError(const absl::Status& status) {
 
 void CounterWatch::MaybeWriteLocked() {
   if (finished_ || write_in_flight_ || !subscribed_) return;
+  // The live message's events, as their shared serialized bytes: the wire
+  // form of a repeated message field is its entries one after the other,
+  // so the Sink sends them after the message and a client parses them as
+  // events. Made only when out_ is empty, so it is the one written next.
+  std::vector<std::shared_ptr<const std::string>> live_events;
   if (out_.empty() && !pending_.empty() && !flush_scheduled_) {
     Message m;
-    // The events as the serialized bytes of field `events`: the wire form
-    // of a repeated message field is its entries one after the other, so a
-    // client parses them as events. Copying bytes is what is left per
-    // watcher of building each event.
-    google::protobuf::UnknownFieldSet* events =
-        m.GetReflection()->MutableUnknownFields(&m);
+    live_events.reserve(pending_order_.size());
     for (int64_t id : pending_order_) {
-      events->AddLengthDelimited(Message::kEventsFieldNumber,
-                                 *pending_[id].event);
+      live_events.push_back(std::move(pending_[id].event));
     }
     pending_.clear();
     pending_order_.clear();
@@ -551,13 +549,14 @@ void CounterWatch::MaybeWriteLocked() {
   if (!out_.empty()) {
     in_flight_ = std::move(out_.front());
     out_.pop_front();
+    in_flight_events_ = std::move(live_events);
     synced_ = synced_ || in_flight_.synced();
     if (synced_ && !sent_.empty()) {
       SetTime(OldestCheckLocked(), in_flight_.mutable_check_time());
     }
     write_in_flight_ = true;
     last_write_ = clock_->Now();
-    sink_->Write(&in_flight_);
+    sink_->Write(&in_flight_, in_flight_events_);
     return;
   }
   if (pending_error_ && pending_.empty()) FinishLocked(*pending_error_);
@@ -566,6 +565,7 @@ void CounterWatch::MaybeWriteLocked() {
 void CounterWatch::WriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
   write_in_flight_ = false;
+  in_flight_events_.clear();
   if (!ok) {
     FinishLocked(absl::CancelledError("the stream to the client broke"));
     return;

@@ -60,8 +60,13 @@ class CounterWatch : public Subscriber {
   class Sink {
    public:
     virtual ~Sink() = default;
-    // `message` stays valid until WriteDone(); the next Write after it.
-    virtual void Write(const Message* message) = 0;
+    // `message`, then `events` as entries of its `events` field on the
+    // wire (each a serialized UploadingEvent, shared with the other
+    // watchers of its change, never copied into a message). Both stay
+    // valid until WriteDone(); the next Write after it.
+    virtual void Write(
+        const Message* message,
+        const std::vector<std::shared_ptr<const std::string>>& events) = 0;
     // Exactly once, the last call.
     virtual void Finish(const absl::Status& status) = 0;
   };
@@ -182,6 +187,9 @@ class CounterWatch : public Subscriber {
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
   Message in_flight_ ABSL_GUARDED_BY(mu_);
+  // Live events that follow in_flight_'s own fields on the wire.
+  std::vector<std::shared_ptr<const std::string>> in_flight_events_
+      ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   // The flush waits for OnDrained rather than a timer.

@@ -3,7 +3,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
@@ -23,15 +25,22 @@ namespace uploadwatch {
 // cap, bounds the stream's lifetime (UNAVAILABLE: resume with the last
 // token), one write in flight, exactly one Finish, cleanup in OnDone (which
 // deletes it).
+//
+// On gRPC's raw API: it writes WatchUploadingsResponse bytes, the message's
+// own fields followed by its live events' shared serialized bytes, into one
+// slice, instead of copying each event into the message's unknown fields
+// and serializing the message for every watcher.
 class CounterWatchReactor final
-    : public grpc::ServerWriteReactor<
-          metrika::offline_conversions::v1::WatchUploadingsResponse>,
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       private CounterWatch::Sink {
  public:
+  // `request`: the parsed request, or the status to end the stream with
+  // (an undecodable request).
   CounterWatchReactor(
       const ServiceDeps& deps, ChangeHistory* history,
       grpc::CallbackServerContext* context,
-      const metrika::offline_conversions::v1::WatchUploadingsRequest& request);
+      const absl::StatusOr<
+          metrika::offline_conversions::v1::WatchUploadingsRequest>& request);
 
   // grpc::ServerWriteReactor
   void OnWriteDone(bool ok) override;
@@ -42,7 +51,9 @@ class CounterWatchReactor final
   // First, so destroyed last: the server outlives every use (ReactorTracker).
   ReactorTracker::Ticket ticket_;
   // CounterWatch::Sink (called under the watch's lock).
-  void Write(const CounterWatch::Message* message) override;
+  void Write(const CounterWatch::Message* message,
+             const std::vector<std::shared_ptr<const std::string>>& events)
+      override;
   void Finish(const absl::Status& status) override;
   // The lifetime bound: ends the stream (UNAVAILABLE, resume with the last
   // token), or, before the snapshot's `synced` message is written, right
@@ -56,6 +67,10 @@ class CounterWatchReactor final
   WatchAdmission admission_;
   const int32_t counter_id_;
   CounterWatch watch_;
+
+  // The write in flight (Write is called one at a time, under the
+  // watch's lock, and the next only after OnWriteDone).
+  grpc::ByteBuffer in_flight_;
 
   absl::Mutex mu_;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "gtest/gtest.h"
 #include "service/core/change_history.h"
 #include "service/core/resume_token.h"
@@ -35,13 +38,24 @@ constexpr absl::Duration kInterval = absl::Seconds(30);
 // reader simply does not).
 class FakeSink : public CounterWatch::Sink {
  public:
-  void Write(const Message* message) override {
+  void Write(const Message* message,
+             const std::vector<std::shared_ptr<const std::string>>& events)
+      override {
     absl::MutexLock lock(&mu_);
     EXPECT_FALSE(unacked_) << "a second write while one is in flight";
-    // What the client gets: the wire form, parsed (live events are written
-    // as their serialized bytes).
+    // What the client gets: the wire form, parsed (live events follow the
+    // message as entries of `events`, from their serialized bytes).
+    std::string bytes = message->SerializeAsString();
+    {
+      google::protobuf::io::StringOutputStream out(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&out);
+      for (const std::shared_ptr<const std::string>& event : events) {
+        google::protobuf::internal::WireFormatLite::WriteBytes(
+            Message::kEventsFieldNumber, *event, &coded);
+      }
+    }
     Message wire;
-    EXPECT_TRUE(wire.ParseFromString(message->SerializeAsString()));
+    EXPECT_TRUE(wire.ParseFromString(bytes));
     messages_.push_back(std::move(wire));
     unacked_ = true;
   }

@@ -23,6 +23,8 @@ namespace uploadwatch {
 // Full names of the methods whose handlers parse their own requests.
 inline constexpr const char* kParsesOwnRequests[] = {
     "/metrika.offline_conversions.v1.UploadingService/GetUploading",
+    "/metrika.offline_conversions.v1.UploadingService/WatchUploading",
+    "/metrika.offline_conversions.v1.UploadingService/WatchUploadings",
 };
 
 class DecodeErrorInterceptorFactory

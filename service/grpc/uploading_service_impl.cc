@@ -215,25 +215,34 @@ void SerializeGetResponse(const v1::Uploading& uploading,
   out->Swap(&bytes);
 }
 
+// The request of a raw method, parsed as the generated code would; the
+// DecodeErrorInterceptor's INVALID_ARGUMENT when the bytes do not parse.
+template <typename Request>
+absl::StatusOr<Request> ParseRequest(const grpc::ByteBuffer& raw,
+                                     absl::string_view method) {
+  Request request;
+  grpc::ByteBuffer bytes(raw);  // Deserialize consumes it
+  if (!grpc::SerializationTraits<Request>::Deserialize(&bytes, &request)
+           .ok()) {
+    return UndecodableRequest(method);
+  }
+  return request;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* UploadingServiceImpl::GetUploading(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
     grpc::ByteBuffer* response) {
-  v1::GetUploadingRequest request;
-  {
-    grpc::ByteBuffer bytes(*raw_request);  // Deserialize consumes it
-    if (!grpc::SerializationTraits<v1::GetUploadingRequest>::Deserialize(
-             &bytes, &request)
-             .ok()) {
-      const ReactorTracker::Ticket handler = deps_.reactors->Enter();
-      return FinishAtOnce(context, deps_, "GetUploading", 0, 0,
-                          UndecodableRequest("GetUploading"),
-                          deps_.clock->Now(), "");
-    }
+  absl::StatusOr<v1::GetUploadingRequest> request =
+      ParseRequest<v1::GetUploadingRequest>(*raw_request, "GetUploading");
+  if (!request.ok()) {
+    const ReactorTracker::Ticket handler = deps_.reactors->Enter();
+    return FinishAtOnce(context, deps_, "GetUploading", 0, 0,
+                        request.status(), deps_.clock->Now(), "");
   }
-  const int32_t counter = request.counter_id();
-  const int64_t id = request.uploading_id();
+  const int32_t counter = request->counter_id();
+  const int64_t id = request->uploading_id();
   return RunUnary(
       context, deps_, "GetUploading", counter, id, ValidateIds(counter, id),
       [this, counter, id, response](const Credentials& credentials) {
@@ -287,17 +296,20 @@ grpc::ServerUnaryReactor* UploadingServiceImpl::ListUploadings(
       });
 }
 
-grpc::ServerWriteReactor<v1::WatchUploadingResponse>*
+grpc::ServerWriteReactor<grpc::ByteBuffer>*
 UploadingServiceImpl::WatchUploading(grpc::CallbackServerContext* context,
-                                     const v1::WatchUploadingRequest* request) {
-  return new WatchReactor(deps_, context, *request);
+                                     const grpc::ByteBuffer* request) {
+  return new WatchReactor(
+      deps_, context,
+      ParseRequest<v1::WatchUploadingRequest>(*request, "WatchUploading"));
 }
 
-grpc::ServerWriteReactor<v1::WatchUploadingsResponse>*
-UploadingServiceImpl::WatchUploadings(
-    grpc::CallbackServerContext* context,
-    const v1::WatchUploadingsRequest* request) {
-  return new CounterWatchReactor(deps_, &history_, context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>*
+UploadingServiceImpl::WatchUploadings(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request) {
+  return new CounterWatchReactor(
+      deps_, &history_, context,
+      ParseRequest<v1::WatchUploadingsRequest>(*request, "WatchUploadings"));
 }
 
 }  // namespace uploadwatch

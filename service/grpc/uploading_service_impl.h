@@ -17,16 +17,22 @@ namespace uploadwatch {
 // answers. All four rpcs run on gRPC's
 // callback API; nothing here blocks.
 //
-// GetUploading, the rpc dashboards call most, is on the raw callback API:
-// it parses its request and serializes its response itself (the same bytes
-// as the generated code), so that its calls need no DecodeErrorInterceptor
-// (an undecodable request gets that interceptor's INVALID_ARGUMENT from the
-// handler), and a cached answer is serialized straight from the cache's copy.
+// GetUploading, the rpc dashboards call most, and the two watches are on
+// the raw callback API: they parse their requests and serialize their
+// responses themselves (the same bytes as the generated code), so that
+// their calls need no DecodeErrorInterceptor (an undecodable request gets
+// that interceptor's INVALID_ARGUMENT from the handler), a cached answer is
+// serialized straight from the cache's copy, and a change is serialized
+// once for all its watchers (see WatchReactor, CounterWatchReactor).
 class UploadingServiceImpl final
     : public metrika::offline_conversions::v1::UploadingService::
           WithRawCallbackMethod_GetUploading<
               metrika::offline_conversions::v1::UploadingService::
-                  CallbackService> {
+                  WithRawCallbackMethod_WatchUploading<
+                      metrika::offline_conversions::v1::UploadingService::
+                          WithRawCallbackMethod_WatchUploadings<
+                              metrika::offline_conversions::v1::
+                                  UploadingService::CallbackService>>> {
  public:
   explicit UploadingServiceImpl(ServiceDeps deps);
 
@@ -41,16 +47,15 @@ class UploadingServiceImpl final
       metrika::offline_conversions::v1::ListUploadingsResponse* response)
       override;
 
-  grpc::ServerWriteReactor<metrika::offline_conversions::v1::WatchUploadingResponse>*
-  WatchUploading(grpc::CallbackServerContext* context,
-                 const metrika::offline_conversions::v1::WatchUploadingRequest*
-                     request) override;
+  // A WatchUploadingRequest in, WatchUploadingResponses out.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchUploading(
+      grpc::CallbackServerContext* context,
+      const grpc::ByteBuffer* request) override;
 
-  grpc::ServerWriteReactor<
-      metrika::offline_conversions::v1::WatchUploadingsResponse>*
-  WatchUploadings(grpc::CallbackServerContext* context,
-                  const metrika::offline_conversions::v1::WatchUploadingsRequest*
-                      request) override;
+  // A WatchUploadingsRequest in, WatchUploadingsResponses out.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchUploadings(
+      grpc::CallbackServerContext* context,
+      const grpc::ByteBuffer* request) override;
 
  private:
   const ServiceDeps deps_;

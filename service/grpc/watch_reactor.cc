@@ -1,5 +1,10 @@
 #include "service/grpc/watch_reactor.h"
 
+#include <cstdint>
+#include <optional>
+
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
 #include "service/auth/token.h"
 #include "service/common/status_details.h"
 #include "service/grpc/grpc_hand_off.h"
@@ -11,42 +16,43 @@ namespace {
 
 using ::metrika::offline_conversions::v1::WatchUploadingResponse;
 
-std::shared_ptr<const WatchUploadingResponse> MakeMessage(
-    const UploadingState& state) {
-  auto message = std::make_shared<WatchUploadingResponse>();
-  *message->mutable_uploading() = state.uploading;
-  message->set_version(state.version);
-  SetTime(state.observe_time, message->mutable_observe_time());
-  SetTime(state.check_time, message->mutable_check_time());
-  message->set_terminal(IsTerminal(state.uploading));
-  AddStatusHistory(state.statuses, message->mutable_status_history());
-  return message;
+// A state's message, serialized: the bytes every watcher is sent.
+grpc::Slice MakeMessage(const UploadingState& state) {
+  WatchUploadingResponse message;
+  *message.mutable_uploading() = state.uploading;
+  message.set_version(state.version);
+  SetTime(state.observe_time, message.mutable_observe_time());
+  SetTime(state.check_time, message.mutable_check_time());
+  message.set_terminal(IsTerminal(state.uploading));
+  AddStatusHistory(state.statuses, message.mutable_status_history());
+  grpc::Slice bytes(message.ByteSizeLong());
+  message.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(bytes.begin()));
+  return bytes;
 }
 
-// The message of `state`, made once per state object and thread and shared
-// (read-only: gRPC serializes it from a const pointer) by every watcher the
-// fan-out hands that state to one after the other: 100 watchers of an
-// uploading built 100 copies of it. The key is the object and what names
-// its content; an address reused for another state differs in one of them.
-std::shared_ptr<const WatchUploadingResponse> MessageOf(
-    const UploadingState& state) {
+// The message of `state`, serialized once per state object and thread and
+// shared (a refcounted slice, never modified) by every watcher the fan-out
+// hands that state to one after the other. The key is the object and what
+// names its content; an address reused for another state differs in one of
+// them.
+const grpc::Slice& MessageOf(const UploadingState& state) {
   struct Memo {
     const UploadingState* state = nullptr;
     int64_t id = 0;
     int64_t version = 0;
     absl::Time observed;
     absl::Time checked;
-    std::shared_ptr<const WatchUploadingResponse> message;
+    std::optional<grpc::Slice> message;
   };
   thread_local Memo memo;
-  if (memo.message == nullptr || memo.state != &state ||
+  if (!memo.message.has_value() || memo.state != &state ||
       memo.id != state.uploading.id() || memo.version != state.version ||
       memo.observed != state.observe_time ||
       memo.checked != state.check_time) {
     memo = Memo{&state,           state.uploading.id(), state.version,
                 state.observe_time, state.check_time,   MakeMessage(state)};
   }
-  return memo.message;
+  return *memo.message;
 }
 
 absl::Status LifetimeReached() {
@@ -59,15 +65,17 @@ absl::Status LifetimeReached() {
 
 WatchReactor::WatchReactor(
     const Deps& deps, grpc::CallbackServerContext* context,
-    const metrika::offline_conversions::v1::WatchUploadingRequest& request)
+    const absl::StatusOr<metrika::offline_conversions::v1::WatchUploadingRequest>&
+        request)
     : ticket_(deps.reactors->Enter()),
       deps_(deps),
       hub_(deps.hub),
       start_(deps.clock->Now()),
       admission_(deps, *context),
-      counter_id_(request.counter_id()),
-      uploading_id_(request.uploading_id()) {
-  absl::Status status = ValidateIds(counter_id_, uploading_id_);
+      counter_id_(request.ok() ? request->counter_id() : 0),
+      uploading_id_(request.ok() ? request->uploading_id() : 0) {
+  absl::Status status =
+      request.ok() ? ValidateIds(counter_id_, uploading_id_) : request.status();
   if (status.ok()) {
     absl::StatusOr<Credentials> credentials =
         admission_.Admit([this] { Expire(); });
@@ -100,7 +108,8 @@ void WatchReactor::OnState(const UploadingState& state) {
   absl::MutexLock lock(&mu_);
   if (finished_ || state.version <= last_version_) return;  // no duplicates
   last_version_ = state.version;
-  pending_ = MessageOf(state);
+  pending_ = MessageOf(state);  // a reference, not a copy
+  pending_terminal_ = IsTerminal(state.uploading);
   if (expire_after_first_) {
     // Written after the state (OnDone leaves the hub); a terminal state
     // ends the stream with OK instead.
@@ -119,20 +128,20 @@ void WatchReactor::OnError(const absl::Status& status) {
 
 void WatchReactor::MaybeWriteLocked() {
   if (finished_ || write_in_flight_) return;
-  if (pending_ != nullptr) {
-    in_flight_ = std::move(pending_);
-    pending_ = nullptr;
+  if (pending_.has_value()) {
+    grpc::ByteBuffer message(&*pending_, 1);  // references the slice
+    in_flight_.Swap(&message);
+    pending_.reset();
     write_in_flight_ = true;
-    if (in_flight_->terminal()) {
+    if (pending_terminal_) {
       // The last message and OK in one batch.
       finished_ = true;
       final_status_ = absl::OkStatus();
       HandOffToGrpc(this);
-      StartWriteAndFinish(in_flight_.get(), grpc::WriteOptions(),
-                          grpc::Status::OK);
+      StartWriteAndFinish(&in_flight_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
       HandOffToGrpc(this);
-      StartWrite(in_flight_.get());
+      StartWrite(&in_flight_);
     }
     return;
   }

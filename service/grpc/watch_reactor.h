@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
@@ -21,16 +22,22 @@ namespace uploadwatch {
 // One WatchUploading stream, after gRPC's own health Watch: subscribe, send
 // the current state first, at most one write in flight with the latest state
 // winning, exactly one Finish, and cleanup in OnDone (which deletes it).
-class WatchReactor final
-    : public grpc::ServerWriteReactor<
-          metrika::offline_conversions::v1::WatchUploadingResponse>,
-      public Subscriber {
+//
+// On gRPC's raw API: it writes WatchUploadingResponse bytes. Each state's
+// message is serialized once (per fan-out thread) into a refcounted slice
+// that every watcher's write references: 100 watchers of an uploading
+// serialized it 100 times, and copied it into gRPC's buffers as often.
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                           public Subscriber {
  public:
   using Deps = ServiceDeps;
 
-  WatchReactor(
-      const Deps& deps, grpc::CallbackServerContext* context,
-      const metrika::offline_conversions::v1::WatchUploadingRequest& request);
+  // `request`: the parsed request, or the status to end the stream with
+  // (an undecodable request).
+  WatchReactor(const Deps& deps, grpc::CallbackServerContext* context,
+               const absl::StatusOr<
+                   metrika::offline_conversions::v1::WatchUploadingRequest>&
+                   request);
 
   // Subscriber (the hub's fan-out delivers one call at a time; a terminal
   // state is the last).
@@ -65,16 +72,15 @@ class WatchReactor final
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  // Latest state not yet written; a newer one replaces it (latest wins).
-  // Shared with the other watchers of the uploading, never modified.
-  std::shared_ptr<const metrika::offline_conversions::v1::WatchUploadingResponse>
-      pending_ ABSL_GUARDED_BY(mu_);
+  // Latest state not yet written, serialized; a newer one replaces it
+  // (latest wins). Shared with the other watchers of the uploading.
+  std::optional<grpc::Slice> pending_ ABSL_GUARDED_BY(mu_);
+  bool pending_terminal_ ABSL_GUARDED_BY(mu_) = false;
   // Ends the stream once nothing is left to write.
   std::optional<absl::Status> pending_error_ ABSL_GUARDED_BY(mu_);
-  // The message being written; gRPC reads it until OnWriteDone (shared, as
-  // pending_).
-  std::shared_ptr<const metrika::offline_conversions::v1::WatchUploadingResponse>
-      in_flight_ ABSL_GUARDED_BY(mu_);
+  // The message being written (a reference to pending_'s slice); gRPC reads
+  // it until OnWriteDone.
+  grpc::ByteBuffer in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
   // Expire() came before the first state: end right after showing it.
   bool expire_after_first_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,5 +1,7 @@
 #include "service/web/grpc_web_gateway.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -100,7 +102,12 @@ class GrpcWebGateway::Impl {
   absl::Status Listen();
   void Drain(absl::Time deadline);
   void Run() {
-    thread_ = std::thread([this] { ioc_.run(); });
+    thread_ = std::thread([this] {
+      // Named so that /proc/PID/task/*/comm tells the listener's threads
+      // from gRPC's (bench/uploadwatch_bench --phases=web counts them).
+      pthread_setname_np(pthread_self(), kThreadName);
+      ioc_.run();
+    });
   }
   void Shutdown();
   int port() const { return port_; }

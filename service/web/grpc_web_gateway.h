@@ -26,6 +26,9 @@ namespace uploadwatch::web {
 // Thread-safe.
 class GrpcWebGateway {
  public:
+  // The name (/proc/PID/task/TID/comm) of the event loop's thread.
+  static constexpr char kThreadName[] = "grpc-web";
+
   struct Options {
     // host:port; port 0 picks a free one (see port()).
     std::string listen;
