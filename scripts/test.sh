@@ -13,7 +13,7 @@
 #   scripts/test.sh --tsan-all      the same over the whole Bazel suite
 #   scripts/test.sh --fuzz          also every fuzzer for a bounded time
 #   scripts/test.sh //service/...   only these Bazel targets
-# CI (.ci/run) runs: scripts/test.sh --sanitizers --fuzz (TSan: not yet)
+# CI (.ci/run) runs: scripts/test.sh --sanitizers --tsan-all --fuzz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
