@@ -314,6 +314,17 @@ void UploadingHub::Shutdown(const absl::Status& reason) {
   reader_.Shutdown(reason);
 }
 
+void UploadingHub::Deliver(const UploadingKey& key,
+                           const StateStore::Recorded& recorded) {
+  WatchRegistry::Match match =
+      registry_.Observed(key, recorded.state, recorded.changed);
+  if (!match.to.empty()) {
+    fan_out_.Post(match.to,
+                  std::make_shared<const UploadingState>(recorded.state));
+  }
+  if (match.ended) poller_.Unwatch(*match.ended);
+}
+
 UploadingState UploadingHub::Observe(const UploadingKey& key,
                                      const v1::Uploading& uploading,
                                      absl::Time sent, absl::Time now) {
@@ -321,12 +332,7 @@ UploadingState UploadingHub::Observe(const UploadingKey& key,
   if (publisher_ != nullptr) {
     publisher_->Publish(key, recorded.state);
   }
-  WatchRegistry::Match match =
-      registry_.Observed(key, recorded.state, recorded.changed);
-  if (!match.to.empty()) {
-    fan_out_.Post(match.to, std::make_shared<const UploadingState>(recorded.state));
-  }
-  if (match.ended) poller_.Unwatch(*match.ended);
+  Deliver(key, recorded);
   return std::move(recorded.state);
 }
 
@@ -335,13 +341,7 @@ void UploadingHub::ObserveShared(const UploadingKey& key,
                                  int64_t version) {
   StateStore::Recorded recorded =
       store_.RecordShared(key, uploading, version, clock_->Now());
-  WatchRegistry::Match match =
-      registry_.Observed(key, recorded.state, recorded.changed);
-  if (!match.to.empty()) {
-    fan_out_.Post(match.to,
-                  std::make_shared<const UploadingState>(recorded.state));
-  }
-  if (match.ended) poller_.Unwatch(*match.ended);
+  Deliver(key, recorded);
 }
 
 void UploadingHub::ObserveRelayed(const UploadingKey& key,
@@ -349,13 +349,7 @@ void UploadingHub::ObserveRelayed(const UploadingKey& key,
                                   int64_t version, absl::Time sent) {
   StateStore::Recorded recorded =
       store_.RecordRelayed(key, uploading, version, clock_->Now(), sent);
-  WatchRegistry::Match match =
-      registry_.Observed(key, recorded.state, recorded.changed);
-  if (!match.to.empty()) {
-    fan_out_.Post(match.to,
-                  std::make_shared<const UploadingState>(recorded.state));
-  }
-  if (match.ended) poller_.Unwatch(*match.ended);
+  Deliver(key, recorded);
 }
 
 void UploadingHub::PollOwnershipChanged(const std::string& name,

@@ -192,6 +192,10 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
                    absl::FunctionRef<void(const UploadingState&)> use) override;
 
  private:
+  // A recorded state to the target's subscribers (if any), ending a
+  // terminal target's polling: the one tail of Observe, ObserveShared and
+  // ObserveRelayed.
+  void Deliver(const UploadingKey& key, const StateStore::Recorded& recorded);
   // GroupPoller::Listener
   void PollFailed(const GroupKey& group, int64_t uploading_id,
                   const absl::Status& status) override;
