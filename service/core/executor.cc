@@ -1,14 +1,22 @@
 #include "service/core/executor.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 
 namespace uploadwatch {
 
-ThreadPoolExecutor::ThreadPoolExecutor(int threads) {
+ThreadPoolExecutor::ThreadPoolExecutor(int threads, int nice) : nice_(nice) {
   for (int i = 0; i < std::max(1, threads); ++i) {
     threads_.emplace_back([this] { Loop(); });
   }
+}
+
+bool ThreadPoolExecutor::nice_applied() const {
+  absl::MutexLock lock(&mu_);
+  return niced_ == static_cast<int>(threads_.size());
 }
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
@@ -25,6 +33,17 @@ void ThreadPoolExecutor::Run(absl::AnyInvocable<void() &&> task) {
 }
 
 void ThreadPoolExecutor::Loop() {
+  // On Linux PRIO_PROCESS with a thread id sets that thread alone (the nice
+  // value is a per-thread attribute, setpriority(2)); raising it needs no
+  // privilege. The pool creates no threads, so no other thread inherits it.
+  const bool niced =
+      nice_ == 0 ||
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()),
+                  getpriority(PRIO_PROCESS, 0) + nice_) == 0;
+  if (niced) {
+    absl::MutexLock lock(&mu_);
+    ++niced_;
+  }
   while (true) {
     absl::AnyInvocable<void() &&> task;
     {

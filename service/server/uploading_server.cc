@@ -15,7 +15,8 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
   s->log_ = std::make_unique<RpcLog>(config.log_sink, s->metrics_.get());
   config.hub.metrics = s->metrics_.get();
   s->scheduler_ = std::make_unique<ThreadScheduler>(config.clock);
-  s->executor_ = std::make_unique<ThreadPoolExecutor>(config.fan_out_threads);
+  s->executor_ = std::make_unique<ThreadPoolExecutor>(config.fan_out_threads,
+                                                    config.fan_out_nice);
   s->upstream_ = std::move(upstream);
   if (config.replicas != nullptr) {
     s->bridge_ = config.replicas;

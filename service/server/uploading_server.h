@@ -38,6 +38,10 @@ struct ServerConfig {
   UploadingHub::Options hub;
   // Threads that deliver states to watchers (never the upstream I/O thread).
   int fan_out_threads = 2;
+  // Added to their nice value, so that a large fan-out yields the cores to
+  // calls (ThreadPoolExecutor). The binary's flag defaults to 10; the
+  // library leaves its embedder's (and tests') scheduling alone.
+  int fan_out_nice = 0;
   // Requests are a few ids: anything bigger is a mistake or an attack.
   int max_receive_message_bytes = 64 * 1024;
   // RPC log destination; stderr when unset.
