@@ -11,6 +11,18 @@
 
 namespace uploadwatch::redis {
 
+std::optional<std::pair<uint64_t, uint64_t>> ParseStreamId(
+    absl::string_view id) {
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  size_t dash = id.find('-');
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
+      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 namespace {
 
 // KEYS[1] the stream, KEYS[2] the lease (the stream again when unfenced),
@@ -81,16 +93,22 @@ return 1
   return *script;
 }
 
-// "<ms>-<seq>" -> (ms, seq); (0, 0) when malformed.
+// KEYS[1] the stream. ARGV: after (exclusive), until (inclusive or '+').
+// The oldest and newest entries kept and the range, in one script, so that
+// no trim between them makes a range look complete when it is not.
+const RedisScript& RangeScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local range = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], ARGV[2])
+return {first, last, range}
+)lua");
+  return *script;
+}
+
+// (0, 0) when malformed.
 std::pair<uint64_t, uint64_t> ParseId(absl::string_view id) {
-  std::pair<uint64_t, uint64_t> out{0, 0};
-  size_t dash = id.find('-');
-  if (dash == absl::string_view::npos ||
-      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
-      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
-    return {0, 0};
-  }
-  return out;
+  return ParseStreamId(id).value_or(std::pair<uint64_t, uint64_t>{0, 0});
 }
 
 // [id, [field, value, ...]] -> entry; nullopt when malformed.
@@ -363,6 +381,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
   commands->Preload(PublishScript());
   commands->Preload(RaiseFloorScript());
   commands->Preload(AppendChangeScript());
+  commands->Preload(RangeScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
@@ -471,6 +490,54 @@ void StateStream::Last(const std::string& group, LastCallback done) {
           return done(absl::InternalError("malformed history entry"));
         }
         done(std::move(e));
+      });
+}
+
+void StateStream::ChangesAfter(const std::string& group,
+                               const std::string& after_id,
+                               const std::string& until_id,
+                               absl::Time not_before, RangeCallback done) {
+  const std::optional<std::pair<uint64_t, uint64_t>> after =
+      ParseStreamId(after_id);
+  if (!after || (until_id != "+" && !ParseStreamId(until_id))) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("not a stream id: ", after_id, " / ", until_id)));
+  }
+  if (static_cast<int64_t>(after->first) < absl::ToUnixMillis(not_before)) {
+    return done(std::optional<Range>());  // older than honoured
+  }
+  state_->commands->Eval(
+      RangeScript(), {Key(group)}, {after_id, until_id},
+      [after = *after, done = std::move(done)](
+          absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        if (r->type != RedisReply::Type::kArray || r->elements.size() != 3) {
+          return done(absl::InternalError("the range script answered no triple"));
+        }
+        const RedisReply& first = r->elements[0];
+        const RedisReply& last = r->elements[1];
+        if (first.type != RedisReply::Type::kArray || first.elements.empty() ||
+            last.type != RedisReply::Type::kArray || last.elements.empty()) {
+          return done(std::optional<Range>());  // empty: nothing to go by
+        }
+        std::optional<StreamEntry> oldest = ParseEntry(first.elements[0]);
+        std::optional<StreamEntry> newest = ParseEntry(last.elements[0]);
+        if (!oldest || !newest) {
+          return done(absl::InternalError("malformed history entry"));
+        }
+        // The entry at `after` itself may be trimmed (the first kept is
+        // then after it) -- and so may the ones after it.
+        if (ParseId(oldest->id) > after || ParseId(newest->id) < after) {
+          return done(std::optional<Range>());
+        }
+        Range range;
+        range.head = newest->id;
+        for (const RedisReply& e : r->elements[2].elements) {
+          std::optional<StreamEntry> entry = ParseEntry(e);
+          if (!entry) return done(absl::InternalError("malformed history entry"));
+          range.entries.push_back(*std::move(entry));
+        }
+        done(std::optional<Range>(std::move(range)));
       });
 }
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -257,6 +258,76 @@ TEST_F(StateStreamTest, TheHistoryIsTrimmed) {
   // MAXLEN ~ trims whole stream nodes (100 entries by default).
   EXPECT_GE(len, 10);
   EXPECT_LT(len, 400);
+}
+
+// A resume token's catch-up (issue 14): what came after a position, or "cannot
+// say" -- never a range with a hole in it.
+TEST_F(StateStreamTest, ChangesAfterAPositionAreReadOrRefusedWhenTrimmedPast) {
+  auto a = NewReplica("a");
+  std::vector<std::string> ids;
+  for (int v = 1; v <= 6; ++v) ids.push_back(*a->Publish(v));
+  using Answer = absl::StatusOr<std::optional<StateStream::Range>>;
+  auto after = [&](const std::string& id, const std::string& until,
+                   absl::Time not_before = absl::InfinitePast()) {
+    return testing::Await<Answer>([&](auto done) {
+      a->stream->ChangesAfter(kGroup, id, until, not_before, std::move(done));
+    });
+  };
+  auto versions = [](const StateStream::Range& r) {
+    std::vector<int64_t> v;
+    for (const StreamEntry& e : r.entries) v.push_back(e.version);
+    return v;
+  };
+  Answer all = after(ids[1], "+");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_TRUE(all->has_value());
+  EXPECT_EQ(versions(**all), (std::vector<int64_t>{3, 4, 5, 6}));
+  EXPECT_EQ((*all)->head, ids[5]);
+  EXPECT_EQ((*all)->entries[0].payload, "state-3");
+  // Up to a bound (inclusive), and nothing after the newest.
+  Answer bounded = after(ids[1], ids[3]);
+  ASSERT_TRUE(bounded.ok() && bounded->has_value());
+  EXPECT_EQ(versions(**bounded), (std::vector<int64_t>{3, 4}));
+  Answer none = after(ids[5], "+");
+  ASSERT_TRUE(none.ok() && none->has_value());
+  EXPECT_TRUE((*none)->entries.empty());
+  // The first entry kept is the position: still complete.
+  const std::string key = "t:history:" + std::string(kGroup);
+  ASSERT_TRUE(server_.Run({"XTRIM", key, "MAXLEN", "4"}).ok());  // 3..6 kept
+  Answer at_oldest = after(ids[2], "+");
+  ASSERT_TRUE(at_oldest.ok() && at_oldest->has_value());
+  EXPECT_EQ(versions(**at_oldest), (std::vector<int64_t>{4, 5, 6}));
+  // Trimmed past: entry 2 is gone, so what followed it is not known whole.
+  Answer trimmed = after(ids[1], "+");
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  EXPECT_FALSE(trimmed->has_value());
+  // After the newest entry (another Redis, or a flushed one): refused.
+  auto [ms, seq] = *ParseStreamId(ids[5]);
+  Answer future = after(absl::StrCat(ms + 60000, "-0"), "+");
+  ASSERT_TRUE(future.ok());
+  EXPECT_FALSE(future->has_value());
+  // Older than the caller honours.
+  Answer old = after(ids[3], "+", absl::FromUnixMillis(ms + 1));
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->has_value());
+  // An empty (or deleted) stream says nothing.
+  ASSERT_TRUE(server_.Run({"DEL", key}).ok());
+  Answer gone = after(ids[3], "+");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  // Not an id: a caller's bug, told apart from "cannot say".
+  EXPECT_EQ(after("yesterday", "+").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(after(ids[1], "soon").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(StreamIdTest, ParsesRedisStreamIds) {
+  EXPECT_EQ(ParseStreamId("1700000000000-3"),
+            (std::pair<uint64_t, uint64_t>{1700000000000ULL, 3}));
+  for (const char* bad : {"", "-", "12", "a-1", "1-b", "1-2-3"}) {
+    EXPECT_FALSE(ParseStreamId(bad).has_value()) << bad;
+  }
 }
 
 }  // namespace
