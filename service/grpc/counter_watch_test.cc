@@ -445,6 +445,33 @@ TEST_F(CounterWatchTest, ATokenOfAnotherInstanceGivesAResetThenTheSnapshot) {
                 {UploadingEvent::ADDED, 1}}));
 }
 
+// A format 2 token (a changes stream position, issue 14) is well-formed, but
+// this build has no shared history to catch up from: a reset and the
+// snapshot, never INVALID_ARGUMENT and never a catch-up from a sequence.
+TEST_F(CounterWatchTest, AStreamPositionTokenGivesAResetThenTheSnapshot) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  absl::StatusOr<ResumeToken> shared =
+      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
+                        v1::Uploading::BASIC, "1764620000123-0");
+  ASSERT_TRUE(shared.ok());
+  absl::Status status;
+  Stream& s = Open(EncodeResumeToken(*shared), v1::Uploading::TYPE_UNSPECIFIED,
+                   &status);
+  Settle();
+  ASSERT_TRUE(status.ok()) << status;
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m[0].reset());
+  EXPECT_TRUE(m[1].synced());
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 1}}));
+  // Its own tokens stay this process's (format 1).
+  absl::StatusOr<ResumeToken> issued = DecodeResumeToken(m[1].resume_token());
+  ASSERT_TRUE(issued.ok());
+  EXPECT_EQ(issued->format, ResumeToken::kFormat);
+}
+
 TEST_F(CounterWatchTest, TokensTooOldOrOfAnotherCounterTypeOrCallerReset) {
   Put(Make(1, v1::Uploading::UPLOADED));
   Stream& first = Open();
