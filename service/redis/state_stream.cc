@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 
 namespace uploadwatch::redis {
@@ -56,16 +57,26 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   return *script;
 }
 
-// KEYS[1] the stream, KEYS[2] the lease. ARGV: owner, version, payload, max
-// length, sent (ms). A counter's changes: many uploadings, each with its own
-// version, so no version check here (the publisher keeps them going up).
+// KEYS[1] the stream, KEYS[2] the lease, KEYS[3] the stream's newest entry
+// per uploading (a hash, not trimmed). ARGV: owner, version, payload, max
+// length, sent (ms), uploading id, the hash's TTL (ms). A counter's changes:
+// many uploadings, each with its own version, so no version check here (the
+// publisher keeps them going up). The hash's value is
+// "<first id>|<id>|<version>|<payload>": what a resume on another replica
+// takes the client to hold (the stream itself is trimmed).
 const RedisScript& AppendChangeScript() {
   static const RedisScript* script = new RedisScript(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('NOTOWNER the poll lease is held by another replica')
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                  'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                      'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+local old = redis.call('HGET', KEYS[3], ARGV[6])
+local first = id
+if old then first = string.match(old, '^([^|]*)|') or id end
+redis.call('HSET', KEYS[3], ARGV[6], first .. '|' .. id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+return id
 )lua");
   return *script;
 }
@@ -93,15 +104,16 @@ return 1
   return *script;
 }
 
-// KEYS[1] the stream. ARGV: after (exclusive), until (inclusive or '+').
-// The oldest and newest entries kept and the range, in one script, so that
-// no trim between them makes a range look complete when it is not.
+// KEYS[1] the stream, KEYS[2] its newest entry per uploading (a hash). ARGV:
+// after (exclusive), until (inclusive or '+'). The oldest and newest entries
+// kept, the range and the hash, in one script, so that no trim or append
+// between them makes a range look complete when it is not.
 const RedisScript& RangeScript() {
   static const RedisScript* script = new RedisScript(R"lua(
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local range = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], ARGV[2])
-return {first, last, range}
+return {first, last, range, redis.call('HGETALL', KEYS[2])}
 )lua");
   return *script;
 }
@@ -418,6 +430,10 @@ std::string StateStream::Key(const std::string& group) const {
   return state_->Key(group);
 }
 
+std::string StateStream::LatestKey(const std::string& stream) const {
+  return state_->commands->Key(absl::StrCat("changes:", stream));
+}
+
 std::string StateStream::FloorKey(const std::string& group) const {
   return state_->commands->Key(absl::StrCat("floor:", group));
 }
@@ -446,13 +462,16 @@ void StateStream::Publish(const std::string& group, int64_t version,
       });
 }
 
-void StateStream::AppendChange(const std::string& stream, int64_t version,
-                               std::string payload, int64_t sent_ms,
+void StateStream::AppendChange(const std::string& stream, int64_t uploading_id,
+                               int64_t version, std::string payload,
+                               int64_t sent_ms,
                                const PublishFence& fence, IdCallback done) {
   state_->commands->Eval(
-      AppendChangeScript(), {Key(stream), fence.lease_key},
+      AppendChangeScript(), {Key(stream), fence.lease_key, LatestKey(stream)},
       {fence.owner, absl::StrCat(version), std::move(payload),
-       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms)},
+       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms),
+       absl::StrCat(uploading_id),
+       absl::StrCat(absl::ToInt64Milliseconds(state_->options.floor_ttl))},
       [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
         if (!r.ok()) return done(r.status());
         if (r->type != RedisReply::Type::kString) {
@@ -507,12 +526,12 @@ void StateStream::ChangesAfter(const std::string& group,
     return done(std::optional<Range>());  // older than honoured
   }
   state_->commands->Eval(
-      RangeScript(), {Key(group)}, {after_id, until_id},
+      RangeScript(), {Key(group), LatestKey(group)}, {after_id, until_id},
       [after = *after, done = std::move(done)](
           absl::StatusOr<RedisReply> r) mutable {
         if (!r.ok()) return done(r.status());
-        if (r->type != RedisReply::Type::kArray || r->elements.size() != 3) {
-          return done(absl::InternalError("the range script answered no triple"));
+        if (r->type != RedisReply::Type::kArray || r->elements.size() != 4) {
+          return done(absl::InternalError("the range script answered no quad"));
         }
         const RedisReply& first = r->elements[0];
         const RedisReply& last = r->elements[1];
@@ -536,6 +555,22 @@ void StateStream::ChangesAfter(const std::string& group,
           std::optional<StreamEntry> entry = ParseEntry(e);
           if (!entry) return done(absl::InternalError("malformed history entry"));
           range.entries.push_back(*std::move(entry));
+        }
+        const auto& hash = r->elements[3].elements;
+        for (size_t i = 0; i + 1 < hash.size(); i += 2) {
+          // "<first id>|<id>|<version>|<payload>"
+          std::vector<absl::string_view> parts =
+              absl::StrSplit(hash[i + 1].str, absl::MaxSplits('|', 3));
+          Latest latest;
+          if (parts.size() != 4 ||
+              !absl::SimpleAtoi(hash[i].str, &latest.uploading_id) ||
+              !absl::SimpleAtoi(parts[2], &latest.entry.version)) {
+            return done(absl::InternalError("malformed newest-entry record"));
+          }
+          latest.first_id = std::string(parts[0]);
+          latest.entry.id = std::string(parts[1]);
+          latest.entry.payload = std::string(parts[3]);
+          range.latest.push_back(std::move(latest));
         }
         done(std::optional<Range>(std::move(range)));
       });

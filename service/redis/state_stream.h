@@ -88,9 +88,18 @@ class StateStream {
   using FloorCallback = absl::AnyInvocable<void(absl::StatusOr<bool>)>;
   // What ChangesAfter read: nullopt when the stream cannot say what came
   // after the position (see there).
+  // One uploading's newest entry in a changes stream (AppendChange keeps
+  // them, untrimmed, beside the stream).
+  struct Latest {
+    int64_t uploading_id = 0;
+    std::string first_id;  // its first entry
+    StreamEntry entry;     // id, version, payload
+  };
   struct Range {
     std::vector<StreamEntry> entries;  // in stream order
     std::string head;  // the stream's newest id when read
+    // Every uploading's newest entry (changes streams only), read with it.
+    std::vector<Latest> latest;
   };
   using RangeCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::optional<Range>>)>;
@@ -112,10 +121,13 @@ class StateStream {
   // counter's changes, for counter watches on other replicas): fenced like
   // Publish, but without its version check (versions are per uploading;
   // the publisher keeps each one's going up). The entry is {v: version,
-  // s: payload, o: fence.owner, t: sent_ms}; answers its id.
-  // FAILED_PRECONDITION ("NOTOWNER") when the lease is not fence.owner's.
-  void AppendChange(const std::string& stream, int64_t version,
-                    std::string payload, int64_t sent_ms,
+  // s: payload, o: fence.owner, t: sent_ms}; answers its id. In the same
+  // script it becomes `uploading_id`'s newest entry in LatestKey(stream)
+  // (kept floor_ttl after the last append; what ChangesAfter's `latest`
+  // answers). FAILED_PRECONDITION ("NOTOWNER") when the lease is not
+  // fence.owner's.
+  void AppendChange(const std::string& stream, int64_t uploading_id,
+                    int64_t version, std::string payload, int64_t sent_ms,
                     const PublishFence& fence, IdCallback done);
   // A replica that does not hold the lease showed `version` to its own
   // watchers (polling alone while Redis was unreachable, or a counter
@@ -129,7 +141,8 @@ class StateStream {
   // continues the versions.
   void Last(const std::string& group, LastCallback done);
   // Every entry of `group` after `after_id` up to `until_id` (inclusive;
-  // "+": the newest), read atomically with the stream's bounds (one script),
+  // "+": the newest), read atomically with the stream's bounds and (for a
+  // changes stream) its newest entry per uploading (one script),
   // asynchronously: what a resume token (issue 14, a changes stream's entry
   // id) needs for its catch-up. nullopt -- the stream cannot say what came
   // after the position, so the caller must not catch up from it -- when the
@@ -155,6 +168,8 @@ class StateStream {
 
   std::string Key(const std::string& group) const;
   std::string FloorKey(const std::string& group) const;
+  // `changes:<stream>`: a changes stream's newest entry per uploading.
+  std::string LatestKey(const std::string& stream) const;
 
  private:
   struct State;

@@ -1,5 +1,6 @@
 #include "service/redis/state_stream.h"
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -203,8 +204,8 @@ TEST_F(StateStreamTest, ChangesAreFencedAndCarryTheirOwnerAndTime) {
   PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
   auto append = [&](int64_t version, const std::string& payload) {
     return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
-      holder->stream->AppendChange(kGroup, version, payload, 1234567, fence,
-                                   std::move(done));
+      holder->stream->AppendChange(kGroup, version, version, payload, 1234567,
+                                   fence, std::move(done));
     });
   };
   ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-b"}).ok());
@@ -320,6 +321,45 @@ TEST_F(StateStreamTest, ChangesAfterAPositionAreReadOrRefusedWhenTrimmedPast) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(after(ids[1], "soon").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// What a resume elsewhere takes the client to hold: every uploading's newest
+// entry of a changes stream, kept beside it by the append, untrimmed.
+TEST_F(StateStreamTest, ChangesKeepEachUploadingsNewestEntryForResumes) {
+  StateStreamOptions o;
+  o.max_len = 1;
+  auto holder = NewReplica("a", o);
+  PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-a"}).ok());
+  auto append = [&](int64_t uploading, int64_t version) {
+    return *testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      holder->stream->AppendChange(kGroup, uploading, version,
+                                   absl::StrCat("u", uploading, "|v", version),
+                                   1, fence, std::move(done));
+    });
+  };
+  const std::string a1 = append(7, 1);
+  const std::string b1 = append(8, 1);
+  const std::string a2 = append(7, 2);
+  auto range = testing::Await<absl::StatusOr<std::optional<StateStream::Range>>>(
+      [&](auto done) {
+        holder->stream->ChangesAfter(kGroup, b1, "+", absl::InfinitePast(),
+                                     std::move(done));
+      });
+  ASSERT_TRUE(range.ok()) << range.status();
+  ASSERT_TRUE(range->has_value());
+  ASSERT_EQ((*range)->entries.size(), 1u);
+  EXPECT_EQ((*range)->entries[0].id, a2);
+  std::map<int64_t, StateStream::Latest> latest;
+  for (const auto& l : (*range)->latest) latest[l.uploading_id] = l;
+  ASSERT_EQ(latest.size(), 2u);
+  EXPECT_EQ(latest[7].first_id, a1);
+  EXPECT_EQ(latest[7].entry.id, a2);
+  EXPECT_EQ(latest[7].entry.version, 2);
+  EXPECT_EQ(latest[7].entry.payload, "u7|v2");  // a '|' in it survives
+  EXPECT_EQ(latest[8].first_id, b1);
+  EXPECT_EQ(latest[8].entry.id, b1);
+  EXPECT_GT(server_.Integer({"PTTL", "t:changes:" + std::string(kGroup)}), 0);
 }
 
 TEST(StreamIdTest, ParsesRedisStreamIds) {

@@ -431,7 +431,7 @@ void StreamBridge::PublishChange(const UploadingKey& key,
     ++relays_published_;
   }
   coordinator_->history().AppendChange(
-      name, state.version, state.uploading.SerializeAsString(),
+      name, key.uploading_id, state.version, state.uploading.SerializeAsString(),
       absl::ToUnixMillis(state.check_time),
       PublishFence{leases.LeaseKey(group), leases.owner_id()},
       [this, name, id = key.uploading_id,
