@@ -137,6 +137,9 @@ uint64_t RecordOnce(ChangeHistory* history, const WatchTarget& target,
   return d.sequence;
 }
 
+// How old a shared position may be, as LocalChangeHistory's max_age.
+constexpr absl::Duration kSharedMaxAge = absl::Minutes(15);
+
 // The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
 // that the snapshot's pages join the poll round's flights.
 v1::Uploading::Type ListTypeOf(v1::Uploading::Type type) {
@@ -181,13 +184,21 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     token = *decoded;
   }
   bool snapshot = true;
+  // A position every replica shares: caught up once subscribed (below).
+  const bool shared_resume =
+      token && options_.shared != nullptr &&
+      token->format == ResumeToken::kSharedFormat &&
+      token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
+      token->counter_id == counter_id && token->type == target.type;
   {
     absl::MutexLock lock(&mu_);
     credentials_ = credentials;
     target_ = target;
     retry_ = options_.list_retry;
     last_write_ = clock_->Now();
-    if (token) {
+    if (shared_resume) {
+      snapshot = false;  // unless the catch-up cannot be had
+    } else if (token) {
       const bool ours =
           token->format == ResumeToken::kFormat &&
           token->instance == history_->instance() &&
@@ -230,11 +241,58 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     subscribed_ = true;
   }
   if (snapshot) RequestPage(hub_, alive_, 0);
+  if (shared_resume) {
+    // Subscribed first: every entry after what the catch-up reads comes as
+    // a state (held in received_ meanwhile).
+    options_.shared->CatchUp(
+        target, StreamIdOf(*token), clock_->Now() - kSharedMaxAge,
+        [alive = alive_](std::optional<SharedChanges::Missed> missed) {
+          absl::MutexLock lock(&alive->mu);
+          if (alive->watch != nullptr) alive->watch->OnCatchUp(std::move(missed));
+        });
+  }
   absl::MutexLock lock(&mu_);
   bookmark_timer_ =
       After(options_.bookmark_interval, &CounterWatch::OnBookmarkTimer);
   MaybeWriteLocked();
   return absl::OkStatus();
+}
+
+void CounterWatch::OnCatchUp(std::optional<SharedChanges::Missed> missed) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || live_) return;
+  if (!missed) {
+    // Trimmed past, too old, another Redis, or unreachable: as for any
+    // token that cannot be honoured. What arrived meanwhile stays in
+    // received_ for the snapshot.
+    Message reset;
+    reset.set_reset(true);
+    reset.set_resume_token(TokenLocked());
+    out_.push_back(std::move(reset));
+    // Runs under alive_->mu: the list on a fresh task (as OnRetryTimer).
+    scheduler_->RunAt(clock_->Now(), [hub = hub_, alive = alive_] {
+      RequestPage(hub, alive, 0);
+    });
+    MaybeWriteLocked();
+    return;
+  }
+  // The client holds every uploading's newest state up to the position;
+  // with the changes after it, up to the head.
+  for (const UploadingState& s : missed->known) {
+    sent_[s.uploading.id()] =
+        Sent{s.version, ContentOf(s.uploading), s.check_time};
+  }
+  for (const auto& [s, added] : missed->changes) {
+    sent_[s.uploading.id()] =
+        Sent{s.version, ContentOf(s.uploading), s.check_time};
+  }
+  position_ = missed->head;
+  live_ = true;
+  QueueChunksLocked(missed->changes, /*synced=*/true);
+  // What came meanwhile: only what the catch-up does not hold already.
+  for (auto& [id, state] : received_) ChangeLocked(state);
+  received_.clear();
+  MaybeWriteLocked();
 }
 
 std::optional<std::pair<ListParams, Credentials>> CounterWatch::PageRequest(
@@ -398,7 +456,7 @@ void CounterWatch::QueueChunksLocked(
       FillEvent(events[i].first, events[i].second, m.add_events());
     }
     m.set_synced(synced && i >= events.size());
-    m.set_resume_token(TokenLocked());
+    m.set_resume_token(TokenLocked(/*shared_ok=*/m.synced()));
     out_.push_back(std::move(m));
   } while (i < events.size());
 }
@@ -409,7 +467,25 @@ absl::Time CounterWatch::OldestCheckLocked() const {
   return oldest;
 }
 
-std::string CounterWatch::TokenLocked() const {
+std::string CounterWatch::TokenLocked(bool shared_ok) {
+  if (options_.shared != nullptr && shared_ok && live_) {
+    // As far as what the client holds covers the stream: every entry's
+    // content, or a version at least the one this replica gave it.
+    std::optional<std::string> at = options_.shared->Advance(
+        target_, position_,
+        [this](const SharedChanges::Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          auto it = sent_.find(e.uploading_id);
+          return it != sent_.end() && (it->second.content == e.content ||
+                                       it->second.version >= e.version);
+        });
+    if (at) position_ = *at;
+  }
+  if (!position_.empty()) {
+    absl::StatusOr<ResumeToken> shared = SharedResumeToken(
+        FingerprintHash(target_.group.token_fingerprint),
+        target_.group.counter_id, target_.type, position_);
+    if (shared.ok()) return EncodeResumeToken(*shared);
+  }
   ResumeToken token;
   token.instance = history_->instance();
   token.fingerprint_hash = FingerprintHash(target_.group.token_fingerprint);

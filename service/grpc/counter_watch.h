@@ -80,6 +80,10 @@ class CounterWatch : public Subscriber {
     // Retry of a snapshot page after a transient error, doubling.
     absl::Duration list_retry = absl::Seconds(1);
     absl::Duration max_list_retry = absl::Seconds(30);
+    // Replicas on one Redis: positions every replica shares (format 2
+    // tokens, resumable anywhere); none: this process's history alone.
+    // Not owned.
+    SharedChanges* shared = nullptr;
   };
 
   // None owned; all outlive the watch.
@@ -149,7 +153,14 @@ class CounterWatch : public Subscriber {
   void QueueChunksLocked(const std::vector<std::pair<UploadingState, bool>>&
                              events,
                          bool synced) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string TokenLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The token of a message about to be queued: a shared position (format
+  // 2) once the watch has one (moved on as far as what it sent covers the
+  // stream; `shared_ok` false for a snapshot's chunks before its last), else
+  // this process's sequence (format 1).
+  std::string TokenLocked(bool shared_ok = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A format 2 token's catch-up arrived (nullopt: a reset and the snapshot).
+  void OnCatchUp(std::optional<SharedChanges::Missed> missed);
   // The oldest last confirmation among the states the client holds (for
   // the message's check_time); sent_ must not be empty.
   absl::Time OldestCheckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -185,6 +196,9 @@ class CounterWatch : public Subscriber {
   std::vector<int64_t> pending_order_ ABSL_GUARDED_BY(mu_);
   // The history's sequence the client holds everything up to.
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // The shared changes stream's id the client holds everything up to
+  // (options_.shared); empty until known.
+  std::string position_ ABSL_GUARDED_BY(mu_);
   std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
   Message in_flight_ ABSL_GUARDED_BY(mu_);
   // Live events that follow in_flight_'s own fields on the wire.

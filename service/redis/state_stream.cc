@@ -522,12 +522,15 @@ void StateStream::ChangesAfter(const std::string& group,
     return done(absl::InvalidArgumentError(
         absl::StrCat("not a stream id: ", after_id, " / ", until_id)));
   }
-  if (static_cast<int64_t>(after->first) < absl::ToUnixMillis(not_before)) {
+  // "0-0": everything kept, from the first entry (a reader starting out).
+  const bool everything = after->first == 0 && after->second == 0;
+  if (!everything &&
+      static_cast<int64_t>(after->first) < absl::ToUnixMillis(not_before)) {
     return done(std::optional<Range>());  // older than honoured
   }
   state_->commands->Eval(
       RangeScript(), {Key(group), LatestKey(group)}, {after_id, until_id},
-      [after = *after, done = std::move(done)](
+      [after = *after, everything, done = std::move(done)](
           absl::StatusOr<RedisReply> r) mutable {
         if (!r.ok()) return done(r.status());
         if (r->type != RedisReply::Type::kArray || r->elements.size() != 4) {
@@ -537,7 +540,9 @@ void StateStream::ChangesAfter(const std::string& group,
         const RedisReply& last = r->elements[1];
         if (first.type != RedisReply::Type::kArray || first.elements.empty() ||
             last.type != RedisReply::Type::kArray || last.elements.empty()) {
-          return done(std::optional<Range>());  // empty: nothing to go by
+          // Empty: nothing to go by (from the start: nothing yet).
+          if (everything) return done(std::optional<Range>(Range{}));
+          return done(std::optional<Range>());
         }
         std::optional<StreamEntry> oldest = ParseEntry(first.elements[0]);
         std::optional<StreamEntry> newest = ParseEntry(last.elements[0]);
@@ -546,7 +551,8 @@ void StateStream::ChangesAfter(const std::string& group,
         }
         // The entry at `after` itself may be trimmed (the first kept is
         // then after it) -- and so may the ones after it.
-        if (ParseId(oldest->id) > after || ParseId(newest->id) < after) {
+        if ((!everything && ParseId(oldest->id) > after) ||
+            ParseId(newest->id) < after) {
           return done(std::optional<Range>());
         }
         Range range;

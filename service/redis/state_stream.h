@@ -150,6 +150,8 @@ class StateStream {
   // it: entries in between are gone), `after_id` is after its newest entry
   // (a position from another Redis, or one flushed since), or `after_id`'s
   // time is before `not_before` (older than the caller honours).
+  // `after_id` "0-0": everything kept (an empty range for an empty stream),
+  // whatever was trimmed before.
   // INVALID_ARGUMENT for an id that is not "<ms>-<seq>"; UNAVAILABLE at once
   // while not connected.
   void ChangesAfter(const std::string& group, const std::string& after_id,
