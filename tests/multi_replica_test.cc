@@ -429,8 +429,9 @@ class MultiReplicaTest : public ::testing::Test {
   redis::testing::RedisServer redis_;
   std::vector<std::unique_ptr<Replica>> replicas_;
 
-  // See AResumeTokenOf...CarriesOnOnAnotherReplica.
-  void ResumeOnAnotherReplica(bool from_holder);
+  // See AResumeTokenOf...CarriesOn...: from the holder (killed) or a
+  // non-holder (the watch cancelled), to the holder of the moment or not.
+  void ResumeOnAnotherReplica(bool from_holder, bool to_holder);
 };
 
 TEST_F(MultiReplicaTest, ThreeReplicasPollLikeOne) {
@@ -1007,12 +1008,18 @@ TEST_F(MultiReplicaTest, ATokenTrimmedAwayGetsAResetAndASnapshot) {
 // watch ended (its replica SIGKILLed, or the watch cancelled) resumes on
 // another replica with its last token and gets no reset, exactly the
 // changes it missed, then live ones, never a duplicate.
-TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnAnotherReplica) {
-  ResumeOnAnotherReplica(/*from_holder=*/true);
+// On the holder the resumed watch is shown every uploading by the next
+// round, changed or not: only those it missed may reach the client.
+TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnTheNextHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/true, /*to_holder=*/true);
 }
 
-TEST_F(MultiReplicaTest, AResumeTokenOfANonHolderCarriesOnOnAnotherReplica) {
-  ResumeOnAnotherReplica(/*from_holder=*/false);
+TEST_F(MultiReplicaTest, AResumeTokenOfANonHolderCarriesOnOnTheHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/false, /*to_holder=*/true);
+}
+
+TEST_F(MultiReplicaTest, AResumeTokenOfANonHolderCarriesOnOnAnotherNonHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/false, /*to_holder=*/false);
 }
 
 // While Redis is down every replica numbers what it polls on its own, so a
@@ -1217,7 +1224,8 @@ TEST_F(MultiReplicaTest, KillingTheHolderKeepsCounterWatchesOnOthersGoing) {
   EXPECT_NE(now_holder, holder);
 }
 
-void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder) {
+void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder,
+                                              bool to_holder) {
   metrica_->AddUploading(kCounter, MakeUploading(700, v1::Uploading::UPLOADED));
   metrica_->AddUploading(kCounter, MakeUploading(701, v1::Uploading::UPLOADED));
   StartReplicas(3);
@@ -1230,7 +1238,7 @@ void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder) {
   ASSERT_TRUE(Eventually([&] { return (holder = Holder(700)) >= 0; },
                          absl::Seconds(5)));
   const int from = from_holder ? holder : (holder + 1) % 3;
-  const int to = from_holder ? (holder + 1) % 3 : (holder + 2) % 3;
+  int to = to_holder ? holder : (holder + 2) % 3;
   // A change the client is shown; its token names a stream position.
   metrica_->SetUploading(kCounter, MakeUploading(700, v1::Uploading::MATCHED));
   ASSERT_TRUE(streams[from]->WaitLive(700, v1::Uploading::MATCHED,
@@ -1250,7 +1258,20 @@ void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder) {
   } else {
     streams[from].reset();
   }
-  // What the client misses meanwhile (the lease moves first, if need be).
+  if (from_holder) {
+    // The lease moves (within its TTL) to a survivor: resume there.
+    ASSERT_TRUE(Eventually(
+        [&] {
+          const int now = Holder(700);
+          if (now < 0 || now == from) return false;
+          to = now;
+          return true;
+        },
+        absl::Seconds(10)));
+  }
+  ASSERT_NE(to, from);
+  ASSERT_EQ(Holder(700) == to, to_holder);
+  // What the client misses meanwhile.
   metrica_->SetUploading(kCounter, MakeUploading(700, v1::Uploading::PROCESSED));
   metrica_->AddUploading(kCounter, MakeUploading(702, v1::Uploading::UPLOADED));
   ASSERT_TRUE(streams[to]->WaitLive(700, v1::Uploading::PROCESSED,
