@@ -139,7 +139,21 @@ class SharedChanges {
   };
   using CatchUpCallback = absl::AnyInvocable<void(std::optional<Missed>)>;
 
+  // Told when entries of a target's stream were read here: a watch whose
+  // last token was built before them may now cover more (its newest
+  // change's own entry, on the holder, is read after it was sent).
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnStreamRead() = 0;
+  };
+
   virtual ~SharedChanges() = default;
+  // `listener` hears of `target`'s entries until Unlisten returns (which
+  // waits for a call under way: never call it holding what OnStreamRead
+  // takes).
+  virtual void Listen(const WatchTarget& target, Listener* listener) = 0;
+  virtual void Unlisten(Listener* listener) = 0;
   // How far a watch of `target` whose client holds what `covers` accepts
   // may move its position on from `from` (empty: none yet): the newest id P
   // such that `covers` holds for every entry after `from` up to P, as this

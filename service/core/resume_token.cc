@@ -10,8 +10,8 @@ namespace {
 
 constexpr size_t kBodySize = 1 + 8 + 4 + 4 + 4 + 8;
 constexpr size_t kSize = kBodySize + 4;
-// Format 2: one byte, no instance, two u64 of the stream id.
-constexpr size_t kSharedBodySize = 1 + 4 + 4 + 4 + 8 + 8;
+// Format 2: format 1's body and two u64 of the stream id.
+constexpr size_t kSharedBodySize = kBodySize + 8 + 8;
 constexpr size_t kSharedSize = kSharedBodySize + 4;
 
 uint32_t Fnv1a(absl::string_view bytes) {
@@ -54,9 +54,11 @@ std::string EncodeResumeToken(const ResumeToken& token) {
   if (token.format == ResumeToken::kSharedFormat) {
     bytes.reserve(kSharedSize);
     Put(bytes, token.format, 1);
+    Put(bytes, token.instance, 8);
     Put(bytes, token.fingerprint_hash, 4);
     Put(bytes, static_cast<uint32_t>(token.counter_id), 4);
     Put(bytes, static_cast<uint32_t>(token.type), 4);
+    Put(bytes, token.sequence, 8);
     Put(bytes, token.stream_ms, 8);
     Put(bytes, token.stream_seq, 8);
     Put(bytes, Fnv1a(bytes), 4);
@@ -84,9 +86,11 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
     const uint32_t expected = Fnv1a(in.substr(0, kSharedBodySize));
     ResumeToken token;
     token.format = static_cast<uint8_t>(Take(in, 1));
+    token.instance = Take(in, 8);
     token.fingerprint_hash = static_cast<uint32_t>(Take(in, 4));
     token.counter_id = static_cast<int32_t>(Take(in, 4));
     token.type = static_cast<int32_t>(Take(in, 4));
+    token.sequence = Take(in, 8);
     token.stream_ms = Take(in, 8);
     token.stream_seq = Take(in, 8);
     if (static_cast<uint32_t>(Take(in, 4)) != expected) {

@@ -19,13 +19,14 @@ namespace uploadwatch {
 //   i32 type | u64 sequence | u32 checksum (FNV-1a of the bytes before it),
 // little-endian.
 //
-// Format 2 (issue 14, replicas on one Redis): the position is an entry id
-// of the group's changes stream, the same on every replica, instead of a
-// process's own sequence:
-//   u8 format | u32 fingerprint hash | i32 counter | i32 type |
-//   u64 stream id ms | u64 stream id seq | u32 checksum.
-// (`instance` and `sequence` are 0 in it.) The format byte tells them
-// apart; an unknown format is well-formed but not honoured.
+// Format 2 (issue 14, replicas on one Redis): also an entry id of the
+// group's changes stream, the same on every replica, beside the issuing
+// process's own sequence (exact there):
+//   u8 format | u64 instance | u32 fingerprint hash | i32 counter |
+//   i32 type | u64 sequence | u64 stream id ms | u64 stream id seq |
+//   u32 checksum.
+// The format byte tells them apart; an unknown format is well-formed but
+// not honoured.
 struct ResumeToken {
   static constexpr uint8_t kFormat = 1;
   static constexpr uint8_t kSharedFormat = 2;
@@ -54,8 +55,8 @@ std::string EncodeResumeToken(const ResumeToken& token);
 // INVALID_ARGUMENT (saying what to do) unless `text` is a token this
 // server's code wrote: base64url, the right length, the checksum matching.
 absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text);
-// A format 2 token at the changes stream entry `stream_id` ("<ms>-<seq>");
-// INVALID_ARGUMENT when it is not one.
+// A format 2 token at the changes stream entry `stream_id` ("<ms>-<seq>"),
+// instance and sequence 0; INVALID_ARGUMENT when it is not one.
 absl::StatusOr<ResumeToken> SharedResumeToken(uint32_t fingerprint_hash,
                                               int32_t counter_id, int32_t type,
                                               absl::string_view stream_id);

@@ -57,6 +57,14 @@ TEST(ResumeTokenTest, SharedFormatNamesAStreamEntryAndRoundTrips) {
   EXPECT_EQ(t.stream_ms, 1764620000123ULL);
   EXPECT_EQ(t.stream_seq, 7u);
   EXPECT_EQ(StreamIdOf(t), "1764620000123-7");
+  EXPECT_EQ(t.instance, 0u);
+  ResumeToken with_local = t;  // and the issuer's own sequence
+  with_local.instance = 0x0123456789abcdefULL;
+  with_local.sequence = 42;
+  absl::StatusOr<ResumeToken> both =
+      DecodeResumeToken(EncodeResumeToken(with_local));
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(*both, with_local);
   const std::string text = EncodeResumeToken(t);
   EXPECT_EQ(text.find_first_of("+/="), std::string::npos) << text;
   absl::StatusOr<ResumeToken> back = DecodeResumeToken(text);

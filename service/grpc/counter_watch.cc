@@ -139,6 +139,9 @@ uint64_t RecordOnce(ChangeHistory* history, const WatchTarget& target,
 
 // How old a shared position may be, as LocalChangeHistory's max_age.
 constexpr absl::Duration kSharedMaxAge = absl::Minutes(15);
+// How long a watch lets a burst of entries read settle before it looks
+// whether its position moved (OnStreamRead).
+constexpr absl::Duration kNudgeDelay = absl::Milliseconds(5);
 
 // The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
 // that the snapshot's pages join the poll round's flights.
@@ -184,28 +187,38 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     token = *decoded;
   }
   bool snapshot = true;
-  // A position every replica shares: caught up once subscribed (below).
-  const bool shared_resume =
-      token && options_.shared != nullptr &&
-      token->format == ResumeToken::kSharedFormat &&
+  const bool caller_counter_type =
+      token &&
       token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
       token->counter_id == counter_id && token->type == target.type;
+  // A position every replica shares: caught up once subscribed (below),
+  // unless this process's own history has it (exact: see the README).
+  bool shared_resume = caller_counter_type && options_.shared != nullptr &&
+                       token->format == ResumeToken::kSharedFormat;
   {
     absl::MutexLock lock(&mu_);
     credentials_ = credentials;
     target_ = target;
     retry_ = options_.list_retry;
     last_write_ = clock_->Now();
+    std::optional<ChangeHistory::CatchUp> local;
+    if (caller_counter_type && token->instance == history_->instance() &&
+        (token->format == ResumeToken::kFormat ||
+         token->format == ResumeToken::kSharedFormat)) {
+      local = history_->Since(target, token->sequence);
+    }
+    if (local) {
+      shared_resume = false;
+      // Still a shared position too: moved on from here.
+      if (token->format == ResumeToken::kSharedFormat) {
+        position_ = StreamIdOf(*token);
+      }
+    }
     if (shared_resume) {
       snapshot = false;  // unless the catch-up cannot be had
     } else if (token) {
-      const bool ours =
-          token->format == ResumeToken::kFormat &&
-          token->instance == history_->instance() &&
-          token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
-          token->counter_id == counter_id && token->type == target.type;
-      std::optional<ChangeHistory::CatchUp> catch_up;
-      if (ours) catch_up = history_->Since(target, token->sequence);
+      // Ours (this process, caller, counter and type) and still kept.
+      std::optional<ChangeHistory::CatchUp> catch_up = std::move(local);
       if (catch_up) {
         // Resume: the client holds every known state once it has these.
         snapshot = false;
@@ -240,6 +253,8 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     }
     subscribed_ = true;
   }
+  // Told of entries read, so that the position can move after them.
+  if (options_.shared != nullptr) options_.shared->Listen(target, this);
   if (snapshot) RequestPage(hub_, alive_, 0);
   if (shared_resume) {
     // Subscribed first: every entry after what the catch-up reads comes as
@@ -467,24 +482,51 @@ absl::Time CounterWatch::OldestCheckLocked() const {
   return oldest;
 }
 
+std::optional<std::string> CounterWatch::AdvanceLocked() {
+  // As far as what the client holds covers the stream: every entry's
+  // content, or a version at least the one this replica gave it.
+  return options_.shared->Advance(
+      target_, position_,
+      [this](const SharedChanges::Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        auto it = sent_.find(e.uploading_id);
+        return it != sent_.end() && (it->second.content == e.content ||
+                                     it->second.version >= e.version);
+      });
+}
+
+void CounterWatch::OnStreamRead() {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || !live_ || nudge_timer_ != 0) return;
+  // A burst of entries (a round's) settles first: one look for all.
+  nudge_timer_ = After(kNudgeDelay, &CounterWatch::OnNudgeTimer);
+}
+
+void CounterWatch::OnNudgeTimer() {
+  absl::MutexLock lock(&mu_);
+  nudge_timer_ = 0;
+  // A message on its way gets a fresh token anyway.
+  if (finished_ || !live_ || !pending_.empty() || flush_scheduled_) return;
+  std::optional<std::string> at = AdvanceLocked();
+  if (!at || *at == position_) return;
+  Message bookmark;
+  bookmark.set_resume_token(TokenLocked());
+  out_.push_back(std::move(bookmark));
+  MaybeWriteLocked();
+}
+
 std::string CounterWatch::TokenLocked(bool shared_ok) {
   if (options_.shared != nullptr && shared_ok && live_) {
-    // As far as what the client holds covers the stream: every entry's
-    // content, or a version at least the one this replica gave it.
-    std::optional<std::string> at = options_.shared->Advance(
-        target_, position_,
-        [this](const SharedChanges::Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          auto it = sent_.find(e.uploading_id);
-          return it != sent_.end() && (it->second.content == e.content ||
-                                       it->second.version >= e.version);
-        });
-    if (at) position_ = *at;
+    if (std::optional<std::string> at = AdvanceLocked()) position_ = *at;
   }
   if (!position_.empty()) {
     absl::StatusOr<ResumeToken> shared = SharedResumeToken(
         FingerprintHash(target_.group.token_fingerprint),
         target_.group.counter_id, target_.type, position_);
-    if (shared.ok()) return EncodeResumeToken(*shared);
+    if (shared.ok()) {
+      shared->instance = history_->instance();
+      shared->sequence = sequence_;
+      return EncodeResumeToken(*shared);
+    }
   }
   ResumeToken token;
   token.instance = history_->instance();
@@ -657,11 +699,14 @@ void CounterWatch::End(const absl::Status& status) {
 
 void CounterWatch::Stop() {
   hub_->Unsubscribe(this);
+  // Not under mu_: it waits for an OnStreamRead under way.
+  if (options_.shared != nullptr) options_.shared->Unlisten(this);
   std::vector<Scheduler::TaskId> timers;
   {
     absl::MutexLock lock(&mu_);
     finished_ = true;
-    timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_};
+    timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_,
+              nudge_timer_};
   }
   for (Scheduler::TaskId t : timers) {
     if (t != 0) scheduler_->Cancel(t);

@@ -53,7 +53,7 @@ namespace uploadwatch {
 //
 // Thread-safe. Calls its Sink under its own lock, one Write at a time;
 // calls the hub and the scheduler without it.
-class CounterWatch : public Subscriber {
+class CounterWatch : public Subscriber, private SharedChanges::Listener {
  public:
   using Message = ::metrika::offline_conversions::v1::WatchUploadingsResponse;
 
@@ -161,6 +161,13 @@ class CounterWatch : public Subscriber {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A format 2 token's catch-up arrived (nullopt: a reset and the snapshot).
   void OnCatchUp(std::optional<SharedChanges::Missed> missed);
+  // How far the shared position may move now (see SharedChanges::Advance).
+  std::optional<std::string> AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SharedChanges::Listener: entries were read; once they have settled
+  // (OnNudgeTimer), a bookmark carries the position they let the client's
+  // token reach, if no message is on its way to.
+  void OnStreamRead() override;
+  void OnNudgeTimer();
   // The oldest last confirmation among the states the client holds (for
   // the message's check_time); sent_ must not be empty.
   absl::Time OldestCheckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -199,6 +206,7 @@ class CounterWatch : public Subscriber {
   // The shared changes stream's id the client holds everything up to
   // (options_.shared); empty until known.
   std::string position_ ABSL_GUARDED_BY(mu_);
+  Scheduler::TaskId nudge_timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
   Message in_flight_ ABSL_GUARDED_BY(mu_);
   // Live events that follow in_flight_'s own fields on the wire.

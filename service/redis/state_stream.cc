@@ -63,17 +63,25 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
 // many uploadings, each with its own version, so no version check here (the
 // publisher keeps them going up). The hash's value is
 // "<first id>|<id>|<version>|<payload>": what a resume on another replica
-// takes the client to hold (the stream itself is trimmed).
+// takes the client to hold (the stream itself is trimmed). The same version
+// and payload as the newest one is not appended again (its id is answered).
 const RedisScript& AppendChangeScript() {
   static const RedisScript* script = new RedisScript(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('NOTOWNER the poll lease is held by another replica')
 end
+local old = redis.call('HGET', KEYS[3], ARGV[6])
+local first = nil
+if old then
+  local f, i, v, s = string.match(old, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  -- The same version and state again (a new holder that did not see it
+  -- relayed): not a change, and a resume must not show it twice.
+  if v == ARGV[2] and s == ARGV[3] then return i end
+  first = f
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
                       'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
-local old = redis.call('HGET', KEYS[3], ARGV[6])
-local first = id
-if old then first = string.match(old, '^([^|]*)|') or id end
+if not first then first = id end
 redis.call('HSET', KEYS[3], ARGV[6], first .. '|' .. id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 return id

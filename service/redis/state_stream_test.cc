@@ -341,6 +341,8 @@ TEST_F(StateStreamTest, ChangesKeepEachUploadingsNewestEntryForResumes) {
   const std::string a1 = append(7, 1);
   const std::string b1 = append(8, 1);
   const std::string a2 = append(7, 2);
+  // The same state again (a new holder's first relay of it): not appended.
+  EXPECT_EQ(append(7, 2), a2);
   auto range = testing::Await<absl::StatusOr<std::optional<StateStream::Range>>>(
       [&](auto done) {
         holder->stream->ChangesAfter(kGroup, b1, "+", absl::InfinitePast(),

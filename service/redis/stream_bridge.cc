@@ -437,6 +437,33 @@ std::optional<std::string> StreamBridge::Advance(
   return at;
 }
 
+void StreamBridge::Listen(const WatchTarget& target, Listener* listener) {
+  const std::string name = PollCounterKey(target.group.token_fingerprint,
+                                          target.group.counter_id, target.type);
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_[name].insert(listener);
+  listening_[listener] = name;
+}
+
+void StreamBridge::Unlisten(Listener* listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  auto it = listening_.find(listener);
+  if (it == listening_.end()) return;
+  auto set = listeners_.find(it->second);
+  if (set != listeners_.end()) {
+    set->second.erase(listener);
+    if (set->second.empty()) listeners_.erase(set);
+  }
+  listening_.erase(it);
+}
+
+void StreamBridge::Notify(const std::string& name) {
+  absl::MutexLock lock(&listeners_mu_);
+  auto it = listeners_.find(name);
+  if (it == listeners_.end()) return;
+  for (Listener* l : it->second) l->OnStreamRead();
+}
+
 void StreamBridge::CatchUp(const WatchTarget& target, const std::string& after,
                            absl::Time not_before, CatchUpCallback done) {
   const std::string name = PollCounterKey(target.group.token_fingerprint,
@@ -589,6 +616,7 @@ void StreamBridge::DeliverChange(const std::string& name,
                          uploading.id()};
   Entry logged{entry.id, uploading.id(), entry.version,
                absl::HashOf(uploading.SerializeAsString())};
+  bool relay = false;
   {
     absl::MutexLock lock(&mu_);
     if (!followed_.contains(name)) return;
@@ -608,20 +636,35 @@ void StreamBridge::DeliverChange(const std::string& name,
         followed_.contains(PollUploadingKey(key.token_fingerprint,
                                             key.counter_id,
                                             key.uploading_id))) {
-      AppendLogLocked(name, std::move(logged));
-      return;
+    } else {
+      ++relayed_;
+      relay = true;
     }
-    ++relayed_;
+    // Before the hub shows it to a watch: a message built for it then can
+    // carry the position (its version here is set below).
+    AppendLogLocked(name, logged);
   }
-  {
-    absl::ReaderMutexLock lock(&hub_mu_);
-    if (hub_ != nullptr) {
-      logged.version = hub_->ObserveRelayed(
-          key, uploading, entry.version, absl::FromUnixMillis(entry.sent_ms));
+  if (relay) {
+    int64_t version = entry.version;
+    {
+      absl::ReaderMutexLock lock(&hub_mu_);
+      if (hub_ != nullptr) {
+        version = hub_->ObserveRelayed(key, uploading, entry.version,
+                                       absl::FromUnixMillis(entry.sent_ms));
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (auto log = logs_.find(name); log != logs_.end()) {
+      for (auto e = log->second.entries.rbegin();
+           e != log->second.entries.rend(); ++e) {
+        if (e->id == logged.id) {
+          e->version = version;
+          break;
+        }
+      }
     }
   }
-  absl::MutexLock lock(&mu_);
-  if (followed_.contains(name)) AppendLogLocked(name, std::move(logged));
+  Notify(name);
 }
 
 void StreamBridge::PublishChange(const UploadingKey& key,

@@ -110,6 +110,8 @@ class StreamBridge : public PollOwnership,
       absl::FunctionRef<bool(const Entry&)> covers) override;
   void CatchUp(const WatchTarget& target, const std::string& after,
                absl::Time not_before, CatchUpCallback done) override;
+  void Listen(const WatchTarget& target, Listener* listener) override;
+  void Unlisten(Listener* listener) override;
 
   // Entries from other replicas handed to the hub, and states this replica
   // published (for tests and the figures).
@@ -221,6 +223,14 @@ class StreamBridge : public PollOwnership,
   absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, int64_t>>
       changes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ChangeLog> logs_ ABSL_GUARDED_BY(mu_);
+  // Tells `name`'s listeners (not under mu_).
+  void Notify(const std::string& name);
+  // Held while listeners are called, so that Unlisten waits for them.
+  absl::Mutex listeners_mu_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<Listener*>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+  absl::flat_hash_map<Listener*, std::string> listening_
+      ABSL_GUARDED_BY(listeners_mu_);
   int listener_ = 0;
   int64_t relayed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t relays_published_ ABSL_GUARDED_BY(mu_) = 0;
