@@ -1008,6 +1008,49 @@ TEST_F(MultiReplicaTest, ATokenTrimmedAwayGetsAResetAndASnapshot) {
 // watch ended (its replica SIGKILLed, or the watch cancelled) resumes on
 // another replica with its last token and gets no reset, exactly the
 // changes it missed, then live ones, never a duplicate.
+// A replica that never saw the counter numbers its uploadings from 1, below
+// the versions the stream gave them: a change it polls is still shown to
+// the resumed client (and what the client holds is not shown again).
+TEST_F(MultiReplicaTest, AResumeOnAReplicaThatNumbersOnItsOwnMissesNoChange) {
+  metrica_->AddUploading(kCounter, MakeUploading(800, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(801, v1::Uploading::UPLOADED));
+  StartReplicas(2);
+  std::string token;
+  {
+    CounterStream first(replicas_[0]->channel());
+    ASSERT_TRUE(first.WaitSynced(absl::Seconds(10)).has_value());
+    metrica_->SetUploading(kCounter, MakeUploading(800, v1::Uploading::MATCHED));
+    ASSERT_TRUE(first.WaitLive(800, v1::Uploading::MATCHED, absl::Seconds(10)));
+    ASSERT_TRUE(Eventually(
+        [&] {
+          token = first.last_token();
+          absl::StatusOr<ResumeToken> t = DecodeResumeToken(token);
+          return t.ok() && t->format == ResumeToken::kSharedFormat;
+        },
+        absl::Seconds(5)));
+  }
+  // Nobody watches: nobody polls, the change goes to no stream.
+  metrica_->SetUploading(kCounter, MakeUploading(800, v1::Uploading::PROCESSED));
+  CounterStream resumed(replicas_[1]->channel(), token);
+  auto caught_up = resumed.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(caught_up.has_value());
+  EXPECT_FALSE(caught_up->front().reset());
+  ASSERT_TRUE(resumed.WaitLive(800, v1::Uploading::PROCESSED, absl::Seconds(10)))
+      << "replica 1's own poll (its version 1) must still reach the client";
+  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> shown;
+  for (const auto& m : *caught_up) {
+    for (const auto& e : m.events()) {
+      shown.emplace_back(e.uploading().id(), e.uploading().status());
+    }
+  }
+  for (const auto& e : resumed.live_events()) {
+    shown.emplace_back(e.uploading().id(), e.uploading().status());
+  }
+  EXPECT_EQ(shown, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                       {800, v1::Uploading::PROCESSED}}));
+}
+
 // On the holder the resumed watch is shown every uploading by the next
 // round, changed or not: only those it missed may reach the client.
 TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnTheNextHolder) {

@@ -295,11 +295,11 @@ void CounterWatch::OnCatchUp(std::optional<SharedChanges::Missed> missed) {
   // with the changes after it, up to the head.
   for (const UploadingState& s : missed->known) {
     sent_[s.uploading.id()] =
-        Sent{s.version, ContentOf(s.uploading), s.check_time};
+        Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
   }
   for (const auto& [s, added] : missed->changes) {
     sent_[s.uploading.id()] =
-        Sent{s.version, ContentOf(s.uploading), s.check_time};
+        Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
   }
   position_ = missed->head;
   live_ = true;
@@ -575,6 +575,16 @@ void CounterWatch::ChangeLocked(const UploadingState& state) {
   const bool added = sent == sent_.end();
   if (!added) {
     sent->second.checked = std::max(sent->second.checked, state.check_time);
+    if (sent->second.foreign) {
+      if (content == sent->second.content) {
+        // What the client holds, as this replica numbers it from now on.
+        sent->second.version = state.version;
+        sent->second.foreign = false;
+        return;
+      }
+      sent->second.version = 0;  // any state with other content is news
+      sent->second.foreign = false;
+    }
     // Never a duplicate, never backwards.
     if (state.version <= sent->second.version ||
         content == sent->second.content) {

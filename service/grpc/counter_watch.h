@@ -120,6 +120,11 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
     int64_t version = 0;
     size_t content = 0;  // hash of the serialized uploading
     absl::Time checked;  // its latest confirmation this watch was shown
+    // From a shared catch-up: `version` is the stream's numbering, which
+    // this replica's store may not share (it numbered the uploading on its
+    // own): the first state here with other content is a change whatever
+    // its version, the same content takes this replica's version.
+    bool foreign = false;
   };
   struct Pending {
     // The UploadingEvent, serialized: MODIFIED ones are made once per state
