@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "metrika/offline_conversions/v1/uploading_service.grpc.pb.h"
 #include "service/auth/token.h"
+#include "service/core/resume_token.h"
 #include "service/server/uploading_server.h"
 #include "service/redis/testing/redis_server.h"
 #include "service/simulator/fake_metrica.h"
@@ -285,6 +286,7 @@ class CounterStream {
     absl::MutexLock lock(&mu_);
     return messages_.empty() ? "" : messages_.back().resume_token();
   }
+
   // The events of the messages after the first `synced` one (live).
   std::vector<v1::UploadingEvent> live_events() {
     absl::MutexLock lock(&mu_);
@@ -427,6 +429,10 @@ class MultiReplicaTest : public ::testing::Test {
   std::unique_ptr<FakeMetrica> metrica_;
   redis::testing::RedisServer redis_;
   std::vector<std::unique_ptr<Replica>> replicas_;
+
+  // See AResumeTokenOf...CarriesOn...: from the holder (killed) or a
+  // non-holder (the watch cancelled), to the holder of the moment or not.
+  void ResumeOnAnotherReplica(bool from_holder, bool to_holder);
 };
 
 TEST_F(MultiReplicaTest, ThreeReplicasPollLikeOne) {
@@ -955,11 +961,11 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonPollingReplicaNeverMakesVersionsDive
   }
 }
 
-// WatchUploadings resume tokens are each replica's own (its sequence of the
-// counter's changes as its watches saw them, in memory): on
-// another replica a token gets the documented answer, `reset` and a full
-// snapshot, never a wrong catch-up; on the replica that issued it, a resume.
-TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
+// A WatchUploadings token whose position the changes stream no longer holds
+// (older than its first entry: trimmed away) gets the documented answer on
+// any replica, `reset` and a full snapshot, never a wrong catch-up; the
+// token a replica issued resumes there.
+TEST_F(MultiReplicaTest, ATokenTrimmedAwayGetsAResetAndASnapshot) {
   for (int id = 20; id < 23; ++id) {
     metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
   }
@@ -973,8 +979,13 @@ TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
     token = first.last_token();
   }
   ASSERT_FALSE(token.empty());
+  absl::StatusOr<ResumeToken> decoded = DecodeResumeToken(token);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  absl::StatusOr<ResumeToken> trimmed = SharedResumeToken(
+      decoded->fingerprint_hash, decoded->counter_id, decoded->type, "1-0");
+  ASSERT_TRUE(trimmed.ok());
   {
-    CounterStream moved(replicas_[1]->channel(), token);
+    CounterStream moved(replicas_[1]->channel(), EncodeResumeToken(*trimmed));
     auto messages = moved.WaitSynced(absl::Seconds(10));
     ASSERT_TRUE(messages.has_value());
     EXPECT_TRUE(messages->front().reset());  // drop what you hold
@@ -992,6 +1003,69 @@ TEST_F(MultiReplicaTest, AResumeTokenOfAnotherReplicaGetsAResetAndASnapshot) {
   ASSERT_TRUE(resumed.has_value());
   EXPECT_FALSE(resumed->front().reset());
   for (const auto& m : *resumed) EXPECT_EQ(m.events_size(), 0);  // nothing new
+}
+
+// Resume tokens mean the same on every replica: a client whose counter
+// watch ended (its replica SIGKILLed, or the watch cancelled) resumes on
+// another replica with its last token and gets no reset, exactly the
+// changes it missed, then live ones, never a duplicate.
+// A replica that never saw the counter numbers its uploadings from 1, below
+// the versions the stream gave them: a change it polls is still shown to
+// the resumed client (and what the client holds is not shown again).
+TEST_F(MultiReplicaTest, AResumeOnAReplicaThatNumbersOnItsOwnMissesNoChange) {
+  metrica_->AddUploading(kCounter, MakeUploading(800, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(801, v1::Uploading::UPLOADED));
+  StartReplicas(2);
+  std::string token;
+  {
+    CounterStream first(replicas_[0]->channel());
+    ASSERT_TRUE(first.WaitSynced(absl::Seconds(10)).has_value());
+    metrica_->SetUploading(kCounter, MakeUploading(800, v1::Uploading::MATCHED));
+    ASSERT_TRUE(first.WaitLive(800, v1::Uploading::MATCHED, absl::Seconds(10)));
+    // The holder reads the change's own entry back after it sent it: the
+    // bookmark after it carries the position that covers it (a token from
+    // before would show MATCHED again elsewhere: README, "Known limits").
+    // (Within milliseconds; half a second here, for a loaded machine.)
+    absl::SleepFor(absl::Milliseconds(500));
+    token = first.last_token();
+    absl::StatusOr<ResumeToken> t = DecodeResumeToken(token);
+    ASSERT_TRUE(t.ok());
+    ASSERT_EQ(t->format, ResumeToken::kSharedFormat);
+  }
+  // Nobody watches: nobody polls, the change goes to no stream.
+  metrica_->SetUploading(kCounter, MakeUploading(800, v1::Uploading::PROCESSED));
+  CounterStream resumed(replicas_[1]->channel(), token);
+  auto caught_up = resumed.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(caught_up.has_value());
+  EXPECT_FALSE(caught_up->front().reset());
+  ASSERT_TRUE(resumed.WaitLive(800, v1::Uploading::PROCESSED, absl::Seconds(10)))
+      << "replica 1's own poll (its version 1) must still reach the client";
+  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> shown;
+  for (const auto& m : *caught_up) {
+    for (const auto& e : m.events()) {
+      shown.emplace_back(e.uploading().id(), e.uploading().status());
+    }
+  }
+  for (const auto& e : resumed.live_events()) {
+    shown.emplace_back(e.uploading().id(), e.uploading().status());
+  }
+  EXPECT_EQ(shown, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                       {800, v1::Uploading::PROCESSED}}));
+}
+
+// On the holder the resumed watch is shown every uploading by the next
+// round, changed or not: only those it missed may reach the client.
+TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnTheNextHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/true, /*to_holder=*/true);
+}
+
+TEST_F(MultiReplicaTest, AResumeTokenOfANonHolderCarriesOnOnTheHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/false, /*to_holder=*/true);
+}
+
+TEST_F(MultiReplicaTest, AResumeTokenOfANonHolderCarriesOnOnAnotherNonHolder) {
+  ResumeOnAnotherReplica(/*from_holder=*/false, /*to_holder=*/false);
 }
 
 // While Redis is down every replica numbers what it polls on its own, so a
@@ -1194,6 +1268,95 @@ TEST_F(MultiReplicaTest, KillingTheHolderKeepsCounterWatchesOnOthersGoing) {
   const int now_holder = Holder(500);
   EXPECT_GE(now_holder, 0);
   EXPECT_NE(now_holder, holder);
+}
+
+void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder,
+                                              bool to_holder) {
+  metrica_->AddUploading(kCounter, MakeUploading(700, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(701, v1::Uploading::UPLOADED));
+  StartReplicas(3);
+  std::vector<std::unique_ptr<CounterStream>> streams;
+  for (auto& r : replicas_) {
+    streams.push_back(std::make_unique<CounterStream>(r->channel()));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(700)) >= 0; },
+                         absl::Seconds(5)));
+  const int from = from_holder ? holder : (holder + 1) % 3;
+  int to = to_holder ? holder : (holder + 2) % 3;
+  // A change the client is shown; its token names a stream position.
+  metrica_->SetUploading(kCounter, MakeUploading(700, v1::Uploading::MATCHED));
+  ASSERT_TRUE(streams[from]->WaitLive(700, v1::Uploading::MATCHED,
+                                      absl::Seconds(10)));
+  std::string token;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        token = streams[from]->last_token();
+        absl::StatusOr<ResumeToken> t = DecodeResumeToken(token);
+        return t.ok() && t->format == ResumeToken::kSharedFormat;
+      },
+      absl::Seconds(5)))
+      << "the live message's token is no stream position";
+  // Gone: the replica killed, or the watch cancelled.
+  if (from_holder) {
+    replicas_[from]->Kill();
+  } else {
+    streams[from].reset();
+  }
+  if (from_holder) {
+    // The lease moves (within its TTL) to a survivor: resume there.
+    ASSERT_TRUE(Eventually(
+        [&] {
+          const int now = Holder(700);
+          if (now < 0 || now == from) return false;
+          to = now;
+          return true;
+        },
+        absl::Seconds(10)));
+  }
+  ASSERT_NE(to, from);
+  ASSERT_EQ(Holder(700) == to, to_holder);
+  // What the client misses meanwhile.
+  metrica_->SetUploading(kCounter, MakeUploading(700, v1::Uploading::PROCESSED));
+  metrica_->AddUploading(kCounter, MakeUploading(702, v1::Uploading::UPLOADED));
+  ASSERT_TRUE(streams[to]->WaitLive(700, v1::Uploading::PROCESSED,
+                                    absl::Seconds(10)));
+  ASSERT_TRUE(streams[to]->WaitLive(702, v1::Uploading::UPLOADED,
+                                    absl::Seconds(10)));
+  CounterStream resumed(replicas_[to]->channel(), token);
+  auto caught_up = resumed.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(caught_up.has_value());
+  EXPECT_FALSE(caught_up->front().reset());
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> missed;
+  for (const auto& m : *caught_up) {
+    EXPECT_FALSE(m.reset());
+    for (const auto& e : m.events()) {
+      missed.emplace_back(e.uploading().id(), e.uploading().status());
+      EXPECT_EQ(e.type(), e.uploading().id() == 702
+                              ? v1::UploadingEvent::ADDED
+                              : v1::UploadingEvent::MODIFIED);
+    }
+  }
+  // Exactly what it missed: not 701 (unchanged), not 700's MATCHED (held).
+  std::sort(missed.begin(), missed.end());
+  EXPECT_EQ(missed, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                        {700, v1::Uploading::PROCESSED},
+                        {702, v1::Uploading::UPLOADED}}));
+  // Then live, without a gap or a repeat.
+  metrica_->SetUploading(kCounter, MakeUploading(701, v1::Uploading::PROCESSED));
+  ASSERT_TRUE(resumed.WaitLive(701, v1::Uploading::PROCESSED, absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> live;
+  for (const auto& e : resumed.live_events()) {
+    live.emplace_back(e.uploading().id(), e.uploading().status());
+  }
+  EXPECT_EQ(live, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                      {701, v1::Uploading::PROCESSED}}));
+  // The resumed watch's own tokens are positions too.
+  absl::StatusOr<ResumeToken> next = DecodeResumeToken(resumed.last_token());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->format, ResumeToken::kSharedFormat);
 }
 
 }  // namespace

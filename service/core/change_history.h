@@ -4,9 +4,13 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/common/clock.h"
@@ -102,6 +106,72 @@ class LocalChangeHistory : public ChangeHistory {
   const uint64_t instance_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<WatchTarget, Target> targets_ ABSL_GUARDED_BY(mu_);
+};
+
+// The changes of counter targets as every replica on one Redis sees them
+// (issue 14): per target a stream whose entry ids are the same on every
+// replica, what a WatchUploadings format 2 resume token points into. The
+// stream bridge implements it; none in single-process mode.
+//
+// A position P in a token says: the client holds, for every uploading, at
+// least its newest state up to P. Thread-safe; never blocks on Redis.
+class SharedChanges {
+ public:
+  // One entry as a watch checks it against what it has sent.
+  struct Entry {
+    std::string id;  // "<ms>-<seq>"
+    int64_t uploading_id = 0;
+    // The version this replica's store gave the entry's state, where it is
+    // known (an entry handed to it); else the holder's.
+    int64_t version = 0;
+    // absl::HashOf of the serialized v1::Uploading: the same content
+    // whatever its version here.
+    size_t content = 0;
+  };
+  struct Missed {
+    // The newest state of each uploading changed after the position, in
+    // stream order; `second`: it first entered the stream after it (ADDED).
+    std::vector<std::pair<UploadingState, bool>> changes;
+    // Every uploading's newest state the stream has had (the client holds
+    // them once it has `changes`).
+    std::vector<UploadingState> known;
+    std::string head;  // the position `changes` bring the client to
+  };
+  using CatchUpCallback = absl::AnyInvocable<void(std::optional<Missed>)>;
+
+  // Told when entries of a target's stream were read here: a watch whose
+  // last token was built before them may now cover more (its newest
+  // change's own entry, on the holder, is read after it was sent).
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnStreamRead() = 0;
+  };
+
+  virtual ~SharedChanges() = default;
+  // `listener` hears of `target`'s entries until Unlisten returns (which
+  // waits for a call under way: never call it holding what OnStreamRead
+  // takes).
+  virtual void Listen(const WatchTarget& target, Listener* listener) = 0;
+  virtual void Unlisten(Listener* listener) = 0;
+  // How far a watch of `target` whose client holds what `covers` accepts
+  // may move its position on from `from` (empty: none yet): the newest id P
+  // such that `covers` holds for every entry after `from` up to P, as this
+  // replica has read the stream; `from` when the first entry after it is not
+  // covered or when this replica knows nothing after it. nullopt when `from`
+  // is empty and this replica does not hold the stream from its first entry
+  // (not followed yet, or read with a gap), or when nothing was ever
+  // appended. Called under the watch's lock: a leaf.
+  virtual std::optional<std::string> Advance(
+      const WatchTarget& target, const std::string& from,
+      absl::FunctionRef<bool(const Entry&)> covers) = 0;
+  // What changed after `after` (a position of a token), read once this
+  // replica follows the target's stream, so that every later entry comes to
+  // the target's watchers as a state: nullopt when that cannot be said
+  // (trimmed past, older than `not_before`, another Redis, unreachable).
+  // `done` runs once, on another thread, possibly before this returns.
+  virtual void CatchUp(const WatchTarget& target, const std::string& after,
+                       absl::Time not_before, CatchUpCallback done) = 0;
 };
 
 }  // namespace uploadwatch

@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace uploadwatch {
@@ -9,6 +10,9 @@ namespace {
 
 constexpr size_t kBodySize = 1 + 8 + 4 + 4 + 4 + 8;
 constexpr size_t kSize = kBodySize + 4;
+// Format 2: format 1's body and two u64 of the stream id.
+constexpr size_t kSharedBodySize = kBodySize + 8 + 8;
+constexpr size_t kSharedSize = kSharedBodySize + 4;
 
 uint32_t Fnv1a(absl::string_view bytes) {
   uint32_t h = 2166136261u;
@@ -47,6 +51,19 @@ uint32_t FingerprintHash(absl::string_view fingerprint) {
 
 std::string EncodeResumeToken(const ResumeToken& token) {
   std::string bytes;
+  if (token.format == ResumeToken::kSharedFormat) {
+    bytes.reserve(kSharedSize);
+    Put(bytes, token.format, 1);
+    Put(bytes, token.instance, 8);
+    Put(bytes, token.fingerprint_hash, 4);
+    Put(bytes, static_cast<uint32_t>(token.counter_id), 4);
+    Put(bytes, static_cast<uint32_t>(token.type), 4);
+    Put(bytes, token.sequence, 8);
+    Put(bytes, token.stream_ms, 8);
+    Put(bytes, token.stream_seq, 8);
+    Put(bytes, Fnv1a(bytes), 4);
+    return absl::WebSafeBase64Escape(bytes);
+  }
   bytes.reserve(kSize);
   Put(bytes, token.format, 1);
   Put(bytes, token.instance, 8);
@@ -63,6 +80,24 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
   if (!absl::WebSafeBase64Unescape(text, &bytes)) {
     return Malformed("not base64url");
   }
+  if (bytes.size() == kSharedSize &&
+      static_cast<uint8_t>(bytes[0]) == ResumeToken::kSharedFormat) {
+    absl::string_view in(bytes);
+    const uint32_t expected = Fnv1a(in.substr(0, kSharedBodySize));
+    ResumeToken token;
+    token.format = static_cast<uint8_t>(Take(in, 1));
+    token.instance = Take(in, 8);
+    token.fingerprint_hash = static_cast<uint32_t>(Take(in, 4));
+    token.counter_id = static_cast<int32_t>(Take(in, 4));
+    token.type = static_cast<int32_t>(Take(in, 4));
+    token.sequence = Take(in, 8);
+    token.stream_ms = Take(in, 8);
+    token.stream_seq = Take(in, 8);
+    if (static_cast<uint32_t>(Take(in, 4)) != expected) {
+      return Malformed("checksum mismatch");
+    }
+    return token;
+  }
   if (bytes.size() != kSize) return Malformed("wrong length");
   absl::string_view in(bytes);
   const uint32_t expected = Fnv1a(in.substr(0, kBodySize));
@@ -77,6 +112,28 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
     return Malformed("checksum mismatch");
   }
   return token;
+}
+
+absl::StatusOr<ResumeToken> SharedResumeToken(uint32_t fingerprint_hash,
+                                              int32_t counter_id, int32_t type,
+                                              absl::string_view stream_id) {
+  ResumeToken token;
+  token.format = ResumeToken::kSharedFormat;
+  token.fingerprint_hash = fingerprint_hash;
+  token.counter_id = counter_id;
+  token.type = type;
+  const size_t dash = stream_id.find('-');
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(stream_id.substr(0, dash), &token.stream_ms) ||
+      !absl::SimpleAtoi(stream_id.substr(dash + 1), &token.stream_seq)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a stream entry id: ", stream_id));
+  }
+  return token;
+}
+
+std::string StreamIdOf(const ResumeToken& token) {
+  return absl::StrCat(token.stream_ms, "-", token.stream_seq);
 }
 
 }  // namespace uploadwatch

@@ -44,5 +44,76 @@ TEST(ResumeTokenTest, AnyFlippedCharacterIsCaughtByTheChecksum) {
   EXPECT_GE(caught, static_cast<int>(text.size()) - 1);
 }
 
+ResumeToken SharedSample() {
+  absl::StatusOr<ResumeToken> t = SharedResumeToken(
+      FingerprintHash("a1b2c3d4e5f60718"), 2215573, 2, "1764620000123-7");
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+TEST(ResumeTokenTest, SharedFormatNamesAStreamEntryAndRoundTrips) {
+  const ResumeToken t = SharedSample();
+  EXPECT_EQ(t.format, ResumeToken::kSharedFormat);
+  EXPECT_EQ(t.stream_ms, 1764620000123ULL);
+  EXPECT_EQ(t.stream_seq, 7u);
+  EXPECT_EQ(StreamIdOf(t), "1764620000123-7");
+  EXPECT_EQ(t.instance, 0u);
+  ResumeToken with_local = t;  // and the issuer's own sequence
+  with_local.instance = 0x0123456789abcdefULL;
+  with_local.sequence = 42;
+  absl::StatusOr<ResumeToken> both =
+      DecodeResumeToken(EncodeResumeToken(with_local));
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(*both, with_local);
+  const std::string text = EncodeResumeToken(t);
+  EXPECT_EQ(text.find_first_of("+/="), std::string::npos) << text;
+  absl::StatusOr<ResumeToken> back = DecodeResumeToken(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, t);
+  // Never taken for a format 1 token of some process, or the other way.
+  EXPECT_NE(text, EncodeResumeToken(Sample()));
+  EXPECT_EQ(DecodeResumeToken(EncodeResumeToken(Sample()))->format,
+            ResumeToken::kFormat);
+}
+
+TEST(ResumeTokenTest, SharedFormatKeepsWholeSixtyFourBitIds) {
+  absl::StatusOr<ResumeToken> t = SharedResumeToken(
+      1, -5, 0, "18446744073709551615-18446744073709551615");
+  ASSERT_TRUE(t.ok()) << t.status();
+  absl::StatusOr<ResumeToken> back = DecodeResumeToken(EncodeResumeToken(*t));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(StreamIdOf(*back), "18446744073709551615-18446744073709551615");
+  EXPECT_EQ(back->counter_id, -5);
+}
+
+TEST(ResumeTokenTest, SharedFormatIsCheckedLikeFormatOne) {
+  const std::string text = EncodeResumeToken(SharedSample());
+  int caught = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    std::string bent = text;
+    bent[i] = bent[i] == 'A' ? 'B' : 'A';
+    absl::StatusOr<ResumeToken> t = DecodeResumeToken(bent);
+    if (!t.ok()) {
+      EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+      ++caught;
+    }
+  }
+  EXPECT_GE(caught, static_cast<int>(text.size()) - 1);
+  // Cut short or padded: the wrong length.
+  for (const std::string& bad :
+       {text.substr(0, text.size() - 4), text + "AAAA"}) {
+    EXPECT_EQ(DecodeResumeToken(bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(ResumeTokenTest, SharedTokenNeedsAStreamId) {
+  for (const char* bad : {"", "12", "-", "a-1", "1-b", "1-2-3"}) {
+    EXPECT_EQ(SharedResumeToken(1, 2, 0, bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace uploadwatch

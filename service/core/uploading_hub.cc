@@ -344,12 +344,13 @@ void UploadingHub::ObserveShared(const UploadingKey& key,
   Deliver(key, recorded);
 }
 
-void UploadingHub::ObserveRelayed(const UploadingKey& key,
-                                  const v1::Uploading& uploading,
-                                  int64_t version, absl::Time sent) {
+int64_t UploadingHub::ObserveRelayed(const UploadingKey& key,
+                                     const v1::Uploading& uploading,
+                                     int64_t version, absl::Time sent) {
   StateStore::Recorded recorded =
       store_.RecordRelayed(key, uploading, version, clock_->Now(), sent);
   Deliver(key, recorded);
+  return recorded.state.version;
 }
 
 void UploadingHub::PollOwnershipChanged(const std::string& name,

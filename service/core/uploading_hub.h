@@ -176,9 +176,11 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // A state the group's lease holder relayed for counter watches (its
   // counter changes stream; StateStore::RecordRelayed, `sent`: when the
   // holder's request went): recorded and delivered as ObserveShared does,
-  // not published again. For the stream bridge.
-  void ObserveRelayed(const UploadingKey& key, const v1::Uploading& uploading,
-                      int64_t version, absl::Time sent);
+  // not published again. For the stream bridge. Returns the version it has
+  // here (the store may number it on, see StateStore::RecordRelayed).
+  int64_t ObserveRelayed(const UploadingKey& key,
+                         const v1::Uploading& uploading, int64_t version,
+                         absl::Time sent);
   // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
   void PollOwnershipChanged(const std::string& name, bool should_poll);
 

@@ -137,6 +137,12 @@ uint64_t RecordOnce(ChangeHistory* history, const WatchTarget& target,
   return d.sequence;
 }
 
+// How old a shared position may be, as LocalChangeHistory's max_age.
+constexpr absl::Duration kSharedMaxAge = absl::Minutes(15);
+// How long a watch lets a burst of entries read settle before it looks
+// whether its position moved (OnStreamRead).
+constexpr absl::Duration kNudgeDelay = absl::Milliseconds(5);
+
 // The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
 // that the snapshot's pages join the poll round's flights.
 v1::Uploading::Type ListTypeOf(v1::Uploading::Type type) {
@@ -181,20 +187,38 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     token = *decoded;
   }
   bool snapshot = true;
+  const bool caller_counter_type =
+      token &&
+      token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
+      token->counter_id == counter_id && token->type == target.type;
+  // A position every replica shares: caught up once subscribed (below),
+  // unless this process's own history has it (exact: see the README).
+  bool shared_resume = caller_counter_type && options_.shared != nullptr &&
+                       token->format == ResumeToken::kSharedFormat;
   {
     absl::MutexLock lock(&mu_);
     credentials_ = credentials;
     target_ = target;
     retry_ = options_.list_retry;
     last_write_ = clock_->Now();
-    if (token) {
-      const bool ours =
-          token->format == ResumeToken::kFormat &&
-          token->instance == history_->instance() &&
-          token->fingerprint_hash == FingerprintHash(credentials.fingerprint()) &&
-          token->counter_id == counter_id && token->type == target.type;
-      std::optional<ChangeHistory::CatchUp> catch_up;
-      if (ours) catch_up = history_->Since(target, token->sequence);
+    std::optional<ChangeHistory::CatchUp> local;
+    if (caller_counter_type && token->instance == history_->instance() &&
+        (token->format == ResumeToken::kFormat ||
+         token->format == ResumeToken::kSharedFormat)) {
+      local = history_->Since(target, token->sequence);
+    }
+    if (local) {
+      shared_resume = false;
+      // Still a shared position too: moved on from here.
+      if (token->format == ResumeToken::kSharedFormat) {
+        position_ = StreamIdOf(*token);
+      }
+    }
+    if (shared_resume) {
+      snapshot = false;  // unless the catch-up cannot be had
+    } else if (token) {
+      // Ours (this process, caller, counter and type) and still kept.
+      std::optional<ChangeHistory::CatchUp> catch_up = std::move(local);
       if (catch_up) {
         // Resume: the client holds every known state once it has these.
         snapshot = false;
@@ -229,12 +253,61 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     }
     subscribed_ = true;
   }
+  // Told of entries read, so that the position can move after them.
+  if (options_.shared != nullptr) options_.shared->Listen(target, this);
   if (snapshot) RequestPage(hub_, alive_, 0);
+  if (shared_resume) {
+    // Subscribed first: every entry after what the catch-up reads comes as
+    // a state (held in received_ meanwhile).
+    options_.shared->CatchUp(
+        target, StreamIdOf(*token), clock_->Now() - kSharedMaxAge,
+        [alive = alive_](std::optional<SharedChanges::Missed> missed) {
+          absl::MutexLock lock(&alive->mu);
+          if (alive->watch != nullptr) alive->watch->OnCatchUp(std::move(missed));
+        });
+  }
   absl::MutexLock lock(&mu_);
   bookmark_timer_ =
       After(options_.bookmark_interval, &CounterWatch::OnBookmarkTimer);
   MaybeWriteLocked();
   return absl::OkStatus();
+}
+
+void CounterWatch::OnCatchUp(std::optional<SharedChanges::Missed> missed) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || live_) return;
+  if (!missed) {
+    // Trimmed past, too old, another Redis, or unreachable: as for any
+    // token that cannot be honoured. What arrived meanwhile stays in
+    // received_ for the snapshot.
+    Message reset;
+    reset.set_reset(true);
+    reset.set_resume_token(TokenLocked());
+    out_.push_back(std::move(reset));
+    // Runs under alive_->mu: the list on a fresh task (as OnRetryTimer).
+    scheduler_->RunAt(clock_->Now(), [hub = hub_, alive = alive_] {
+      RequestPage(hub, alive, 0);
+    });
+    MaybeWriteLocked();
+    return;
+  }
+  // The client holds every uploading's newest state up to the position;
+  // with the changes after it, up to the head.
+  for (const UploadingState& s : missed->known) {
+    sent_[s.uploading.id()] =
+        Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
+  }
+  for (const auto& [s, added] : missed->changes) {
+    sent_[s.uploading.id()] =
+        Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
+  }
+  position_ = missed->head;
+  live_ = true;
+  QueueChunksLocked(missed->changes, /*synced=*/true);
+  // What came meanwhile: only what the catch-up does not hold already.
+  for (auto& [id, state] : received_) ChangeLocked(state);
+  received_.clear();
+  MaybeWriteLocked();
 }
 
 std::optional<std::pair<ListParams, Credentials>> CounterWatch::PageRequest(
@@ -398,7 +471,7 @@ void CounterWatch::QueueChunksLocked(
       FillEvent(events[i].first, events[i].second, m.add_events());
     }
     m.set_synced(synced && i >= events.size());
-    m.set_resume_token(TokenLocked());
+    m.set_resume_token(TokenLocked(/*shared_ok=*/m.synced()));
     out_.push_back(std::move(m));
   } while (i < events.size());
 }
@@ -409,7 +482,52 @@ absl::Time CounterWatch::OldestCheckLocked() const {
   return oldest;
 }
 
-std::string CounterWatch::TokenLocked() const {
+std::optional<std::string> CounterWatch::AdvanceLocked() {
+  // As far as what the client holds covers the stream: every entry's
+  // content, or a version at least the one this replica gave it.
+  return options_.shared->Advance(
+      target_, position_,
+      [this](const SharedChanges::Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        auto it = sent_.find(e.uploading_id);
+        return it != sent_.end() && (it->second.content == e.content ||
+                                     it->second.version >= e.version);
+      });
+}
+
+void CounterWatch::OnStreamRead() {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || !live_ || nudge_timer_ != 0) return;
+  // A burst of entries (a round's) settles first: one look for all.
+  nudge_timer_ = After(kNudgeDelay, &CounterWatch::OnNudgeTimer);
+}
+
+void CounterWatch::OnNudgeTimer() {
+  absl::MutexLock lock(&mu_);
+  nudge_timer_ = 0;
+  // A message on its way gets a fresh token anyway.
+  if (finished_ || !live_ || !pending_.empty() || flush_scheduled_) return;
+  std::optional<std::string> at = AdvanceLocked();
+  if (!at || *at == position_) return;
+  Message bookmark;
+  bookmark.set_resume_token(TokenLocked());
+  out_.push_back(std::move(bookmark));
+  MaybeWriteLocked();
+}
+
+std::string CounterWatch::TokenLocked(bool shared_ok) {
+  if (options_.shared != nullptr && shared_ok && live_) {
+    if (std::optional<std::string> at = AdvanceLocked()) position_ = *at;
+  }
+  if (!position_.empty()) {
+    absl::StatusOr<ResumeToken> shared = SharedResumeToken(
+        FingerprintHash(target_.group.token_fingerprint),
+        target_.group.counter_id, target_.type, position_);
+    if (shared.ok()) {
+      shared->instance = history_->instance();
+      shared->sequence = sequence_;
+      return EncodeResumeToken(*shared);
+    }
+  }
   ResumeToken token;
   token.instance = history_->instance();
   token.fingerprint_hash = FingerprintHash(target_.group.token_fingerprint);
@@ -457,6 +575,16 @@ void CounterWatch::ChangeLocked(const UploadingState& state) {
   const bool added = sent == sent_.end();
   if (!added) {
     sent->second.checked = std::max(sent->second.checked, state.check_time);
+    if (sent->second.foreign) {
+      if (content == sent->second.content) {
+        // What the client holds, as this replica numbers it from now on.
+        sent->second.version = state.version;
+        sent->second.foreign = false;
+        return;
+      }
+      sent->second.version = 0;  // any state with other content is news
+      sent->second.foreign = false;
+    }
     // Never a duplicate, never backwards.
     if (state.version <= sent->second.version ||
         content == sent->second.content) {
@@ -581,11 +709,14 @@ void CounterWatch::End(const absl::Status& status) {
 
 void CounterWatch::Stop() {
   hub_->Unsubscribe(this);
+  // Not under mu_: it waits for an OnStreamRead under way.
+  if (options_.shared != nullptr) options_.shared->Unlisten(this);
   std::vector<Scheduler::TaskId> timers;
   {
     absl::MutexLock lock(&mu_);
     finished_ = true;
-    timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_};
+    timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_,
+              nudge_timer_};
   }
   for (Scheduler::TaskId t : timers) {
     if (t != 0) scheduler_->Cancel(t);

@@ -53,7 +53,7 @@ namespace uploadwatch {
 //
 // Thread-safe. Calls its Sink under its own lock, one Write at a time;
 // calls the hub and the scheduler without it.
-class CounterWatch : public Subscriber {
+class CounterWatch : public Subscriber, private SharedChanges::Listener {
  public:
   using Message = ::metrika::offline_conversions::v1::WatchUploadingsResponse;
 
@@ -80,6 +80,10 @@ class CounterWatch : public Subscriber {
     // Retry of a snapshot page after a transient error, doubling.
     absl::Duration list_retry = absl::Seconds(1);
     absl::Duration max_list_retry = absl::Seconds(30);
+    // Replicas on one Redis: positions every replica shares (format 2
+    // tokens, resumable anywhere); none: this process's history alone.
+    // Not owned.
+    SharedChanges* shared = nullptr;
   };
 
   // None owned; all outlive the watch.
@@ -116,6 +120,11 @@ class CounterWatch : public Subscriber {
     int64_t version = 0;
     size_t content = 0;  // hash of the serialized uploading
     absl::Time checked;  // its latest confirmation this watch was shown
+    // From a shared catch-up: `version` is the stream's numbering, which
+    // this replica's store may not share (it numbered the uploading on its
+    // own): the first state here with other content is a change whatever
+    // its version, the same content takes this replica's version.
+    bool foreign = false;
   };
   struct Pending {
     // The UploadingEvent, serialized: MODIFIED ones are made once per state
@@ -149,7 +158,21 @@ class CounterWatch : public Subscriber {
   void QueueChunksLocked(const std::vector<std::pair<UploadingState, bool>>&
                              events,
                          bool synced) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string TokenLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The token of a message about to be queued: a shared position (format
+  // 2) once the watch has one (moved on as far as what it sent covers the
+  // stream; `shared_ok` false for a snapshot's chunks before its last), else
+  // this process's sequence (format 1).
+  std::string TokenLocked(bool shared_ok = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A format 2 token's catch-up arrived (nullopt: a reset and the snapshot).
+  void OnCatchUp(std::optional<SharedChanges::Missed> missed);
+  // How far the shared position may move now (see SharedChanges::Advance).
+  std::optional<std::string> AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SharedChanges::Listener: entries were read; once they have settled
+  // (OnNudgeTimer), a bookmark carries the position they let the client's
+  // token reach, if no message is on its way to.
+  void OnStreamRead() override;
+  void OnNudgeTimer();
   // The oldest last confirmation among the states the client holds (for
   // the message's check_time); sent_ must not be empty.
   absl::Time OldestCheckLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -185,6 +208,10 @@ class CounterWatch : public Subscriber {
   std::vector<int64_t> pending_order_ ABSL_GUARDED_BY(mu_);
   // The history's sequence the client holds everything up to.
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // The shared changes stream's id the client holds everything up to
+  // (options_.shared); empty until known.
+  std::string position_ ABSL_GUARDED_BY(mu_);
+  Scheduler::TaskId nudge_timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
   Message in_flight_ ABSL_GUARDED_BY(mu_);
   // Live events that follow in_flight_'s own fields on the wire.

@@ -32,8 +32,9 @@ CounterWatchReactor::CounterWatchReactor(
       admission_(deps, *context),
       counter_id_(request.ok() ? request->counter_id() : 0),
       watch_(deps.hub, history, deps.scheduler, deps.clock, this,
-             CounterWatch::Options{.bookmark_interval =
-                                       deps.limits->bookmark_interval()}) {
+             CounterWatch::Options{
+                 .bookmark_interval = deps.limits->bookmark_interval(),
+                 .shared = deps.shared_changes}) {
   absl::Status status =
       request.ok() ? ValidateWatchUploadings(*request) : request.status();
   if (status.ok()) {

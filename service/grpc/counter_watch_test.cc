@@ -10,6 +10,9 @@
 #include <set>
 #include <vector>
 
+#include "absl/hash/hash.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -111,6 +114,50 @@ std::vector<std::pair<UploadingEvent::Type, int64_t>> Events(const Message& m) {
   return out;
 }
 
+// SharedChanges of a test: a stream of entries the test appends, Advance
+// over them as the bridge does, and catch-ups the test answers.
+class FakeSharedChanges : public SharedChanges {
+ public:
+  // Ids "<n>-0", n growing.
+  void Append(int64_t n, const v1::Uploading& u, int64_t version) {
+    entries_.push_back(Entry{absl::StrCat(n, "-0"), u.id(), version,
+                             absl::HashOf(u.SerializeAsString())});
+  }
+  std::optional<std::string> Advance(
+      const WatchTarget&, const std::string& from,
+      absl::FunctionRef<bool(const Entry&)> covers) override {
+    std::optional<std::string> at;
+    if (!from.empty()) at = from;
+    for (const Entry& e : entries_) {
+      if (!from.empty() && N(e.id) <= N(from)) continue;
+      if (!covers(e)) break;
+      at = e.id;
+    }
+    return at;
+  }
+  void CatchUp(const WatchTarget&, const std::string& after, absl::Time,
+               CatchUpCallback done) override {
+    asked_after = after;
+    pending = std::move(done);
+  }
+  void Listen(const WatchTarget&, Listener* l) override { listener = l; }
+  void Unlisten(Listener* l) override {
+    if (listener == l) listener = nullptr;
+  }
+
+  std::string asked_after;
+  CatchUpCallback pending;
+  Listener* listener = nullptr;
+
+ private:
+  static int64_t N(const std::string& id) {
+    int64_t n = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(id.substr(0, id.find('-')), &n)) << id;
+    return n;
+  }
+  std::vector<Entry> entries_;
+};
+
 class CounterWatchTest : public ::testing::Test {
  protected:
   CounterWatchTest() : client_(&time_) {
@@ -172,6 +219,8 @@ class CounterWatchTest : public ::testing::Test {
   UploadingHub::Options hub_options_;
   CounterWatch::Options options_;
   LocalChangeHistory history_{&time_, {}, /*instance=*/1234};
+  // options_.shared of the tests that set it (outlives their watches).
+  FakeSharedChanges shared_;
   const Credentials credentials_{kToken};
   std::unique_ptr<UploadingHub> hub_;
   std::vector<std::unique_ptr<Stream>> streams_;
@@ -439,6 +488,162 @@ TEST_F(CounterWatchTest, ATokenOfAnotherInstanceGivesAResetThenTheSnapshot) {
   EXPECT_TRUE(m[0].reset());
   EXPECT_EQ(m[0].events_size(), 0);
   EXPECT_FALSE(m[1].reset());
+  EXPECT_TRUE(m[1].synced());
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 1}}));
+}
+
+// A format 2 token (a changes stream position, issue 14) is well-formed, but
+// this build has no shared history to catch up from: a reset and the
+// snapshot, never INVALID_ARGUMENT and never a catch-up from a sequence.
+TEST_F(CounterWatchTest, AStreamPositionTokenGivesAResetThenTheSnapshot) {
+  Put(Make(1, v1::Uploading::UPLOADED));
+  absl::StatusOr<ResumeToken> shared =
+      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
+                        v1::Uploading::BASIC, "1764620000123-0");
+  ASSERT_TRUE(shared.ok());
+  absl::Status status;
+  Stream& s = Open(EncodeResumeToken(*shared), v1::Uploading::TYPE_UNSPECIFIED,
+                   &status);
+  Settle();
+  ASSERT_TRUE(status.ok()) << status;
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m[0].reset());
+  EXPECT_TRUE(m[1].synced());
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 1}}));
+  // Its own tokens stay this process's (format 1).
+  absl::StatusOr<ResumeToken> issued = DecodeResumeToken(m[1].resume_token());
+  ASSERT_TRUE(issued.ok());
+  EXPECT_EQ(issued->format, ResumeToken::kFormat);
+}
+
+UploadingState StateOf(const v1::Uploading& u, int64_t version, absl::Time t) {
+  return UploadingState{u, version, t, t, {StatusSeen{u.status(), "", t}}};
+}
+
+// Replicas on one Redis: the token names a stream position as soon as what
+// the watch sent covers the stream, and moves on with it -- in a live
+// message, or in a bookmark after entries the client already holds.
+TEST_F(CounterWatchTest, TokensNameTheSharedPositionWhatWasSentCovers) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
+  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
+  Stream& s = Open();
+  Settle();
+  auto token = [&] {
+    absl::StatusOr<ResumeToken> t =
+        DecodeResumeToken(s.sink.messages().back().resume_token());
+    EXPECT_TRUE(t.ok());
+    return *t;
+  };
+  ASSERT_TRUE(s.sink.messages().back().synced());
+  EXPECT_EQ(token().format, ResumeToken::kSharedFormat);
+  EXPECT_EQ(StreamIdOf(token()), "2-0");
+  EXPECT_EQ(token().instance, 1234u);  // exact on this replica too
+  // An entry the client does not hold yet: the position stays.
+  shared.Append(3, Make(3, v1::Uploading::UPLOADED), 1);
+  ASSERT_NE(shared.listener, nullptr);
+  shared.listener->OnStreamRead();
+  Advance(absl::Milliseconds(10));
+  const size_t before = s.sink.messages().size();
+  EXPECT_EQ(before, 1u);  // no bookmark: nothing to move to
+  // It comes: the live message covers it.
+  Put(Make(3, v1::Uploading::UPLOADED));
+  Advance(kInterval);
+  ASSERT_EQ(s.sink.messages().size(), before + 1);
+  EXPECT_EQ(Events(s.sink.messages().back()),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::ADDED, 3}}));
+  EXPECT_EQ(StreamIdOf(token()), "3-0");
+  // A state it holds entered the stream again (another holder's relay):
+  // a bookmark, no event, moves the token past it.
+  shared.Append(4, Make(1, v1::Uploading::UPLOADED), 1);
+  shared.listener->OnStreamRead();
+  Advance(absl::Milliseconds(10));
+  ASSERT_EQ(s.sink.messages().size(), before + 2);
+  EXPECT_EQ(s.sink.messages().back().events_size(), 0);
+  EXPECT_EQ(StreamIdOf(token()), "4-0");
+}
+
+// Another replica's token: the catch-up (what changed after its position,
+// and what the client holds), then `synced`, then live; what the poll
+// delivered meanwhile is not shown again.
+TEST_F(CounterWatchTest, AStreamPositionResumesWithItsCatchUpThenLive) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Stream& first = Open();
+  Settle();
+  Put(Make(2, v1::Uploading::MATCHED));  // version 2 here
+  Advance(kInterval);
+  absl::StatusOr<ResumeToken> own =
+      DecodeResumeToken(first.sink.messages().back().resume_token());
+  ASSERT_TRUE(own.ok());
+  absl::StatusOr<ResumeToken> elsewhere =
+      SharedResumeToken(own->fingerprint_hash, own->counter_id, own->type,
+                        "2-0");  // instance 0: another replica's
+  ASSERT_TRUE(elsewhere.ok());
+  Stream& s = Open(EncodeResumeToken(*elsewhere));
+  Settle();
+  EXPECT_EQ(shared.asked_after, "2-0");
+  EXPECT_TRUE(s.sink.messages().empty());  // waits for the catch-up
+  ASSERT_TRUE(shared.pending != nullptr);
+  SharedChanges::Missed missed;
+  const absl::Time t = time_.Now();
+  missed.changes.emplace_back(StateOf(Make(2, v1::Uploading::MATCHED), 2, t),
+                              false);
+  missed.known = {StateOf(Make(1, v1::Uploading::UPLOADED), 1, t),
+                  StateOf(Make(2, v1::Uploading::MATCHED), 2, t)};
+  missed.head = "5-0";
+  std::move(shared.pending)(std::move(missed));
+  Settle();
+  std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_FALSE(m[0].reset());
+  EXPECT_TRUE(m[0].synced());
+  EXPECT_EQ(Events(m[0]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 2}}));
+  absl::StatusOr<ResumeToken> next = DecodeResumeToken(m[0].resume_token());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(StreamIdOf(*next), "5-0");
+  // Rounds show 1 and 2 as they are: nothing new for the client.
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 1u);
+  Put(Make(2, v1::Uploading::PROCESSED));
+  Advance(kInterval);
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(Events(m[1]),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 2}}));
+  EXPECT_EQ(m[1].events(0).uploading().status(), v1::Uploading::PROCESSED);
+}
+
+TEST_F(CounterWatchTest, AStreamPositionWithoutACatchUpGivesAResetThenTheSnapshot) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  Put(Make(1, v1::Uploading::UPLOADED));
+  absl::StatusOr<ResumeToken> t =
+      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
+                        v1::Uploading::BASIC, "7-0");
+  ASSERT_TRUE(t.ok());
+  Stream& s = Open(EncodeResumeToken(*t));
+  Settle();
+  ASSERT_TRUE(shared.pending != nullptr);
+  std::move(shared.pending)(std::nullopt);  // trimmed past, say
+  Settle();
+  const std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m[0].reset());
   EXPECT_TRUE(m[1].synced());
   EXPECT_EQ(Events(m[1]),
             (std::vector<std::pair<UploadingEvent::Type, int64_t>>{

@@ -13,6 +13,8 @@
 
 namespace uploadwatch {
 
+class SharedChanges;
+
 // What the rpcs need; none owned, all outlive every call.
 struct ServiceDeps {
   UploadingHub* hub;
@@ -24,6 +26,9 @@ struct ServiceDeps {
   ReactorTracker* reactors;
   // The server's own token and how calls without one are treated.
   CallerPolicy callers;
+  // Replicas on one Redis: counter watch positions every replica shares;
+  // null in single-process mode.
+  SharedChanges* shared_changes = nullptr;
 };
 
 }  // namespace uploadwatch

@@ -7,9 +7,22 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 
 namespace uploadwatch::redis {
+
+std::optional<std::pair<uint64_t, uint64_t>> ParseStreamId(
+    absl::string_view id) {
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  size_t dash = id.find('-');
+  if (dash == absl::string_view::npos ||
+      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
+      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
+    return std::nullopt;
+  }
+  return out;
+}
 
 namespace {
 
@@ -44,16 +57,34 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
   return *script;
 }
 
-// KEYS[1] the stream, KEYS[2] the lease. ARGV: owner, version, payload, max
-// length, sent (ms). A counter's changes: many uploadings, each with its own
-// version, so no version check here (the publisher keeps them going up).
+// KEYS[1] the stream, KEYS[2] the lease, KEYS[3] the stream's newest entry
+// per uploading (a hash, not trimmed). ARGV: owner, version, payload, max
+// length, sent (ms), uploading id, the hash's TTL (ms). A counter's changes:
+// many uploadings, each with its own version, so no version check here (the
+// publisher keeps them going up). The hash's value is
+// "<first id>|<id>|<version>|<payload>": what a resume on another replica
+// takes the client to hold (the stream itself is trimmed). The same version
+// and payload as the newest one is not appended again (its id is answered).
 const RedisScript& AppendChangeScript() {
   static const RedisScript* script = new RedisScript(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('NOTOWNER the poll lease is held by another replica')
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                  'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+local old = redis.call('HGET', KEYS[3], ARGV[6])
+local first = nil
+if old then
+  local f, i, v, s = string.match(old, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  -- The same version and state again (a new holder that did not see it
+  -- relayed): not a change, and a resume must not show it twice.
+  if v == ARGV[2] and s == ARGV[3] then return i end
+  first = f
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                      'v', ARGV[2], 's', ARGV[3], 'o', ARGV[1], 't', ARGV[5])
+if not first then first = id end
+redis.call('HSET', KEYS[3], ARGV[6], first .. '|' .. id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+return id
 )lua");
   return *script;
 }
@@ -81,16 +112,23 @@ return 1
   return *script;
 }
 
-// "<ms>-<seq>" -> (ms, seq); (0, 0) when malformed.
+// KEYS[1] the stream, KEYS[2] its newest entry per uploading (a hash). ARGV:
+// after (exclusive), until (inclusive or '+'). The oldest and newest entries
+// kept, the range and the hash, in one script, so that no trim or append
+// between them makes a range look complete when it is not.
+const RedisScript& RangeScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local range = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], ARGV[2])
+return {first, last, range, redis.call('HGETALL', KEYS[2])}
+)lua");
+  return *script;
+}
+
+// (0, 0) when malformed.
 std::pair<uint64_t, uint64_t> ParseId(absl::string_view id) {
-  std::pair<uint64_t, uint64_t> out{0, 0};
-  size_t dash = id.find('-');
-  if (dash == absl::string_view::npos ||
-      !absl::SimpleAtoi(id.substr(0, dash), &out.first) ||
-      !absl::SimpleAtoi(id.substr(dash + 1), &out.second)) {
-    return {0, 0};
-  }
-  return out;
+  return ParseStreamId(id).value_or(std::pair<uint64_t, uint64_t>{0, 0});
 }
 
 // [id, [field, value, ...]] -> entry; nullopt when malformed.
@@ -363,6 +401,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
   commands->Preload(PublishScript());
   commands->Preload(RaiseFloorScript());
   commands->Preload(AppendChangeScript());
+  commands->Preload(RangeScript());
   state_->reader = reader;
   state_->options = std::move(options);
   std::weak_ptr<State> weak = state_;
@@ -399,6 +438,10 @@ std::string StateStream::Key(const std::string& group) const {
   return state_->Key(group);
 }
 
+std::string StateStream::LatestKey(const std::string& stream) const {
+  return state_->commands->Key(absl::StrCat("changes:", stream));
+}
+
 std::string StateStream::FloorKey(const std::string& group) const {
   return state_->commands->Key(absl::StrCat("floor:", group));
 }
@@ -427,13 +470,16 @@ void StateStream::Publish(const std::string& group, int64_t version,
       });
 }
 
-void StateStream::AppendChange(const std::string& stream, int64_t version,
-                               std::string payload, int64_t sent_ms,
+void StateStream::AppendChange(const std::string& stream, int64_t uploading_id,
+                               int64_t version, std::string payload,
+                               int64_t sent_ms,
                                const PublishFence& fence, IdCallback done) {
   state_->commands->Eval(
-      AppendChangeScript(), {Key(stream), fence.lease_key},
+      AppendChangeScript(), {Key(stream), fence.lease_key, LatestKey(stream)},
       {fence.owner, absl::StrCat(version), std::move(payload),
-       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms)},
+       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms),
+       absl::StrCat(uploading_id),
+       absl::StrCat(absl::ToInt64Milliseconds(state_->options.floor_ttl))},
       [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
         if (!r.ok()) return done(r.status());
         if (r->type != RedisReply::Type::kString) {
@@ -471,6 +517,76 @@ void StateStream::Last(const std::string& group, LastCallback done) {
           return done(absl::InternalError("malformed history entry"));
         }
         done(std::move(e));
+      });
+}
+
+void StateStream::ChangesAfter(const std::string& group,
+                               const std::string& after_id,
+                               const std::string& until_id,
+                               absl::Time not_before, RangeCallback done) {
+  const std::optional<std::pair<uint64_t, uint64_t>> after =
+      ParseStreamId(after_id);
+  if (!after || (until_id != "+" && !ParseStreamId(until_id))) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("not a stream id: ", after_id, " / ", until_id)));
+  }
+  // "0-0": everything kept, from the first entry (a reader starting out).
+  const bool everything = after->first == 0 && after->second == 0;
+  if (!everything &&
+      static_cast<int64_t>(after->first) < absl::ToUnixMillis(not_before)) {
+    return done(std::optional<Range>());  // older than honoured
+  }
+  state_->commands->Eval(
+      RangeScript(), {Key(group), LatestKey(group)}, {after_id, until_id},
+      [after = *after, everything, done = std::move(done)](
+          absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        if (r->type != RedisReply::Type::kArray || r->elements.size() != 4) {
+          return done(absl::InternalError("the range script answered no quad"));
+        }
+        const RedisReply& first = r->elements[0];
+        const RedisReply& last = r->elements[1];
+        if (first.type != RedisReply::Type::kArray || first.elements.empty() ||
+            last.type != RedisReply::Type::kArray || last.elements.empty()) {
+          // Empty: nothing to go by (from the start: nothing yet).
+          if (everything) return done(std::optional<Range>(Range{}));
+          return done(std::optional<Range>());
+        }
+        std::optional<StreamEntry> oldest = ParseEntry(first.elements[0]);
+        std::optional<StreamEntry> newest = ParseEntry(last.elements[0]);
+        if (!oldest || !newest) {
+          return done(absl::InternalError("malformed history entry"));
+        }
+        // The entry at `after` itself may be trimmed (the first kept is
+        // then after it) -- and so may the ones after it.
+        if ((!everything && ParseId(oldest->id) > after) ||
+            ParseId(newest->id) < after) {
+          return done(std::optional<Range>());
+        }
+        Range range;
+        range.head = newest->id;
+        for (const RedisReply& e : r->elements[2].elements) {
+          std::optional<StreamEntry> entry = ParseEntry(e);
+          if (!entry) return done(absl::InternalError("malformed history entry"));
+          range.entries.push_back(*std::move(entry));
+        }
+        const auto& hash = r->elements[3].elements;
+        for (size_t i = 0; i + 1 < hash.size(); i += 2) {
+          // "<first id>|<id>|<version>|<payload>"
+          std::vector<absl::string_view> parts =
+              absl::StrSplit(hash[i + 1].str, absl::MaxSplits('|', 3));
+          Latest latest;
+          if (parts.size() != 4 ||
+              !absl::SimpleAtoi(hash[i].str, &latest.uploading_id) ||
+              !absl::SimpleAtoi(parts[2], &latest.entry.version)) {
+            return done(absl::InternalError("malformed newest-entry record"));
+          }
+          latest.first_id = std::string(parts[0]);
+          latest.entry.id = std::string(parts[1]);
+          latest.entry.payload = std::string(parts[3]);
+          range.latest.push_back(std::move(latest));
+        }
+        done(std::optional<Range>(std::move(range)));
       });
 }
 

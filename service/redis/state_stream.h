@@ -5,10 +5,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "service/redis/redis_connection.h"
 
@@ -37,6 +40,9 @@ struct StreamEntry {
   std::string owner;
   int64_t sent_ms = 0;
 };
+
+// "<ms>-<seq>" -> (ms, seq); nullopt when it is not a stream id.
+std::optional<std::pair<uint64_t, uint64_t>> ParseStreamId(absl::string_view id);
 
 struct StateStreamOptions {
   // Entries kept per group (XADD MAXLEN ~): how far back a reader that was
@@ -80,6 +86,23 @@ class StateStream {
   using LastCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::optional<StreamEntry>>)>;
   using FloorCallback = absl::AnyInvocable<void(absl::StatusOr<bool>)>;
+  // What ChangesAfter read: nullopt when the stream cannot say what came
+  // after the position (see there).
+  // One uploading's newest entry in a changes stream (AppendChange keeps
+  // them, untrimmed, beside the stream).
+  struct Latest {
+    int64_t uploading_id = 0;
+    std::string first_id;  // its first entry
+    StreamEntry entry;     // id, version, payload
+  };
+  struct Range {
+    std::vector<StreamEntry> entries;  // in stream order
+    std::string head;  // the stream's newest id when read
+    // Every uploading's newest entry (changes streams only), read with it.
+    std::vector<Latest> latest;
+  };
+  using RangeCallback =
+      absl::AnyInvocable<void(absl::StatusOr<std::optional<Range>>)>;
 
   // Neither connection is owned; both must outlive this object. `reader` is
   // used by nothing else (XREAD BLOCK holds it), and is on the same loop.
@@ -98,10 +121,13 @@ class StateStream {
   // counter's changes, for counter watches on other replicas): fenced like
   // Publish, but without its version check (versions are per uploading;
   // the publisher keeps each one's going up). The entry is {v: version,
-  // s: payload, o: fence.owner, t: sent_ms}; answers its id.
-  // FAILED_PRECONDITION ("NOTOWNER") when the lease is not fence.owner's.
-  void AppendChange(const std::string& stream, int64_t version,
-                    std::string payload, int64_t sent_ms,
+  // s: payload, o: fence.owner, t: sent_ms}; answers its id. In the same
+  // script it becomes `uploading_id`'s newest entry in LatestKey(stream)
+  // (kept floor_ttl after the last append; what ChangesAfter's `latest`
+  // answers). FAILED_PRECONDITION ("NOTOWNER") when the lease is not
+  // fence.owner's.
+  void AppendChange(const std::string& stream, int64_t uploading_id,
+                    int64_t version, std::string payload, int64_t sent_ms,
                     const PublishFence& fence, IdCallback done);
   // A replica that does not hold the lease showed `version` to its own
   // watchers (polling alone while Redis was unreachable, or a counter
@@ -114,6 +140,23 @@ class StateStream {
   // The newest entry (nullopt for an empty history): where a new poller
   // continues the versions.
   void Last(const std::string& group, LastCallback done);
+  // Every entry of `group` after `after_id` up to `until_id` (inclusive;
+  // "+": the newest), read atomically with the stream's bounds and (for a
+  // changes stream) its newest entry per uploading (one script),
+  // asynchronously: what a resume token (issue 14, a changes stream's entry
+  // id) needs for its catch-up. nullopt -- the stream cannot say what came
+  // after the position, so the caller must not catch up from it -- when the
+  // stream is empty, its oldest kept entry is after `after_id` (trimmed past
+  // it: entries in between are gone), `after_id` is after its newest entry
+  // (a position from another Redis, or one flushed since), or `after_id`'s
+  // time is before `not_before` (older than the caller honours).
+  // `after_id` "0-0": everything kept (an empty range for an empty stream),
+  // whatever was trimmed before.
+  // INVALID_ARGUMENT for an id that is not "<ms>-<seq>"; UNAVAILABLE at once
+  // while not connected.
+  void ChangesAfter(const std::string& group, const std::string& after_id,
+                    const std::string& until_id, absl::Time not_before,
+                    RangeCallback done);
 
   // Delivers every entry after `after_id` ("0-0": all retained history;
   // empty: only entries published from now on), then each new one, in order,
@@ -127,6 +170,8 @@ class StateStream {
 
   std::string Key(const std::string& group) const;
   std::string FloorKey(const std::string& group) const;
+  // `changes:<stream>`: a changes stream's newest entry per uploading.
+  std::string LatestKey(const std::string& stream) const;
 
  private:
   struct State;

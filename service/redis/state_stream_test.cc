@@ -1,9 +1,11 @@
 #include "service/redis/state_stream.h"
 
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -202,8 +204,8 @@ TEST_F(StateStreamTest, ChangesAreFencedAndCarryTheirOwnerAndTime) {
   PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
   auto append = [&](int64_t version, const std::string& payload) {
     return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
-      holder->stream->AppendChange(kGroup, version, payload, 1234567, fence,
-                                   std::move(done));
+      holder->stream->AppendChange(kGroup, version, version, payload, 1234567,
+                                   fence, std::move(done));
     });
   };
   ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-b"}).ok());
@@ -257,6 +259,117 @@ TEST_F(StateStreamTest, TheHistoryIsTrimmed) {
   // MAXLEN ~ trims whole stream nodes (100 entries by default).
   EXPECT_GE(len, 10);
   EXPECT_LT(len, 400);
+}
+
+// A resume token's catch-up (issue 14): what came after a position, or "cannot
+// say" -- never a range with a hole in it.
+TEST_F(StateStreamTest, ChangesAfterAPositionAreReadOrRefusedWhenTrimmedPast) {
+  auto a = NewReplica("a");
+  std::vector<std::string> ids;
+  for (int v = 1; v <= 6; ++v) ids.push_back(*a->Publish(v));
+  using Answer = absl::StatusOr<std::optional<StateStream::Range>>;
+  auto after = [&](const std::string& id, const std::string& until,
+                   absl::Time not_before = absl::InfinitePast()) {
+    return testing::Await<Answer>([&](auto done) {
+      a->stream->ChangesAfter(kGroup, id, until, not_before, std::move(done));
+    });
+  };
+  auto versions = [](const StateStream::Range& r) {
+    std::vector<int64_t> v;
+    for (const StreamEntry& e : r.entries) v.push_back(e.version);
+    return v;
+  };
+  Answer all = after(ids[1], "+");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_TRUE(all->has_value());
+  EXPECT_EQ(versions(**all), (std::vector<int64_t>{3, 4, 5, 6}));
+  EXPECT_EQ((*all)->head, ids[5]);
+  EXPECT_EQ((*all)->entries[0].payload, "state-3");
+  // Up to a bound (inclusive), and nothing after the newest.
+  Answer bounded = after(ids[1], ids[3]);
+  ASSERT_TRUE(bounded.ok() && bounded->has_value());
+  EXPECT_EQ(versions(**bounded), (std::vector<int64_t>{3, 4}));
+  Answer none = after(ids[5], "+");
+  ASSERT_TRUE(none.ok() && none->has_value());
+  EXPECT_TRUE((*none)->entries.empty());
+  // The first entry kept is the position: still complete.
+  const std::string key = "t:history:" + std::string(kGroup);
+  ASSERT_TRUE(server_.Run({"XTRIM", key, "MAXLEN", "4"}).ok());  // 3..6 kept
+  Answer at_oldest = after(ids[2], "+");
+  ASSERT_TRUE(at_oldest.ok() && at_oldest->has_value());
+  EXPECT_EQ(versions(**at_oldest), (std::vector<int64_t>{4, 5, 6}));
+  // Trimmed past: entry 2 is gone, so what followed it is not known whole.
+  Answer trimmed = after(ids[1], "+");
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  EXPECT_FALSE(trimmed->has_value());
+  // After the newest entry (another Redis, or a flushed one): refused.
+  auto [ms, seq] = *ParseStreamId(ids[5]);
+  Answer future = after(absl::StrCat(ms + 60000, "-0"), "+");
+  ASSERT_TRUE(future.ok());
+  EXPECT_FALSE(future->has_value());
+  // Older than the caller honours.
+  Answer old = after(ids[3], "+", absl::FromUnixMillis(ms + 1));
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->has_value());
+  // An empty (or deleted) stream says nothing.
+  ASSERT_TRUE(server_.Run({"DEL", key}).ok());
+  Answer gone = after(ids[3], "+");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  // Not an id: a caller's bug, told apart from "cannot say".
+  EXPECT_EQ(after("yesterday", "+").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(after(ids[1], "soon").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// What a resume elsewhere takes the client to hold: every uploading's newest
+// entry of a changes stream, kept beside it by the append, untrimmed.
+TEST_F(StateStreamTest, ChangesKeepEachUploadingsNewestEntryForResumes) {
+  StateStreamOptions o;
+  o.max_len = 1;
+  auto holder = NewReplica("a", o);
+  PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-a"}).ok());
+  auto append = [&](int64_t uploading, int64_t version) {
+    return *testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      holder->stream->AppendChange(kGroup, uploading, version,
+                                   absl::StrCat("u", uploading, "|v", version),
+                                   1, fence, std::move(done));
+    });
+  };
+  const std::string a1 = append(7, 1);
+  const std::string b1 = append(8, 1);
+  const std::string a2 = append(7, 2);
+  // The same state again (a new holder's first relay of it): not appended.
+  EXPECT_EQ(append(7, 2), a2);
+  auto range = testing::Await<absl::StatusOr<std::optional<StateStream::Range>>>(
+      [&](auto done) {
+        holder->stream->ChangesAfter(kGroup, b1, "+", absl::InfinitePast(),
+                                     std::move(done));
+      });
+  ASSERT_TRUE(range.ok()) << range.status();
+  ASSERT_TRUE(range->has_value());
+  ASSERT_EQ((*range)->entries.size(), 1u);
+  EXPECT_EQ((*range)->entries[0].id, a2);
+  std::map<int64_t, StateStream::Latest> latest;
+  for (const auto& l : (*range)->latest) latest[l.uploading_id] = l;
+  ASSERT_EQ(latest.size(), 2u);
+  EXPECT_EQ(latest[7].first_id, a1);
+  EXPECT_EQ(latest[7].entry.id, a2);
+  EXPECT_EQ(latest[7].entry.version, 2);
+  EXPECT_EQ(latest[7].entry.payload, "u7|v2");  // a '|' in it survives
+  EXPECT_EQ(latest[8].first_id, b1);
+  EXPECT_EQ(latest[8].entry.id, b1);
+  EXPECT_GT(server_.Integer({"PTTL", "t:changes:" + std::string(kGroup)}), 0);
+}
+
+TEST(StreamIdTest, ParsesRedisStreamIds) {
+  EXPECT_EQ(ParseStreamId("1700000000000-3"),
+            (std::pair<uint64_t, uint64_t>{1700000000000ULL, 3}));
+  for (const char* bad : {"", "-", "12", "a-1", "1-b", "1-2-3"}) {
+    EXPECT_FALSE(ParseStreamId(bad).has_value()) << bad;
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -117,6 +118,17 @@ uint64_t StreamBridge::StartFollowingLocked(const std::string& name) {
 }
 
 void StreamBridge::StopFollowingLocked(const std::string& name) {
+  if (auto log = logs_.find(name); log != logs_.end()) {
+    if (!log->second.waiting.empty() && !stopping_) {
+      // Not followed any more: those catch-ups cannot be read (off the lock).
+      coordinator_->commands().loop()->Post(
+          [waiting = std::make_shared<std::vector<CatchUpAsk>>(
+               std::move(log->second.waiting))] {
+            for (CatchUpAsk& ask : *waiting) ask.done(std::nullopt);
+          });
+    }
+    logs_.erase(log);
+  }
   followed_.erase(name);
   changes_.erase(name);
   in_history_.erase(name);
@@ -325,6 +337,223 @@ void StreamBridge::Follow(const std::string& name, uint64_t generation) {
               Deliver(uploading, entry);
             });
         (void)s;  // ALREADY_EXISTS: a quick Unwant + Want; still followed
+        if (changes) {
+          Subscribed(name, generation, after,
+                     /*backfill=*/last.ok() && last->has_value());
+        }
+      });
+}
+
+void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
+                              const std::string& start, bool backfill) {
+  std::vector<CatchUpAsk> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = followed_.find(name);
+    if (it == followed_.end() || it->second != generation) return;
+    ChangeLog& log = logs_[name];
+    log.subscribed = true;
+    log.start = start;
+    log.ready = start == "0-0";  // empty: the subscription reads it all
+    waiting.swap(log.waiting);
+  }
+  for (CatchUpAsk& ask : waiting) RunCatchUp(name, std::move(ask));
+  if (!backfill) return;
+  // The entries up to `start` too, for positions (not for the hub: the
+  // counter watches' snapshot lists show what they brought).
+  coordinator_->history().ChangesAfter(
+      name, "0-0", start, absl::InfinitePast(),
+      [this, name, generation](
+          absl::StatusOr<std::optional<StateStream::Range>> range) {
+        if (stopping_ || !range.ok() || !range->has_value()) return;
+        std::vector<Entry> before;
+        for (const StreamEntry& e : (*range)->entries) {
+          v1::Uploading uploading;
+          if (!uploading.ParseFromString(e.payload)) continue;
+          before.push_back(Entry{e.id, uploading.id(), e.version,
+                                 absl::HashOf(uploading.SerializeAsString())});
+        }
+        absl::MutexLock lock(&mu_);
+        auto it = followed_.find(name);
+        if (it == followed_.end() || it->second != generation) return;
+        ChangeLog& log = logs_[name];
+        if (log.ready || !log.trimmed_to.empty()) return;
+        log.entries.insert(log.entries.begin(), before.begin(), before.end());
+        log.ready = true;
+        while (log.entries.size() > kMaxLogEntries) {
+          log.trimmed_to = log.entries.front().id;
+          log.entries.pop_front();
+        }
+      });
+}
+
+void StreamBridge::AppendLogLocked(const std::string& name, Entry entry) {
+  auto it = logs_.find(name);
+  if (it == logs_.end()) return;
+  ChangeLog& log = it->second;
+  log.entries.push_back(std::move(entry));
+  while (log.entries.size() > kMaxLogEntries) {
+    log.trimmed_to = log.entries.front().id;
+    log.entries.pop_front();
+  }
+}
+
+namespace {
+
+bool IdLess(const std::string& a, const std::string& b) {
+  return ParseStreamId(a).value_or(std::pair<uint64_t, uint64_t>{0, 0}) <
+         ParseStreamId(b).value_or(std::pair<uint64_t, uint64_t>{0, 0});
+}
+
+}  // namespace
+
+std::optional<std::string> StreamBridge::Advance(
+    const WatchTarget& target, const std::string& from,
+    absl::FunctionRef<bool(const Entry&)> covers) {
+  const std::string name = PollCounterKey(target.group.token_fingerprint,
+                                          target.group.counter_id, target.type);
+  auto stay = [&]() -> std::optional<std::string> {
+    if (from.empty()) return std::nullopt;
+    return from;
+  };
+  absl::MutexLock lock(&mu_);
+  auto it = logs_.find(name);
+  if (it == logs_.end() || !it->second.subscribed) return stay();
+  const ChangeLog& log = it->second;
+  // Where what is kept here is whole from: entries before it are not known.
+  if (!log.trimmed_to.empty()) {
+    if (from.empty() || IdLess(from, log.trimmed_to)) return stay();
+  } else if (!log.ready) {
+    if (from.empty() || log.start.empty() || IdLess(from, log.start)) {
+      return stay();
+    }
+  }
+  std::optional<std::string> at = stay();
+  for (const Entry& e : log.entries) {
+    if (!from.empty() && !IdLess(from, e.id)) continue;
+    if (!covers(e)) break;
+    at = e.id;
+  }
+  return at;
+}
+
+void StreamBridge::Listen(const WatchTarget& target, Listener* listener) {
+  const std::string name = PollCounterKey(target.group.token_fingerprint,
+                                          target.group.counter_id, target.type);
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_[name].insert(listener);
+  listening_[listener] = name;
+}
+
+void StreamBridge::Unlisten(Listener* listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  auto it = listening_.find(listener);
+  if (it == listening_.end()) return;
+  auto set = listeners_.find(it->second);
+  if (set != listeners_.end()) {
+    set->second.erase(listener);
+    if (set->second.empty()) listeners_.erase(set);
+  }
+  listening_.erase(it);
+}
+
+void StreamBridge::Notify(const std::string& name) {
+  absl::MutexLock lock(&listeners_mu_);
+  auto it = listeners_.find(name);
+  if (it == listeners_.end()) return;
+  for (Listener* l : it->second) l->OnStreamRead();
+}
+
+void StreamBridge::CatchUp(const WatchTarget& target, const std::string& after,
+                           absl::Time not_before, CatchUpCallback done) {
+  const std::string name = PollCounterKey(target.group.token_fingerprint,
+                                          target.group.counter_id, target.type);
+  CatchUpAsk ask{target, after, not_before, std::move(done)};
+  {
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name) || stopping_) {
+      // Nobody here follows it (the watch is not registered): no catch-up
+      // could be followed by every later entry.
+      ask.done(std::nullopt);
+      return;
+    }
+    ChangeLog& log = logs_[name];
+    if (!log.subscribed) {
+      log.waiting.push_back(std::move(ask));
+      return;
+    }
+  }
+  RunCatchUp(name, std::move(ask));
+}
+
+void StreamBridge::RunCatchUp(const std::string& name, CatchUpAsk ask) {
+  coordinator_->history().ChangesAfter(
+      name, ask.after, "+", ask.not_before,
+      [this, after = ask.after, group = ask.target.group,
+       done = std::move(ask.done)](
+          absl::StatusOr<std::optional<StateStream::Range>> range) mutable {
+        if (stopping_ || !range.ok() || !range->has_value()) {
+          return done(std::nullopt);
+        }
+        const StateStream::Range& r = **range;
+        const std::optional<std::pair<uint64_t, uint64_t>> from =
+            ParseStreamId(after);
+        // The state an entry says, with this replica's record of it (its
+        // statuses and times) when that is the same version.
+        auto state_of = [&](const StreamEntry& e,
+                            const v1::Uploading& uploading) {
+          const UploadingKey key{group.token_fingerprint, group.counter_id,
+                                 uploading.id()};
+          {
+            absl::ReaderMutexLock lock(&hub_mu_);
+            if (hub_ != nullptr) {
+              if (std::optional<UploadingState> stored = hub_->Stored(key);
+                  stored && stored->version == e.version &&
+                  stored->uploading.SerializeAsString() ==
+                      uploading.SerializeAsString()) {
+                return *std::move(stored);
+              }
+            }
+          }
+          const std::optional<std::pair<uint64_t, uint64_t>> id =
+              ParseStreamId(e.id);
+          const absl::Time at = e.sent_ms > 0
+                                    ? absl::FromUnixMillis(e.sent_ms)
+                                    : absl::FromUnixMillis(id ? id->first : 0);
+          return UploadingState{
+              uploading, e.version, at, at,
+              {StatusSeen{uploading.status(), uploading.status_raw(), at}}};
+        };
+        SharedChanges::Missed out;
+        out.head = r.head;
+        // The newest entry of each uploading after the position, in the
+        // order of those newest entries.
+        absl::flat_hash_map<int64_t, size_t> newest;
+        std::vector<std::pair<const StreamEntry*, v1::Uploading>> parsed;
+        for (const StreamEntry& e : r.entries) {
+          v1::Uploading uploading;
+          if (e.floor || !uploading.ParseFromString(e.payload)) continue;
+          newest[uploading.id()] = parsed.size();
+          parsed.emplace_back(&e, std::move(uploading));
+        }
+        absl::flat_hash_map<int64_t, std::string> first;
+        for (const StateStream::Latest& l : r.latest) {
+          first[l.uploading_id] = l.first_id;
+          v1::Uploading uploading;
+          if (!uploading.ParseFromString(l.entry.payload)) continue;
+          out.known.push_back(state_of(l.entry, uploading));
+        }
+        for (size_t i = 0; i < parsed.size(); ++i) {
+          const int64_t id = parsed[i].second.id();
+          if (newest[id] != i) continue;
+          auto f = first.find(id);
+          const bool added = f != first.end() && from &&
+                             ParseStreamId(f->second).value_or(
+                                 std::pair<uint64_t, uint64_t>{0, 0}) > *from;
+          out.changes.emplace_back(state_of(*parsed[i].first, parsed[i].second),
+                                   added);
+        }
+        done(std::move(out));
       });
 }
 
@@ -385,27 +614,57 @@ void StreamBridge::DeliverChange(const std::string& name,
   }
   const UploadingKey key{stream.token_fingerprint, stream.counter_id,
                          uploading.id()};
+  Entry logged{entry.id, uploading.id(), entry.version,
+               absl::HashOf(uploading.SerializeAsString())};
+  bool relay = false;
   {
     absl::MutexLock lock(&mu_);
     if (!followed_.contains(name)) return;
+    if (entry.after_gap) {
+      // Entries before it are gone: positions before it cannot move on.
+      if (auto log = logs_.find(name); log != logs_.end()) {
+        log->second.entries.clear();
+        log->second.trimmed_to = entry.id;
+      }
+    }
     int64_t& known = changes_[name][uploading.id()];
     known = std::max(known, entry.version);
-    // This replica's own (it delivered them when it observed them).
-    if (entry.owner == coordinator_->leases().owner_id()) return;
-    // Followed on its own: its history brings it, with the version every
-    // replica shares.
-    if (followed_.contains(PollUploadingKey(key.token_fingerprint,
+    // This replica's own (it delivered them when it observed them, with
+    // this version), or followed on its own: its history brings it, with
+    // the version every replica shares.
+    if (entry.owner == coordinator_->leases().owner_id() ||
+        followed_.contains(PollUploadingKey(key.token_fingerprint,
                                             key.counter_id,
                                             key.uploading_id))) {
-      return;
+    } else {
+      ++relayed_;
+      relay = true;
     }
-    ++relayed_;
+    // Before the hub shows it to a watch: a message built for it then can
+    // carry the position (its version here is set below).
+    AppendLogLocked(name, logged);
   }
-  absl::ReaderMutexLock lock(&hub_mu_);
-  if (hub_ != nullptr) {
-    hub_->ObserveRelayed(key, uploading, entry.version,
-                         absl::FromUnixMillis(entry.sent_ms));
+  if (relay) {
+    int64_t version = entry.version;
+    {
+      absl::ReaderMutexLock lock(&hub_mu_);
+      if (hub_ != nullptr) {
+        version = hub_->ObserveRelayed(key, uploading, entry.version,
+                                       absl::FromUnixMillis(entry.sent_ms));
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (auto log = logs_.find(name); log != logs_.end()) {
+      for (auto e = log->second.entries.rbegin();
+           e != log->second.entries.rend(); ++e) {
+        if (e->id == logged.id) {
+          e->version = version;
+          break;
+        }
+      }
+    }
   }
+  Notify(name);
 }
 
 void StreamBridge::PublishChange(const UploadingKey& key,
@@ -431,7 +690,7 @@ void StreamBridge::PublishChange(const UploadingKey& key,
     ++relays_published_;
   }
   coordinator_->history().AppendChange(
-      name, state.version, state.uploading.SerializeAsString(),
+      name, key.uploading_id, state.version, state.uploading.SerializeAsString(),
       absl::ToUnixMillis(state.check_time),
       PublishFence{leases.LeaseKey(group), leases.owner_id()},
       [this, name, id = key.uploading_id,

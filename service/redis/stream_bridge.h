@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "service/core/change_history.h"
 #include "service/core/poll_ownership.h"
 #include "service/core/state_publisher.h"
 #include "service/core/uploading_hub.h"
@@ -65,11 +67,20 @@ namespace uploadwatch::redis {
 // dropped; following resumes from the last entry seen when the reader is
 // back; wants are sent again.
 //
+// Shared positions (SharedChanges, for WatchUploadings format 2 resume
+// tokens): of every changes stream it follows, the bridge keeps the recent
+// entries (uploading, version, content), read from the stream's first entry
+// when it starts following, so that a watch can tell how far what it sent
+// covers the stream; a catch-up (StateStream::ChangesAfter) is read only
+// once the stream is followed, so that every later entry reaches the hub.
+//
 // Thread-safe; Want and Unwant never wait for the loop thread (the core calls
 // them under its own lock, which deliveries from the loop need too).
 // Life cycle: construct, Attach the hub (before its first watch), Detach
 // before the hub is destroyed; destroy after the hub.
-class StreamBridge : public PollOwnership, public StatePublisher {
+class StreamBridge : public PollOwnership,
+                     public StatePublisher,
+                     public SharedChanges {
  public:
   explicit StreamBridge(CoordinatorOptions options);
   ~StreamBridge() override;  // not on the loop thread
@@ -93,6 +104,14 @@ class StreamBridge : public PollOwnership, public StatePublisher {
       const std::string& token_fingerprint) const override;
   // StatePublisher
   void Publish(const UploadingKey& key, const UploadingState& state) override;
+  // SharedChanges
+  std::optional<std::string> Advance(
+      const WatchTarget& target, const std::string& from,
+      absl::FunctionRef<bool(const Entry&)> covers) override;
+  void CatchUp(const WatchTarget& target, const std::string& after,
+               absl::Time not_before, CatchUpCallback done) override;
+  void Listen(const WatchTarget& target, Listener* listener) override;
+  void Unlisten(Listener* listener) override;
 
   // Entries from other replicas handed to the hub, and states this replica
   // published (for tests and the figures).
@@ -139,6 +158,28 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   // As the holder: `state` goes to its type's changes stream when a counter
   // watch of that type (on any replica) follows it and it is news.
   void PublishChange(const UploadingKey& key, const UploadingState& state);
+  // What this replica has read of one followed changes stream (SharedChanges).
+  struct CatchUpAsk {
+    WatchTarget target;
+    std::string after;
+    absl::Time not_before;
+    CatchUpCallback done;
+  };
+  struct ChangeLog {
+    bool subscribed = false;  // every entry after `start` comes to the hub
+    std::string start;        // the newest id when following began
+    bool ready = false;       // `entries` hold the stream from its first
+    std::string trimmed_to;   // entries up to it were dropped here
+    std::deque<Entry> entries;
+    std::vector<CatchUpAsk> waiting;  // until subscribed
+  };
+  static constexpr size_t kMaxLogEntries = 2000;
+  void AppendLogLocked(const std::string& name, Entry entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stream is followed from `start` on (loop thread).
+  void Subscribed(const std::string& name, uint64_t generation,
+                  const std::string& start, bool backfill);
+  void RunCatchUp(const std::string& name, CatchUpAsk ask);
   // Raises `name`'s floor to `version` in Redis; remembered when that fails.
   void RaiseFloor(const std::string& name, int64_t version);
   // The command connection is back: the floors that could not be raised.
@@ -181,6 +222,15 @@ class StreamBridge : public PollOwnership, public StatePublisher {
   // one relayed.
   absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, int64_t>>
       changes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ChangeLog> logs_ ABSL_GUARDED_BY(mu_);
+  // Tells `name`'s listeners (not under mu_).
+  void Notify(const std::string& name);
+  // Held while listeners are called, so that Unlisten waits for them.
+  absl::Mutex listeners_mu_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<Listener*>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+  absl::flat_hash_map<Listener*, std::string> listening_
+      ABSL_GUARDED_BY(listeners_mu_);
   int listener_ = 0;
   int64_t relayed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t relays_published_ ABSL_GUARDED_BY(mu_) = 0;

@@ -34,7 +34,8 @@ absl::StatusOr<std::unique_ptr<UploadingServer>> UploadingServer::Start(
       s->hub_.get(), s->log_.get(), config.clock, s->scheduler_.get(),
       s->limits_.get(), &s->reactors_,
       CallerPolicy{config.default_token, config.caller_identity_header,
-                   config.require_caller_token}});
+                   config.require_caller_token},
+      s->bridge_});
 
   std::shared_ptr<grpc::ServerCredentials> credentials =
       grpc::InsecureServerCredentials();
