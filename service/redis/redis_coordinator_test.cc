@@ -67,10 +67,17 @@ TEST(RedisCoordinatorTest, AllPartsWorkThroughOneCoordinatorAndReportDegraded) {
   c.history().Subscribe(group, "0-0", [&](const std::string&, const StreamEntry& e) {
     if (e.version == 1) got.Notify();
   }).IgnoreError();
+  // Both the reply and the subscriber's copy, before Redis is killed: the
+  // subscriber can see the entry before the publisher's reply arrives.
+  absl::Notification published;
   c.history().Publish(group, 1, "s",
                       PublishFence{c.leases().LeaseKey(group), c.replica_id()},
-                      [](absl::StatusOr<std::string> id) { EXPECT_TRUE(id.ok()); });
+                      [&](absl::StatusOr<std::string> id) {
+                        EXPECT_TRUE(id.ok()) << id.status();
+                        published.Notify();
+                      });
   got.WaitForNotification();
+  published.WaitForNotification();
 
   server.Kill();
   ASSERT_TRUE(WaitFor([&] { return c.state() == ConnectionState::kDegraded; }));
