@@ -50,27 +50,20 @@ uint32_t FingerprintHash(absl::string_view fingerprint) {
 }
 
 std::string EncodeResumeToken(const ResumeToken& token) {
+  const bool shared = token.format == ResumeToken::kSharedFormat;
   std::string bytes;
-  if (token.format == ResumeToken::kSharedFormat) {
-    bytes.reserve(kSharedSize);
-    Put(bytes, token.format, 1);
-    Put(bytes, token.instance, 8);
-    Put(bytes, token.fingerprint_hash, 4);
-    Put(bytes, static_cast<uint32_t>(token.counter_id), 4);
-    Put(bytes, static_cast<uint32_t>(token.type), 4);
-    Put(bytes, token.sequence, 8);
-    Put(bytes, token.stream_ms, 8);
-    Put(bytes, token.stream_seq, 8);
-    Put(bytes, Fnv1a(bytes), 4);
-    return absl::WebSafeBase64Escape(bytes);
-  }
-  bytes.reserve(kSize);
+  bytes.reserve(shared ? kSharedSize : kSize);
+  // Format 1's body; format 2 is the same body and the stream id.
   Put(bytes, token.format, 1);
   Put(bytes, token.instance, 8);
   Put(bytes, token.fingerprint_hash, 4);
   Put(bytes, static_cast<uint32_t>(token.counter_id), 4);
   Put(bytes, static_cast<uint32_t>(token.type), 4);
   Put(bytes, token.sequence, 8);
+  if (shared) {
+    Put(bytes, token.stream_ms, 8);
+    Put(bytes, token.stream_seq, 8);
+  }
   Put(bytes, Fnv1a(bytes), 4);
   return absl::WebSafeBase64Escape(bytes);
 }
@@ -80,27 +73,13 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
   if (!absl::WebSafeBase64Unescape(text, &bytes)) {
     return Malformed("not base64url");
   }
-  if (bytes.size() == kSharedSize &&
-      static_cast<uint8_t>(bytes[0]) == ResumeToken::kSharedFormat) {
-    absl::string_view in(bytes);
-    const uint32_t expected = Fnv1a(in.substr(0, kSharedBodySize));
-    ResumeToken token;
-    token.format = static_cast<uint8_t>(Take(in, 1));
-    token.instance = Take(in, 8);
-    token.fingerprint_hash = static_cast<uint32_t>(Take(in, 4));
-    token.counter_id = static_cast<int32_t>(Take(in, 4));
-    token.type = static_cast<int32_t>(Take(in, 4));
-    token.sequence = Take(in, 8);
-    token.stream_ms = Take(in, 8);
-    token.stream_seq = Take(in, 8);
-    if (static_cast<uint32_t>(Take(in, 4)) != expected) {
-      return Malformed("checksum mismatch");
-    }
-    return token;
-  }
-  if (bytes.size() != kSize) return Malformed("wrong length");
+  const bool shared =
+      bytes.size() == kSharedSize &&
+      static_cast<uint8_t>(bytes[0]) == ResumeToken::kSharedFormat;
+  if (!shared && bytes.size() != kSize) return Malformed("wrong length");
   absl::string_view in(bytes);
-  const uint32_t expected = Fnv1a(in.substr(0, kBodySize));
+  const uint32_t expected =
+      Fnv1a(in.substr(0, shared ? kSharedBodySize : kBodySize));
   ResumeToken token;
   token.format = static_cast<uint8_t>(Take(in, 1));
   token.instance = Take(in, 8);
@@ -108,6 +87,10 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
   token.counter_id = static_cast<int32_t>(Take(in, 4));
   token.type = static_cast<int32_t>(Take(in, 4));
   token.sequence = Take(in, 8);
+  if (shared) {
+    token.stream_ms = Take(in, 8);
+    token.stream_seq = Take(in, 8);
+  }
   if (static_cast<uint32_t>(Take(in, 4)) != expected) {
     return Malformed("checksum mismatch");
   }
