@@ -370,6 +370,23 @@ class MultiReplicaTest : public ::testing::Test {
     }
   }
 
+  // Three replicas on the test's Redis, a synced counter watch of kCounter
+  // on each (streams[i] on replicas_[i]), and in `holder` the replica that
+  // holds the counter's lease.
+  void ACounterWatchOnEachOfThree(
+      std::vector<std::unique_ptr<CounterStream>>& streams, int& holder) {
+    StartReplicas(3);
+    for (auto& r : replicas_) {
+      streams.push_back(std::make_unique<CounterStream>(r->channel()));
+    }
+    for (auto& s : streams) {
+      ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
+    }
+    // Any uploading of kCounter: one lease for the whole counter.
+    ASSERT_TRUE(Eventually([&] { return (holder = Holder(/*id=*/0)) >= 0; },
+                           absl::Seconds(5)));
+  }
+
   // Upstream GETs of `id` in the simulator's log.
   int Gets(int64_t id) const {
     int n = 0;
@@ -1178,15 +1195,9 @@ TEST_F(MultiReplicaTest, CounterWatchesOnThreeReplicasListTheCounterOnce) {
 TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsAddedAndModified) {
   metrica_->AddUploading(kCounter, MakeUploading(400, v1::Uploading::UPLOADED));
   metrica_->AddUploading(kCounter, MakeUploading(401, v1::Uploading::UPLOADED));
-  StartReplicas(3);
   std::vector<std::unique_ptr<CounterStream>> streams;
-  for (auto& r : replicas_) {
-    streams.push_back(std::make_unique<CounterStream>(r->channel()));
-  }
-  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
   int holder = -1;
-  ASSERT_TRUE(Eventually([&] { return (holder = Holder(400)) >= 0; },
-                         absl::Seconds(5)));
+  ASSERT_NO_FATAL_FAILURE(ACounterWatchOnEachOfThree(streams, holder));
   const int other = (holder + 1) % 3;
   metrica_->AddUploading(kCounter, MakeUploading(402, v1::Uploading::UPLOADED));
   metrica_->SetUploading(kCounter, MakeUploading(400, v1::Uploading::PROCESSED));
@@ -1233,15 +1244,9 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsAddedAndModified) {
 // keep getting changes.
 TEST_F(MultiReplicaTest, KillingTheHolderKeepsCounterWatchesOnOthersGoing) {
   metrica_->AddUploading(kCounter, MakeUploading(500, v1::Uploading::UPLOADED));
-  StartReplicas(3);
   std::vector<std::unique_ptr<CounterStream>> streams;
-  for (auto& r : replicas_) {
-    streams.push_back(std::make_unique<CounterStream>(r->channel()));
-  }
-  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
   int holder = -1;
-  ASSERT_TRUE(Eventually([&] { return (holder = Holder(500)) >= 0; },
-                         absl::Seconds(5)));
+  ASSERT_NO_FATAL_FAILURE(ACounterWatchOnEachOfThree(streams, holder));
   // Before the kill: a change comes through.
   metrica_->SetUploading(kCounter, MakeUploading(500, v1::Uploading::EXPORTED));
   for (int i = 0; i < 3; ++i) {
@@ -1274,15 +1279,9 @@ void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder,
                                               bool to_holder) {
   metrica_->AddUploading(kCounter, MakeUploading(700, v1::Uploading::UPLOADED));
   metrica_->AddUploading(kCounter, MakeUploading(701, v1::Uploading::UPLOADED));
-  StartReplicas(3);
   std::vector<std::unique_ptr<CounterStream>> streams;
-  for (auto& r : replicas_) {
-    streams.push_back(std::make_unique<CounterStream>(r->channel()));
-  }
-  for (auto& s : streams) ASSERT_TRUE(s->WaitSynced(absl::Seconds(10)).has_value());
   int holder = -1;
-  ASSERT_TRUE(Eventually([&] { return (holder = Holder(700)) >= 0; },
-                         absl::Seconds(5)));
+  ASSERT_NO_FATAL_FAILURE(ACounterWatchOnEachOfThree(streams, holder));
   const int from = from_holder ? holder : (holder + 1) % 3;
   int to = to_holder ? holder : (holder + 2) % 3;
   // A change the client is shown; its token names a stream position.

@@ -177,6 +177,15 @@ class CounterWatchTest : public ::testing::Test {
     hub_ = std::make_unique<UploadingHub>(&client_, &time_, &time_, &time_,
                                           hub_options_);
   }
+  // A format 2 token of this caller's BASIC watch of kCounter at
+  // `stream_id`, as another replica would issue it.
+  std::string SharedToken(absl::string_view stream_id) {
+    absl::StatusOr<ResumeToken> t =
+        SharedResumeToken(FingerprintHash(credentials_.fingerprint()),
+                          kCounter, v1::Uploading::BASIC, stream_id);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? EncodeResumeToken(*t) : "";
+  }
   Stream& Open(const std::string& token = "",
                v1::Uploading::Type type = v1::Uploading::TYPE_UNSPECIFIED,
                absl::Status* status = nullptr) {
@@ -499,13 +508,9 @@ TEST_F(CounterWatchTest, ATokenOfAnotherInstanceGivesAResetThenTheSnapshot) {
 // snapshot, never INVALID_ARGUMENT and never a catch-up from a sequence.
 TEST_F(CounterWatchTest, AStreamPositionTokenGivesAResetThenTheSnapshot) {
   Put(Make(1, v1::Uploading::UPLOADED));
-  absl::StatusOr<ResumeToken> shared =
-      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
-                        v1::Uploading::BASIC, "1764620000123-0");
-  ASSERT_TRUE(shared.ok());
   absl::Status status;
-  Stream& s = Open(EncodeResumeToken(*shared), v1::Uploading::TYPE_UNSPECIFIED,
-                   &status);
+  Stream& s = Open(SharedToken("1764620000123-0"),
+                   v1::Uploading::TYPE_UNSPECIFIED, &status);
   Settle();
   ASSERT_TRUE(status.ok()) << status;
   const std::vector<Message> m = s.sink.messages();
@@ -632,11 +637,7 @@ TEST_F(CounterWatchTest, AStreamPositionWithoutACatchUpGivesAResetThenTheSnapsho
   FakeSharedChanges& shared = shared_;
   options_.shared = &shared;
   Put(Make(1, v1::Uploading::UPLOADED));
-  absl::StatusOr<ResumeToken> t =
-      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
-                        v1::Uploading::BASIC, "7-0");
-  ASSERT_TRUE(t.ok());
-  Stream& s = Open(EncodeResumeToken(*t));
+  Stream& s = Open(SharedToken("7-0"));
   Settle();
   ASSERT_TRUE(shared.pending != nullptr);
   std::move(shared.pending)(std::nullopt);  // trimmed past, say
