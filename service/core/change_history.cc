@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 
 namespace uploadwatch {
@@ -87,6 +88,12 @@ std::optional<ChangeHistory::CatchUp> LocalChangeHistory::Since(
 size_t LocalChangeHistory::targets() const {
   absl::MutexLock lock(&mu_);
   return targets_.size();
+}
+
+size_t SharedChanges::ContentHash(const v1::Uploading& uploading) {
+  std::string bytes;
+  uploading.SerializeToString(&bytes);
+  return absl::HashOf(bytes);
 }
 
 }  // namespace uploadwatch

@@ -117,6 +117,10 @@ class LocalChangeHistory : public ChangeHistory {
 // least its newest state up to P. Thread-safe; never blocks on Redis.
 class SharedChanges {
  public:
+  // What watches and the stream's log compare contents by: a hash of the
+  // serialized uploading (deterministic enough within one process).
+  static size_t ContentHash(const v1::Uploading& uploading);
+
   // One entry as a watch checks it against what it has sent.
   struct Entry {
     std::string id;  // "<ms>-<seq>"
@@ -124,8 +128,8 @@ class SharedChanges {
     // The version this replica's store gave the entry's state, where it is
     // known (an entry handed to it); else the holder's.
     int64_t version = 0;
-    // absl::HashOf of the serialized v1::Uploading: the same content
-    // whatever its version here.
+    // ContentHash of the entry's uploading: the same content whatever its
+    // version here.
     size_t content = 0;
   };
   struct Missed {

@@ -26,9 +26,7 @@ void FillEvent(UploadingState state, bool added, UploadingEvent* e) {
 }
 
 size_t ContentOf(const v1::Uploading& u) {
-  std::string bytes;
-  u.SerializeToString(&bytes);  // deterministic enough within one process
-  return absl::HashOf(bytes);
+  return SharedChanges::ContentHash(u);
 }
 
 std::shared_ptr<const std::string> SerializedEvent(const UploadingState& state,
@@ -293,14 +291,13 @@ void CounterWatch::OnCatchUp(std::optional<SharedChanges::Missed> missed) {
   }
   // The client holds every uploading's newest state up to the position;
   // with the changes after it, up to the head.
-  for (const UploadingState& s : missed->known) {
+  auto holds = [this](const UploadingState& s)
+                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     sent_[s.uploading.id()] =
         Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
-  }
-  for (const auto& [s, added] : missed->changes) {
-    sent_[s.uploading.id()] =
-        Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
-  }
+  };
+  for (const UploadingState& s : missed->known) holds(s);
+  for (const auto& [s, added] : missed->changes) holds(s);
   position_ = missed->head;
   live_ = true;
   QueueChunksLocked(missed->changes, /*synced=*/true);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -371,7 +370,7 @@ void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
           v1::Uploading uploading;
           if (!uploading.ParseFromString(e.payload)) continue;
           before.push_back(Entry{e.id, uploading.id(), e.version,
-                                 absl::HashOf(uploading.SerializeAsString())});
+                                 SharedChanges::ContentHash(uploading)});
         }
         absl::MutexLock lock(&mu_);
         auto it = followed_.find(name);
@@ -380,18 +379,18 @@ void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
         if (log.ready || !log.trimmed_to.empty()) return;
         log.entries.insert(log.entries.begin(), before.begin(), before.end());
         log.ready = true;
-        while (log.entries.size() > kMaxLogEntries) {
-          log.trimmed_to = log.entries.front().id;
-          log.entries.pop_front();
-        }
+        TrimLog(log);
       });
 }
 
 void StreamBridge::AppendLogLocked(const std::string& name, Entry entry) {
   auto it = logs_.find(name);
   if (it == logs_.end()) return;
-  ChangeLog& log = it->second;
-  log.entries.push_back(std::move(entry));
+  it->second.entries.push_back(std::move(entry));
+  TrimLog(it->second);
+}
+
+void StreamBridge::TrimLog(ChangeLog& log) {
   while (log.entries.size() > kMaxLogEntries) {
     log.trimmed_to = log.entries.front().id;
     log.entries.pop_front();
@@ -615,7 +614,7 @@ void StreamBridge::DeliverChange(const std::string& name,
   const UploadingKey key{stream.token_fingerprint, stream.counter_id,
                          uploading.id()};
   Entry logged{entry.id, uploading.id(), entry.version,
-               absl::HashOf(uploading.SerializeAsString())};
+               SharedChanges::ContentHash(uploading)};
   bool relay = false;
   {
     absl::MutexLock lock(&mu_);
@@ -629,17 +628,13 @@ void StreamBridge::DeliverChange(const std::string& name,
     }
     int64_t& known = changes_[name][uploading.id()];
     known = std::max(known, entry.version);
-    // This replica's own (it delivered them when it observed them, with
-    // this version), or followed on its own: its history brings it, with
-    // the version every replica shares.
-    if (entry.owner == coordinator_->leases().owner_id() ||
-        followed_.contains(PollUploadingKey(key.token_fingerprint,
-                                            key.counter_id,
-                                            key.uploading_id))) {
-    } else {
-      ++relayed_;
-      relay = true;
-    }
+    // Not relayed when it is this replica's own (it delivered them when it
+    // observed them, with this version), or followed on its own (its
+    // history brings it, with the version every replica shares).
+    relay = entry.owner != coordinator_->leases().owner_id() &&
+            !followed_.contains(PollUploadingKey(
+                key.token_fingerprint, key.counter_id, key.uploading_id));
+    if (relay) ++relayed_;
     // Before the hub shows it to a watch: a message built for it then can
     // carry the position (its version here is set below).
     AppendLogLocked(name, logged);

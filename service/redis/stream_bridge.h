@@ -176,6 +176,9 @@ class StreamBridge : public PollOwnership,
   static constexpr size_t kMaxLogEntries = 2000;
   void AppendLogLocked(const std::string& name, Entry entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps the newest kMaxLogEntries, remembering where it cut (the caller
+  // holds mu_ for the log it passes).
+  static void TrimLog(ChangeLog& log);
   // The stream is followed from `start` on (loop thread).
   void Subscribed(const std::string& name, uint64_t generation,
                   const std::string& start, bool backfill);
