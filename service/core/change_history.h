@@ -157,6 +157,12 @@ class SharedChanges {
   // waits for a call under way: never call it holding what OnStreamRead
   // takes).
   virtual void Listen(const WatchTarget& target, Listener* listener) = 0;
+  // Whether this replica reads `target`'s stream now (it follows it and
+  // Redis is reachable): a state the holder relays will be read here within
+  // moments, so a watch may wait for a state's own entry before it writes
+  // the state (its token then covers it). False in degraded mode: nothing
+  // is relayed, and a watch writes at once.
+  virtual bool Reading(const WatchTarget& target) const = 0;
   virtual void Unlisten(Listener* listener) = 0;
   // How far a watch of `target` whose client holds what `covers` accepts
   // may move its position on from `from` (empty: none yet): the newest id P

@@ -140,6 +140,9 @@ constexpr absl::Duration kSharedMaxAge = absl::Minutes(15);
 // How long a watch lets a burst of entries read settle before it looks
 // whether its position moved (OnStreamRead).
 constexpr absl::Duration kNudgeDelay = absl::Milliseconds(5);
+// The same while a live message waits for its states' entries: shorter, as
+// the message's latency is in it, yet a round's entries mostly come together.
+constexpr absl::Duration kEntryReadDelay = absl::Milliseconds(1);
 
 // The list type the poll planner asks for: BASIC as TYPE_UNSPECIFIED, so
 // that the snapshot's pages join the poll round's flights.
@@ -479,28 +482,77 @@ absl::Time CounterWatch::OldestCheckLocked() const {
   return oldest;
 }
 
-std::optional<std::string> CounterWatch::AdvanceLocked() {
+std::optional<std::string> CounterWatch::AdvanceLocked(
+    absl::flat_hash_set<int64_t>* unread) {
   // As far as what the client holds covers the stream: every entry's
   // content, or a version at least the one this replica gave it.
   return options_.shared->Advance(
       target_, position_,
-      [this](const SharedChanges::Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        auto it = sent_.find(e.uploading_id);
-        return it != sent_.end() && (it->second.content == e.content ||
-                                     it->second.version >= e.version);
-      });
+      [this, unread](const SharedChanges::Entry& e)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            auto it = sent_.find(e.uploading_id);
+            if (it == sent_.end()) return false;
+            if (it->second.content == e.content) {
+              // The entry of what the client holds (not an older one that
+              // its higher version covers).
+              if (unread != nullptr) unread->erase(e.uploading_id);
+              return true;
+            }
+            return it->second.version >= e.version;
+          });
+}
+
+bool CounterWatch::EntriesReadLocked() {
+  auto go = [this] {
+    awaiting_entries_ = false;
+    entry_wait_over_ = false;
+    if (entry_wait_timer_ != 0) {
+      scheduler_->Cancel(entry_wait_timer_);  // never waits for it
+      entry_wait_timer_ = 0;
+    }
+    return true;
+  };
+  if (options_.shared == nullptr || entry_wait_over_ ||
+      !options_.shared->Reading(target_)) {
+    return go();
+  }
+  absl::flat_hash_set<int64_t> unread(pending_order_.begin(),
+                                      pending_order_.end());
+  // No position (the stream not held from its first entry here): the token
+  // is this replica's sequence whatever comes.
+  if (!AdvanceLocked(&unread) || unread.empty()) return go();
+  awaiting_entries_ = true;
+  if (entry_wait_timer_ == 0) {
+    entry_wait_timer_ =
+        After(options_.max_entry_wait, &CounterWatch::OnEntryWaitTimer);
+  }
+  return false;
+}
+
+void CounterWatch::OnEntryWaitTimer() {
+  absl::MutexLock lock(&mu_);
+  entry_wait_timer_ = 0;
+  if (!awaiting_entries_) return;
+  entry_wait_over_ = true;
+  MaybeWriteLocked();
 }
 
 void CounterWatch::OnStreamRead() {
   absl::MutexLock lock(&mu_);
   if (finished_ || !live_ || nudge_timer_ != 0) return;
   // A burst of entries (a round's) settles first: one look for all.
-  nudge_timer_ = After(kNudgeDelay, &CounterWatch::OnNudgeTimer);
+  nudge_timer_ = After(awaiting_entries_ ? kEntryReadDelay : kNudgeDelay,
+                       &CounterWatch::OnNudgeTimer);
 }
 
 void CounterWatch::OnNudgeTimer() {
   absl::MutexLock lock(&mu_);
   nudge_timer_ = 0;
+  if (awaiting_entries_) {
+    // The waiting message goes if they are its entries.
+    MaybeWriteLocked();
+    return;
+  }
   // A message on its way gets a fresh token anyway.
   if (finished_ || !live_ || !pending_.empty() || flush_scheduled_) return;
   std::optional<std::string> at = AdvanceLocked();
@@ -661,6 +713,7 @@ void CounterWatch::MaybeWriteLocked() {
   // events. Made only when out_ is empty, so it is the one written next.
   std::vector<std::shared_ptr<const std::string>> live_events;
   if (out_.empty() && !pending_.empty() && !flush_scheduled_) {
+    if (!EntriesReadLocked()) return;
     Message m;
     live_events.reserve(pending_order_.size());
     for (int64_t id : pending_order_) {
@@ -713,7 +766,7 @@ void CounterWatch::Stop() {
     absl::MutexLock lock(&mu_);
     finished_ = true;
     timers = {bookmark_timer_, flush_timer_, grace_timer_, retry_timer_,
-              nudge_timer_};
+              nudge_timer_, entry_wait_timer_};
   }
   for (Scheduler::TaskId t : timers) {
     if (t != 0) scheduler_->Cancel(t);

@@ -46,6 +46,10 @@ namespace uploadwatch {
 //   it, then `synced`; any other well-formed token a `reset` and a snapshot.
 // - Bookmarks: an empty message with a fresh token after
 //   `bookmark_interval` without a message.
+// - Replicas on one Redis (options.shared): a live message waits (at most
+//   `max_entry_wait`) until each of its states' own entries in the shared
+//   changes stream is read here, so that its token covers them and a client
+//   that resumes with it on another replica is not shown them again.
 // - Check times: each event carries its state's check_time; every message
 //   from the synced one on carries the oldest latest confirmation among the
 //   states the client holds (OnConfirmed: poll rounds that change nothing
@@ -84,6 +88,11 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
     // tokens, resumable anywhere); none: this process's history alone.
     // Not owned.
     SharedChanges* shared = nullptr;
+    // How long a live message waits for its states' entries in the shared
+    // stream (on the holder they come back ~1 ms after the change was
+    // relayed). A state that is never relayed (the lease moved, a version
+    // the stream had) goes after it, with the position that was reached.
+    absl::Duration max_entry_wait = absl::Milliseconds(250);
   };
 
   // None owned; all outlive the watch.
@@ -166,8 +175,18 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A format 2 token's catch-up arrived (nullopt: a reset and the snapshot).
   void OnCatchUp(std::optional<SharedChanges::Missed> missed);
-  // How far the shared position may move now (see SharedChanges::Advance).
-  std::optional<std::string> AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How far the shared position may move now (see SharedChanges::Advance);
+  // `unread`, if given: the uploadings whose entry of what the client holds
+  // is not among the entries that position covers are left in it.
+  std::optional<std::string> AdvanceLocked(
+      absl::flat_hash_set<int64_t>* unread = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the live message pending_ makes may be written now: every state
+  // in it has its own entry within what its token will cover, or waiting
+  // is pointless (no shared stream read here, no position yet) or over.
+  // When not, it waits for OnStreamRead or OnEntryWaitTimer.
+  bool EntriesReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnEntryWaitTimer();
   // SharedChanges::Listener: entries were read; once they have settled
   // (OnNudgeTimer), a bookmark carries the position they let the client's
   // token reach, if no message is on its way to.
@@ -212,6 +231,11 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
   // (options_.shared); empty until known.
   std::string position_ ABSL_GUARDED_BY(mu_);
   Scheduler::TaskId nudge_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  // The live message waits for its states' entries (EntriesReadLocked),
+  // until they are read or entry_wait_timer_ runs out (entry_wait_over_).
+  bool awaiting_entries_ ABSL_GUARDED_BY(mu_) = false;
+  bool entry_wait_over_ ABSL_GUARDED_BY(mu_) = false;
+  Scheduler::TaskId entry_wait_timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Message> out_ ABSL_GUARDED_BY(mu_);
   Message in_flight_ ABSL_GUARDED_BY(mu_);
   // Live events that follow in_flight_'s own fields on the wire.

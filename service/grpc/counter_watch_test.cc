@@ -141,10 +141,12 @@ class FakeSharedChanges : public SharedChanges {
     pending = std::move(done);
   }
   void Listen(const WatchTarget&, Listener* l) override { listener = l; }
+  bool Reading(const WatchTarget&) const override { return reading; }
   void Unlisten(Listener* l) override {
     if (listener == l) listener = nullptr;
   }
 
+  bool reading = true;  // false: degraded, nothing is relayed
   std::string asked_after;
   CatchUpCallback pending;
   Listener* listener = nullptr;
@@ -577,6 +579,84 @@ TEST_F(CounterWatchTest, TokensNameTheSharedPositionWhatWasSentCovers) {
   EXPECT_EQ(StreamIdOf(token()), "4-0");
 }
 
+// Replicas on one Redis: a live message waits until its states' own
+// entries are read here, so that its token covers them (a client resuming
+// with it elsewhere is not shown them again); a state whose entry never
+// comes goes after max_entry_wait with the position reached.
+TEST_F(CounterWatchTest, ALiveMessageWaitsForItsStatesEntriesInTheStream) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  options_.max_entry_wait = 2 * kInterval;  // longer than a poll interval
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
+  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  ASSERT_NE(shared.listener, nullptr);
+  auto token = [&] {
+    absl::StatusOr<ResumeToken> t =
+        DecodeResumeToken(s.sink.messages().back().resume_token());
+    EXPECT_TRUE(t.ok());
+    return t.ok() ? StreamIdOf(*t) : "";
+  };
+  EXPECT_EQ(token(), "2-0");
+  // The poll sees a change; its entry is not read yet: nothing written.
+  Put(Make(2, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 1u);
+  // Another entry comes first (a state the client holds, relayed again):
+  // still waiting.
+  shared.Append(3, Make(1, v1::Uploading::UPLOADED), 1);
+  shared.listener->OnStreamRead();
+  Advance(absl::Milliseconds(10));
+  EXPECT_EQ(s.sink.messages().size(), 1u);
+  // Its own entry: the message goes, and its token covers it.
+  shared.Append(4, Make(2, v1::Uploading::MATCHED), 2);
+  shared.listener->OnStreamRead();
+  Advance(absl::Milliseconds(10));
+  ASSERT_EQ(s.sink.messages().size(), 2u);
+  EXPECT_EQ(Events(s.sink.messages().back()),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 2}}));
+  EXPECT_EQ(token(), "4-0");
+  // A change whose entry never comes (the lease moved, say): it goes once
+  // the wait is over, with the position reached.
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 2u);
+  Advance(2 * kInterval);
+  ASSERT_EQ(s.sink.messages().size(), 3u);
+  EXPECT_EQ(Events(s.sink.messages().back()),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 1}}));
+  EXPECT_EQ(token(), "4-0");
+  // The next one waits again.
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 3u);
+}
+
+// Degraded (Redis unreachable): nothing is relayed, nothing to wait for.
+TEST_F(CounterWatchTest, WithoutTheSharedStreamALiveMessageGoesAtOnce) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  options_.max_entry_wait = 2 * kInterval;
+  Put(Make(1, v1::Uploading::UPLOADED));
+  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  shared.reading = false;
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  ASSERT_EQ(s.sink.messages().size(), 2u);
+  EXPECT_EQ(Events(s.sink.messages().back()),
+            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
+                {UploadingEvent::MODIFIED, 1}}));
+}
+
 // Another replica's token: the catch-up (what changed after its position,
 // and what the client holds), then `synced`, then live; what the poll
 // delivered meanwhile is not shown again.
@@ -624,6 +704,7 @@ TEST_F(CounterWatchTest, AStreamPositionResumesWithItsCatchUpThenLive) {
   Advance(kInterval);
   EXPECT_EQ(s.sink.messages().size(), 1u);
   Put(Make(2, v1::Uploading::PROCESSED));
+  shared.Append(6, Make(2, v1::Uploading::PROCESSED), 3);  // the holder's relay
   Advance(kInterval);
   m = s.sink.messages();
   ASSERT_EQ(m.size(), 2u);

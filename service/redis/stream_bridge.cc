@@ -444,6 +444,19 @@ void StreamBridge::Listen(const WatchTarget& target, Listener* listener) {
   listening_[listener] = name;
 }
 
+bool StreamBridge::Reading(const WatchTarget& target) const {
+  // Both connections: the holder appends on the commands one, every
+  // replica reads on the other.
+  if (stopping_ || coordinator_->state() != ConnectionState::kConnected) {
+    return false;
+  }
+  const std::string name = PollCounterKey(target.group.token_fingerprint,
+                                          target.group.counter_id, target.type);
+  absl::MutexLock lock(&mu_);
+  auto it = logs_.find(name);
+  return it != logs_.end() && it->second.subscribed;
+}
+
 void StreamBridge::Unlisten(Listener* listener) {
   absl::MutexLock lock(&listeners_mu_);
   auto it = listening_.find(listener);

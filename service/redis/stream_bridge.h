@@ -111,6 +111,7 @@ class StreamBridge : public PollOwnership,
   void CatchUp(const WatchTarget& target, const std::string& after,
                absl::Time not_before, CatchUpCallback done) override;
   void Listen(const WatchTarget& target, Listener* listener) override;
+  bool Reading(const WatchTarget& target) const override;
   void Unlisten(Listener* listener) override;
 
   // Entries from other replicas handed to the hub, and states this replica
