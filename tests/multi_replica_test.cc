@@ -1150,6 +1150,48 @@ TEST_F(MultiReplicaTest, AHoldersLiveMessageCarriesAPositionPastItsChange) {
               behind_ms.back());
 }
 
+// A replica with no counter watch of the counter yet (it follows no
+// changes stream, has read none of it): the resume waits until it follows
+// the stream, then catches up from Redis -- no reset, what was missed, then
+// live.
+TEST_F(MultiReplicaTest, AResumeOnAReplicaThatFollowsNothingYetCatchesUp) {
+  metrica_->AddUploading(kCounter, MakeUploading(950, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(951, v1::Uploading::UPLOADED));
+  StartReplicas(2);
+  std::string token;
+  {
+    auto first = std::make_unique<CounterStream>(replicas_[0]->channel());
+    ASSERT_TRUE(first->WaitSynced(absl::Seconds(10)).has_value());
+    metrica_->SetUploading(kCounter, MakeUploading(950, v1::Uploading::MATCHED));
+    ASSERT_TRUE(first->WaitLive(950, v1::Uploading::MATCHED, absl::Seconds(10)));
+    token = first->TokenOf(950, v1::Uploading::MATCHED);
+    // The client goes; a change it misses is relayed while another watch
+    // keeps replica 0 polling.
+    CounterStream keeper(replicas_[0]->channel());
+    ASSERT_TRUE(keeper.WaitSynced(absl::Seconds(10)).has_value());
+    first.reset();
+    metrica_->SetUploading(kCounter, MakeUploading(951, v1::Uploading::MATCHED));
+    ASSERT_TRUE(keeper.WaitLive(951, v1::Uploading::MATCHED, absl::Seconds(10)));
+  }
+  absl::StatusOr<ResumeToken> t = DecodeResumeToken(token);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->format, ResumeToken::kSharedFormat);
+  CounterStream resumed(replicas_[1]->channel(), token);
+  auto caught_up = resumed.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(caught_up.has_value());
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> missed;
+  for (const auto& m : *caught_up) {
+    EXPECT_FALSE(m.reset());
+    for (const auto& e : m.events()) {
+      missed.emplace_back(e.uploading().id(), e.uploading().status());
+    }
+  }
+  EXPECT_EQ(missed, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                        {951, v1::Uploading::MATCHED}}));
+  metrica_->SetUploading(kCounter, MakeUploading(950, v1::Uploading::PROCESSED));
+  ASSERT_TRUE(resumed.WaitLive(950, v1::Uploading::PROCESSED, absl::Seconds(10)));
+}
+
 // On the holder the resumed watch is shown every uploading by the next
 // round, changed or not: only those it missed may reach the client.
 TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnTheNextHolder) {
