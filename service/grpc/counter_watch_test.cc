@@ -114,6 +114,11 @@ std::vector<std::pair<UploadingEvent::Type, int64_t>> Events(const Message& m) {
   return out;
 }
 
+// What Events() gives for a message of one MODIFIED event of `id`.
+std::vector<std::pair<UploadingEvent::Type, int64_t>> OneModified(int64_t id) {
+  return {{UploadingEvent::MODIFIED, id}};
+}
+
 // SharedChanges of a test: a stream of entries the test appends, Advance
 // over them as the bridge does, and catch-ups the test answers.
 class FakeSharedChanges : public SharedChanges {
@@ -617,9 +622,7 @@ TEST_F(CounterWatchTest, ALiveMessageWaitsForItsStatesEntriesInTheStream) {
   shared.listener->OnStreamRead();
   Advance(absl::Milliseconds(10));
   ASSERT_EQ(s.sink.messages().size(), 2u);
-  EXPECT_EQ(Events(s.sink.messages().back()),
-            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
-                {UploadingEvent::MODIFIED, 2}}));
+  EXPECT_EQ(Events(s.sink.messages().back()), OneModified(2));
   EXPECT_EQ(token(), "4-0");
   // A change whose entry never comes (the lease moved, say): it goes once
   // the wait is over, with the position reached.
@@ -628,9 +631,7 @@ TEST_F(CounterWatchTest, ALiveMessageWaitsForItsStatesEntriesInTheStream) {
   EXPECT_EQ(s.sink.messages().size(), 2u);
   Advance(2 * kInterval);
   ASSERT_EQ(s.sink.messages().size(), 3u);
-  EXPECT_EQ(Events(s.sink.messages().back()),
-            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
-                {UploadingEvent::MODIFIED, 1}}));
+  EXPECT_EQ(Events(s.sink.messages().back()), OneModified(1));
   EXPECT_EQ(token(), "4-0");
   // The next one waits again.
   Put(Make(1, v1::Uploading::PROCESSED));
@@ -652,9 +653,7 @@ TEST_F(CounterWatchTest, WithoutTheSharedStreamALiveMessageGoesAtOnce) {
   Put(Make(1, v1::Uploading::MATCHED));
   Advance(kInterval);
   ASSERT_EQ(s.sink.messages().size(), 2u);
-  EXPECT_EQ(Events(s.sink.messages().back()),
-            (std::vector<std::pair<UploadingEvent::Type, int64_t>>{
-                {UploadingEvent::MODIFIED, 1}}));
+  EXPECT_EQ(Events(s.sink.messages().back()), OneModified(1));
 }
 
 // Another replica's token: the catch-up (what changed after its position,
