@@ -311,6 +311,23 @@ class CounterStream {
     return token;
   }
 
+  // For each message from the first `synced` one on: when it arrived, and
+  // its check_time (every state the client holds confirmed at or after it).
+  std::vector<std::pair<absl::Time, absl::Time>> CheckTimes() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::pair<absl::Time, absl::Time>> out;
+    bool synced = false;
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      synced = synced || messages_[i].synced();
+      if (!synced) continue;
+      const auto& t = messages_[i].check_time();
+      out.emplace_back(arrived_[i],
+                       absl::FromUnixSeconds(t.seconds()) +
+                           absl::Nanoseconds(t.nanos()));
+    }
+    return out;
+  }
+
   // The events of the messages after the first `synced` one (live).
   std::vector<v1::UploadingEvent> live_events() {
     absl::MutexLock lock(&mu_);
@@ -1190,6 +1207,52 @@ TEST_F(MultiReplicaTest, AResumeOnAReplicaThatFollowsNothingYetCatchesUp) {
                         {951, v1::Uploading::MATCHED}}));
   metrica_->SetUploading(kCounter, MakeUploading(950, v1::Uploading::PROCESSED));
   ASSERT_TRUE(resumed.WaitLive(950, v1::Uploading::PROCESSED, absl::Seconds(10)));
+}
+
+// Poll rounds that change nothing move a counter watch's check_time on the
+// holder (its own polls confirm the states); a non-holder gets them from the
+// holder's confirmations entries on the changes stream, so "checked N s ago"
+// is true on every replica. Bookmarks every second carry it here.
+TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsTheHoldersConfirmations) {
+  metrica_->AddUploading(kCounter, MakeUploading(960, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(961, v1::Uploading::UPLOADED));
+  StartReplicas(2, /*shared=*/true, {"--bookmark_interval=1s"});
+  CounterStream first(replicas_[0]->channel());
+  ASSERT_TRUE(first.WaitSynced(absl::Seconds(10)).has_value());
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(0)) >= 0; },
+                         absl::Seconds(5)));
+  const int other = 1 - holder;
+  CounterStream on_other(replicas_[other]->channel());
+  ASSERT_TRUE(on_other.WaitSynced(absl::Seconds(10)).has_value());
+  const std::string stream =
+      absl::StrCat(kPrefix, "history:", Credentials(kToken).fingerprint(), ":",
+                   kCounter, ":-", static_cast<int>(v1::Uploading::BASIC));
+  const long long entries_before = redis_.Integer({"XLEN", stream});
+  const absl::Time start = absl::Now();
+  const absl::Time synced_check = on_other.CheckTimes().front().second;
+  // Nothing changes in Metrica: only confirmations can move it.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return on_other.CheckTimes().back().second > synced_check + absl::Seconds(3);
+      },
+      absl::Seconds(15)))
+      << "the non-holder's check_time stayed at the snapshot's";
+  const double window = absl::ToDoubleSeconds(absl::Now() - start);
+  const long long entries = redis_.Integer({"XLEN", stream}) - entries_before;
+  // How old the confirmation a message carries is when it arrives: within
+  // the holder's confirmation interval (5 s) and a bookmark interval.
+  double worst = 0;
+  for (const auto& [arrived, checked] : on_other.CheckTimes()) {
+    if (arrived < start + absl::Seconds(2)) continue;  // snapshot's, still
+    worst = std::max(worst, absl::ToDoubleSeconds(arrived - checked));
+  }
+  EXPECT_LT(worst, 5.0 + 1.0 + 2.0) << "a confirmation older than the holder's interval";
+  EXPECT_GT(entries, 0);
+  std::printf("FIGURE non-holder counter watch: check_time at most %.1f s old "
+              "when a bookmark (every 1 s) arrived; %lld confirmations entries "
+              "in %.1f s (200 ms polls)\n",
+              worst, entries, window);
 }
 
 // On the holder the resumed watch is shown every uploading by the next

@@ -35,6 +35,19 @@ StateStore::Recorded StateStore::RecordRelayed(const UploadingKey& key,
   return out;
 }
 
+std::optional<StateStore::Recorded> StateStore::Confirm(
+    const UploadingKey& key,
+    absl::FunctionRef<bool(const UploadingState&)> is_it, absl::Time now,
+    absl::Time sent) {
+  absl::MutexLock lock(&mu_);
+  const UploadingState* stored = cache_.Find(key);
+  if (stored == nullptr || !is_it(*stored)) return std::nullopt;
+  const v1::Uploading same = stored->uploading;  // Record may replace it
+  Recorded out;
+  out.state = cache_.Record(key, same, now, sent, &out.changed);
+  return out;
+}
+
 std::optional<UploadingState> StateStore::GetFresh(const UploadingKey& key,
                                                    absl::Time now) {
   absl::MutexLock lock(&mu_);

@@ -43,6 +43,16 @@ class StateStore {
   Recorded RecordRelayed(const UploadingKey& key,
                          const v1::Uploading& uploading, int64_t version,
                          absl::Time now, absl::Time sent);
+  // Another replica's request sent at `sent` found a state unchanged; if
+  // the stored one is it (`is_it`, called under the store's lock: it must
+  // not call the store), recorded as Record of that same state would (its
+  // check time moves on; older news changes nothing). nullopt, and nothing
+  // recorded, when it is not (it changed here since, or is unknown): a
+  // confirmation of another state says nothing of this one.
+  std::optional<Recorded> Confirm(
+      const UploadingKey& key,
+      absl::FunctionRef<bool(const UploadingState&)> is_it, absl::Time now,
+      absl::Time sent);
   // The state if confirmed recently enough to serve without Metrica.
   std::optional<UploadingState> GetFresh(const UploadingKey& key,
                                          absl::Time now);

@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "service/core/change_history.h"
+
 namespace uploadwatch {
 namespace {
 
@@ -351,6 +353,18 @@ int64_t UploadingHub::ObserveRelayed(const UploadingKey& key,
       store_.RecordRelayed(key, uploading, version, clock_->Now(), sent);
   Deliver(key, recorded);
   return recorded.state.version;
+}
+
+void UploadingHub::ConfirmRelayed(const UploadingKey& key, size_t content,
+                                  absl::Time sent) {
+  if (std::optional<StateStore::Recorded> recorded = store_.Confirm(
+          key,
+          [content](const UploadingState& s) {
+            return SharedChanges::ContentHash(s.uploading) == content;
+          },
+          clock_->Now(), sent)) {
+    Deliver(key, *recorded);
+  }
 }
 
 void UploadingHub::PollOwnershipChanged(const std::string& name,

@@ -181,6 +181,13 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   int64_t ObserveRelayed(const UploadingKey& key,
                          const v1::Uploading& uploading, int64_t version,
                          absl::Time sent);
+  // The lease holder's poll (a request sent at `sent`) found unchanged the
+  // state whose content is `content` (SharedChanges::ContentHash): if this
+  // replica's state is that one, recorded as a check (StateStore::Confirm)
+  // and delivered to counter watches as a confirmation; nothing when it is
+  // another. For the stream bridge.
+  void ConfirmRelayed(const UploadingKey& key, size_t content,
+                      absl::Time sent);
   // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
   void PollOwnershipChanged(const std::string& name, bool should_poll);
 

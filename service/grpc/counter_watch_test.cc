@@ -114,6 +114,18 @@ std::vector<std::pair<UploadingEvent::Type, int64_t>> Events(const Message& m) {
   return out;
 }
 
+// Ownership on a replica that polls nothing (another one holds the lease).
+PollOwnership* NobodyPolls() {
+  class Nobody : public PollOwnership {
+   public:
+    void Want(const std::string&) override {}
+    void Unwant(const std::string&) override {}
+    bool ShouldPoll(const std::string&) const override { return false; }
+  };
+  static Nobody* nobody = new Nobody();  // outlives every hub
+  return nobody;
+}
+
 // What Events() gives for a message of one MODIFIED event of `id`.
 std::vector<std::pair<UploadingEvent::Type, int64_t>> OneModified(int64_t id) {
   return {{UploadingEvent::MODIFIED, id}};
@@ -274,14 +286,7 @@ TEST_F(CounterWatchTest, TheSnapshotAddsEveryUploadingInChunksThenSyncs) {
 // counter watch's snapshot shows what the holder relayed since, not the list
 // cache's older copy of it.
 TEST_F(CounterWatchTest, ASnapshotOnANonHolderShowsTheRelayedStates) {
-  class Nobody : public PollOwnership {
-   public:
-    void Want(const std::string&) override {}
-    void Unwant(const std::string&) override {}
-    bool ShouldPoll(const std::string&) const override { return false; }
-  };
-  static Nobody* nobody = new Nobody();  // outlives the hub (TearDown)
-  hub_options_.ownership = nobody;
+  hub_options_.ownership = NobodyPolls();
   hub_options_.cache_ttl = absl::Seconds(5);
   Put(Make(1, v1::Uploading::UPLOADED));
   Put(Make(2, v1::Uploading::UPLOADED));
@@ -446,6 +451,41 @@ TEST_F(CounterWatchTest, CheckTimesSayWhenEveryHeldStateWasLastConfirmed) {
   ASSERT_EQ(m.size(), 3u);
   EXPECT_EQ(m[2].events_size(), 0);
   EXPECT_EQ(TimeOf(m[2].check_time()), t0 + 5 * kInterval);
+}
+
+// On a replica that does not poll the counter, the holder's confirmations
+// (UploadingHub::ConfirmRelayed, from its changes stream) move check_time as
+// this replica's own rounds would -- only for the state they name.
+TEST_F(CounterWatchTest, ANonHoldersCheckTimeMovesWithTheHoldersConfirmations) {
+  hub_options_.ownership = NobodyPolls();
+  options_.bookmark_interval = absl::Seconds(100);
+  const absl::Time t0 = time_.Now();
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  Stream& s = Open();
+  Settle();
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  EXPECT_EQ(TimeOf(s.sink.messages()[0].check_time()), t0);
+  const UploadingKey one{credentials_.fingerprint(), kCounter, 1};
+  const UploadingKey two{credentials_.fingerprint(), kCounter, 2};
+  Advance(kInterval);
+  const absl::Time t1 = time_.Now();
+  // The state of 1 it holds; for 2 another state (a change not read here
+  // yet): says nothing of what this replica holds.
+  hub_->ConfirmRelayed(one, SharedChanges::ContentHash(Make(1, v1::Uploading::UPLOADED)), t1);
+  hub_->ConfirmRelayed(two, SharedChanges::ContentHash(Make(2, v1::Uploading::MATCHED)), t1);
+  Advance(absl::Seconds(100));
+  std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);  // the bookmark
+  EXPECT_EQ(TimeOf(m[1].check_time()), t0) << "2 was not confirmed";
+  const absl::Time t2 = time_.Now();
+  hub_->ConfirmRelayed(two, SharedChanges::ContentHash(Make(2, v1::Uploading::UPLOADED)), t2);
+  Advance(absl::Seconds(100));
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[2].events_size(), 0);  // a confirmation is no change
+  EXPECT_EQ(TimeOf(m[2].check_time()), t1);  // both confirmed, 1 at t1
+  EXPECT_EQ(client_.count("list"), 1);  // its snapshot only: no polls here
 }
 
 TEST_F(CounterWatchTest, AResumeWithinTheHistorySendsOnlyTheLatestChanges) {

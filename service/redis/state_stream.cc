@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 
@@ -89,6 +90,21 @@ return id
   return *script;
 }
 
+// KEYS[1] a counter's changes stream, KEYS[2] the poll lease. ARGV: owner
+// id, confirmations, max length, sent (ms). Appends {c, o, t} if the lease is
+// still the owner's; returns the entry id. No newest-entry hash update: a
+// confirmation is no state.
+const RedisScript& AppendConfirmationsScript() {
+  static const RedisScript* script = new RedisScript(R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('NOTOWNER the poll lease is held by another replica')
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+                  'c', ARGV[2], 'o', ARGV[1], 't', ARGV[4])
+)lua");
+  return *script;
+}
+
 // KEYS[1] the stream, KEYS[2] the version floor. ARGV: version, max length,
 // floor TTL (ms). Raises the floor to the version; when the history's newest
 // entry is below it, appends a floor mark {v, f} (no state) so that the
@@ -147,6 +163,9 @@ std::optional<StreamEntry> ParseEntry(const RedisReply& r) {
       e.payload = fields[i + 1].str;
     } else if (fields[i].str == "f") {
       e.floor = true;
+    } else if (fields[i].str == "c") {
+      e.confirmations = true;
+      e.payload = fields[i + 1].str;
     } else if (fields[i].str == "o") {
       e.owner = fields[i + 1].str;
     } else if (fields[i].str == "t") {
@@ -401,6 +420,7 @@ StateStream::StateStream(RedisConnection* commands, RedisConnection* reader,
   commands->Preload(PublishScript());
   commands->Preload(RaiseFloorScript());
   commands->Preload(AppendChangeScript());
+  commands->Preload(AppendConfirmationsScript());
   commands->Preload(RangeScript());
   state_->reader = reader;
   state_->options = std::move(options);
@@ -487,6 +507,50 @@ void StateStream::AppendChange(const std::string& stream, int64_t uploading_id,
         }
         done(r->str);
       });
+}
+
+void StateStream::AppendConfirmations(const std::string& stream,
+                                      const std::vector<Confirmed>& confirmed,
+                                      int64_t sent_ms,
+                                      const PublishFence& fence,
+                                      IdCallback done) {
+  state_->commands->Eval(
+      AppendConfirmationsScript(), {Key(stream), fence.lease_key},
+      {fence.owner, FormatConfirmations(confirmed),
+       absl::StrCat(state_->options.max_len), absl::StrCat(sent_ms)},
+      [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        if (r->type != RedisReply::Type::kString) {
+          return done(absl::InternalError("XADD answered no id"));
+        }
+        done(r->str);
+      });
+}
+
+std::string FormatConfirmations(
+    const std::vector<StateStream::Confirmed>& confirmed) {
+  return absl::StrJoin(confirmed, ",",
+                       [](std::string* out, const StateStream::Confirmed& c) {
+                         absl::StrAppend(out, c.uploading_id, ":", c.version);
+                       });
+}
+
+std::optional<std::vector<StateStream::Confirmed>> ParseConfirmations(
+    absl::string_view text) {
+  std::vector<StateStream::Confirmed> out;
+  if (text.empty()) return out;
+  for (absl::string_view pair : absl::StrSplit(text, ',')) {
+    std::pair<absl::string_view, absl::string_view> p =
+        absl::StrSplit(pair, absl::MaxSplits(':', 1));
+    StateStream::Confirmed c;
+    if (!absl::SimpleAtoi(p.first, &c.uploading_id) ||
+        !absl::SimpleAtoi(p.second, &c.version) || c.uploading_id <= 0 ||
+        c.version <= 0) {
+      return std::nullopt;
+    }
+    out.push_back(c);
+  }
+  return out;
 }
 
 void StateStream::RaiseFloor(const std::string& group, int64_t version,

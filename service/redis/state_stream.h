@@ -34,9 +34,12 @@ struct StreamEntry {
   // A floor mark (RaiseFloor), not a state: `version` is a floor some replica
   // showed on its own; the holder's next state is numbered after it.
   bool floor = false;
-  // Entries of a counter changes stream (AppendChange) only: the owner id of
-  // the replica that appended it, and when its request went (Unix ms, its
-  // clock).
+  // Confirmations (AppendConfirmations), not a state: `payload` lists them
+  // (ParseConfirmations).
+  bool confirmations = false;
+  // Entries of a counter changes stream (AppendChange, AppendConfirmations)
+  // only: the owner id of the replica that appended it, and when its
+  // request went (Unix ms, its clock).
   std::string owner;
   int64_t sent_ms = 0;
 };
@@ -129,6 +132,19 @@ class StateStream {
   void AppendChange(const std::string& stream, int64_t uploading_id,
                     int64_t version, std::string payload, int64_t sent_ms,
                     const PublishFence& fence, IdCallback done);
+  // The holder's poll confirmed these uploadings unchanged, each at the
+  // version it relayed last (a counter's changes stream): so that counter
+  // watches on other replicas see the holder's checks (check_time), not
+  // only its changes. One entry {c: "<id>:<version>,...", o: fence.owner,
+  // t: sent_ms} for all, fenced like AppendChange; no newest-entry update.
+  struct Confirmed {
+    int64_t uploading_id = 0;
+    int64_t version = 0;
+  };
+  void AppendConfirmations(const std::string& stream,
+                           const std::vector<Confirmed>& confirmed,
+                           int64_t sent_ms, const PublishFence& fence,
+                           IdCallback done);
   // A replica that does not hold the lease showed `version` to its own
   // watchers (polling alone while Redis was unreachable, or a counter
   // watch's list): every later entry must be above it, or a client moving to
@@ -177,6 +193,13 @@ class StateStream {
   struct State;
   std::shared_ptr<State> state_;
 };
+
+// A confirmations entry's list: "<id>:<version>,..." (readable in redis-cli);
+// Parse gives nullopt for anything else.
+std::string FormatConfirmations(
+    const std::vector<StateStream::Confirmed>& confirmed);
+std::optional<std::vector<StateStream::Confirmed>> ParseConfirmations(
+    absl::string_view text);
 
 }  // namespace uploadwatch::redis
 

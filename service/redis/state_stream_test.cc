@@ -226,6 +226,47 @@ TEST_F(StateStreamTest, ChangesAreFencedAndCarryTheirOwnerAndTime) {
   }
 }
 
+// A holder's confirmations: one entry {c, o, t} for many uploadings, fenced
+// like a change, read as no state, and never an uploading's newest entry.
+TEST_F(StateStreamTest, ConfirmationsAreOneFencedEntryThatIsNoState) {
+  auto holder = NewReplica("a");
+  auto other = NewReplica("b");
+  other->Subscribe("0-0");
+  PublishFence fence{"t:lease:" + std::string(kGroup), "replica-a"};
+  const std::vector<StateStream::Confirmed> confirmed = {{11, 3}, {12, 1}};
+  auto append = [&] {
+    return testing::Await<absl::StatusOr<std::string>>([&](auto done) {
+      holder->stream->AppendConfirmations(kGroup, confirmed, 7654321, fence,
+                                          std::move(done));
+    });
+  };
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-b"}).ok());
+  EXPECT_EQ(append().status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(server_.Run({"SET", fence.lease_key, "replica-a"}).ok());
+  ASSERT_TRUE(append().ok());
+  ASSERT_TRUE(WaitFor([&] { return other->Seen().size() == 1; }));
+  const StreamEntry e = other->Seen()[0];
+  EXPECT_TRUE(e.confirmations);
+  EXPECT_FALSE(e.floor);
+  EXPECT_EQ(e.version, 0);
+  EXPECT_EQ(e.owner, "replica-a");
+  EXPECT_EQ(e.sent_ms, 7654321);
+  EXPECT_EQ(e.payload, "11:3,12:1");  // readable in redis-cli
+  std::optional<std::vector<StateStream::Confirmed>> parsed =
+      ParseConfirmations(e.payload);
+  ASSERT_TRUE(parsed.has_value());
+  ASSERT_EQ(parsed->size(), 2u);
+  EXPECT_EQ((*parsed)[0].uploading_id, 11);
+  EXPECT_EQ((*parsed)[0].version, 3);
+  EXPECT_EQ((*parsed)[1].uploading_id, 12);
+  EXPECT_EQ((*parsed)[1].version, 1);
+  // No uploading's newest entry: a resume's "what the client holds" stays.
+  EXPECT_EQ(server_.Integer({"EXISTS", holder->stream->LatestKey(kGroup)}), 0);
+  for (const char* bad : {"11", "11:", ":3", "x:3", "11:3,", "11:0", "-1:2"}) {
+    EXPECT_FALSE(ParseConfirmations(bad).has_value()) << bad;
+  }
+}
+
 TEST_F(StateStreamTest, APositionOlderThanTheKeptHistoryIsReportedAsAGap) {
   StateStreamOptions o;
   o.max_len = 10;

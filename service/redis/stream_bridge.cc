@@ -130,6 +130,8 @@ void StreamBridge::StopFollowingLocked(const std::string& name) {
   }
   followed_.erase(name);
   changes_.erase(name);
+  newest_.erase(name);
+  confirmations_.erase(name);
   in_history_.erase(name);
   floor_.erase(name);
   floor_asked_.erase(name);
@@ -368,19 +370,31 @@ void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
         std::vector<Entry> before;
         for (const StreamEntry& e : (*range)->entries) {
           v1::Uploading uploading;
-          if (!uploading.ParseFromString(e.payload)) continue;
+          if (e.confirmations || !uploading.ParseFromString(e.payload) ||
+              uploading.id() <= 0) {
+            continue;  // states only, as DeliverChange logs them
+          }
           before.push_back(Entry{e.id, uploading.id(), e.version,
                                  SharedChanges::ContentHash(uploading)});
         }
         absl::MutexLock lock(&mu_);
         auto it = followed_.find(name);
         if (it == followed_.end() || it->second != generation) return;
+        // What the holder's confirmations name (entries read since are
+        // newer: NoteNewestLocked keeps the higher version).
+        for (const Entry& e : before) NoteNewestLocked(name, e);
         ChangeLog& log = logs_[name];
         if (log.ready || !log.trimmed_to.empty()) return;
         log.entries.insert(log.entries.begin(), before.begin(), before.end());
         log.ready = true;
         TrimLog(log);
       });
+}
+
+void StreamBridge::NoteNewestLocked(const std::string& name,
+                                    const Entry& entry) {
+  NewestEntry& n = newest_[name][entry.uploading_id];
+  if (entry.version >= n.version) n = NewestEntry{entry.version, entry.content};
 }
 
 void StreamBridge::AppendLogLocked(const std::string& name, Entry entry) {
@@ -544,7 +558,10 @@ void StreamBridge::RunCatchUp(const std::string& name, CatchUpAsk ask) {
         std::vector<std::pair<const StreamEntry*, v1::Uploading>> parsed;
         for (const StreamEntry& e : r.entries) {
           v1::Uploading uploading;
-          if (e.floor || !uploading.ParseFromString(e.payload)) continue;
+          if (e.floor || e.confirmations ||
+              !uploading.ParseFromString(e.payload) || uploading.id() <= 0) {
+            continue;
+          }
           newest[uploading.id()] = parsed.size();
           parsed.emplace_back(&e, std::move(uploading));
         }
@@ -619,6 +636,7 @@ void StreamBridge::DeliverChange(const std::string& name,
                                  const UploadingKey& stream,
                                  const StreamEntry& entry) {
   if (entry.floor) return;  // never written to a changes stream
+  if (entry.confirmations) return DeliverConfirmations(name, stream, entry);
   v1::Uploading uploading;
   if (!uploading.ParseFromString(entry.payload) || uploading.id() <= 0 ||
       CounterWantId(TypeOf(uploading)) != stream.uploading_id) {
@@ -648,6 +666,7 @@ void StreamBridge::DeliverChange(const std::string& name,
             !followed_.contains(PollUploadingKey(
                 key.token_fingerprint, key.counter_id, key.uploading_id));
     if (relay) ++relayed_;
+    NoteNewestLocked(name, logged);
     // Before the hub shows it to a watch: a message built for it then can
     // carry the position (its version here is set below).
     AppendLogLocked(name, logged);
@@ -675,6 +694,97 @@ void StreamBridge::DeliverChange(const std::string& name,
   Notify(name);
 }
 
+void StreamBridge::DeliverConfirmations(const std::string& name,
+                                        const UploadingKey& stream,
+                                        const StreamEntry& entry) {
+  std::optional<std::vector<StateStream::Confirmed>> confirmed =
+      ParseConfirmations(entry.payload);
+  std::vector<std::pair<UploadingKey, size_t>> here;  // key, content
+  {
+    absl::MutexLock lock(&mu_);
+    if (!followed_.contains(name)) return;
+    if (entry.after_gap) {
+      // As for a state: positions before it cannot move on.
+      if (auto log = logs_.find(name); log != logs_.end()) {
+        log->second.entries.clear();
+        log->second.trimmed_to = entry.id;
+      }
+    }
+    // Its own (its watchers had them from its polls), or unreadable.
+    if (entry.owner == coordinator_->leases().owner_id() || !confirmed) return;
+    const auto& newest = newest_[name];
+    for (const StateStream::Confirmed& c : *confirmed) {
+      // Only the state of the entry this replica knows for that version: a
+      // confirmation of another one (a relay not read yet) says nothing.
+      auto n = newest.find(c.uploading_id);
+      if (n == newest.end() || n->second.version != c.version) continue;
+      here.emplace_back(UploadingKey{stream.token_fingerprint,
+                                     stream.counter_id, c.uploading_id},
+                        n->second.content);
+    }
+    confirmations_delivered_ += static_cast<int64_t>(here.size());
+  }
+  absl::ReaderMutexLock lock(&hub_mu_);
+  if (hub_ == nullptr) return;
+  for (const auto& [key, content] : here) {
+    hub_->ConfirmRelayed(key, content, absl::FromUnixMillis(entry.sent_ms));
+  }
+}
+
+void StreamBridge::ConfirmLocked(const std::string& name,
+                                 const UploadingState& state) {
+  PendingConfirmations& p = confirmations_[name];
+  p.versions[state.uploading.id()] = state.version;
+  p.sent = std::min(p.sent, state.check_time);
+  if (p.scheduled || stopping_) return;
+  p.scheduled = true;
+  // A round's observations first; then no more often than kConfirmEvery.
+  const absl::Duration wait =
+      std::max(kConfirmGather, p.last_appended + kConfirmEvery - absl::Now());
+  coordinator_->commands().loop()->RunAfter(wait, [this, name] {
+    if (!stopping_) AppendConfirmations(name);
+  });
+}
+
+void StreamBridge::AppendConfirmations(const std::string& name) {
+  std::vector<StateStream::Confirmed> confirmed;
+  absl::Time sent;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = confirmations_.find(name);
+    if (it == confirmations_.end()) return;  // not followed any more
+    PendingConfirmations& p = it->second;
+    p.scheduled = false;
+    p.last_appended = absl::Now();
+    const auto& known = changes_[name];
+    for (const auto& [id, version] : p.versions) {
+      // Still the version relayed last (a change since has its own entry).
+      if (auto k = known.find(id); k != known.end() && k->second == version) {
+        confirmed.push_back(StateStream::Confirmed{id, version});
+      }
+    }
+    sent = p.sent;
+    p.versions.clear();
+    p.sent = absl::InfiniteFuture();
+  }
+  if (confirmed.empty()) return;
+  std::sort(confirmed.begin(), confirmed.end(),
+            [](const auto& a, const auto& b) {
+              return a.uploading_id < b.uploading_id;
+            });
+  std::string fingerprint;
+  int64_t counter_id = 0, type_id = 0;
+  if (!ParsePollUploadingKey(name, &fingerprint, &counter_id, &type_id)) return;
+  LeaseManager& leases = coordinator_->leases();
+  const std::string group = PollGroupKey(fingerprint, counter_id);
+  if (!leases.Holds(group)) return;  // the next holder confirms its own
+  // Dropped when it fails: the next round confirms again.
+  coordinator_->history().AppendConfirmations(
+      name, confirmed, absl::ToUnixMillis(sent),
+      PublishFence{leases.LeaseKey(group), leases.owner_id()},
+      [](absl::StatusOr<std::string>) {});
+}
+
 void StreamBridge::PublishChange(const UploadingKey& key,
                                  const UploadingState& state) {
   const std::string name = PollCounterKey(key.token_fingerprint, key.counter_id,
@@ -693,7 +803,12 @@ void StreamBridge::PublishChange(const UploadingKey& key,
     // Every observation is offered: only a version not relayed yet (a
     // change, or a new uploading) goes out, once.
     int64_t& known = changes_[name][key.uploading_id];
-    if (known >= state.version) return;
+    if (known == state.version) {
+      // Relayed already: this observation confirms it.
+      ConfirmLocked(name, state);
+      return;
+    }
+    if (known > state.version) return;
     known = state.version;
     ++relays_published_;
   }
@@ -778,6 +893,11 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
 int64_t StreamBridge::delivered() const {
   absl::MutexLock lock(&mu_);
   return delivered_;
+}
+
+int64_t StreamBridge::confirmations_delivered() const {
+  absl::MutexLock lock(&mu_);
+  return confirmations_delivered_;
 }
 
 int64_t StreamBridge::relayed() const {

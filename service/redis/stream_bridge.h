@@ -122,6 +122,8 @@ class StreamBridge : public PollOwnership,
   // others' relays it delivered to its counter watches.
   int64_t relays_published() const;
   int64_t relayed() const;
+  // Other holders' confirmations of states here delivered to the hub.
+  int64_t confirmations_delivered() const;
 
  private:
   // What this replica wants of one group, and polls for the others.
@@ -157,8 +159,28 @@ class StreamBridge : public PollOwnership,
   void DeliverChange(const std::string& name, const UploadingKey& stream,
                      const StreamEntry& entry);
   // As the holder: `state` goes to its type's changes stream when a counter
-  // watch of that type (on any replica) follows it and it is news.
+  // watch of that type (on any replica) follows it and it is news; when it
+  // is the version relayed last, it is a confirmation (below).
   void PublishChange(const UploadingKey& key, const UploadingState& state);
+  // Confirmations: as the holder, the uploadings of a changes stream its
+  // polls found unchanged (at the version it relayed last) are gathered and
+  // appended as one entry (StateStream::AppendConfirmations) after a round
+  // (kConfirmGather) and at most every kConfirmEvery, so that counter
+  // watches on other replicas see the holder's checks in check_time.
+  struct PendingConfirmations {
+    absl::flat_hash_map<int64_t, int64_t> versions;  // uploading -> version
+    absl::Time sent = absl::InfiniteFuture();  // the oldest request among them
+    bool scheduled = false;
+    absl::Time last_appended = absl::InfinitePast();
+  };
+  static constexpr absl::Duration kConfirmGather = absl::Milliseconds(50);
+  static constexpr absl::Duration kConfirmEvery = absl::Seconds(5);
+  void ConfirmLocked(const std::string& name, const UploadingState& state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AppendConfirmations(const std::string& name);  // loop thread
+  // A confirmations entry of another holder read (`stream` as DeliverChange).
+  void DeliverConfirmations(const std::string& name, const UploadingKey& stream,
+                            const StreamEntry& entry);
   // What this replica has read of one followed changes stream (SharedChanges).
   struct CatchUpAsk {
     WatchTarget target;
@@ -227,6 +249,21 @@ class StreamBridge : public PollOwnership,
   absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, int64_t>>
       changes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ChangeLog> logs_ ABSL_GUARDED_BY(mu_);
+  // Per followed changes stream: for each uploading, the version and the
+  // content (SharedChanges::ContentHash) of its newest entry known here
+  // (read, or backfilled): what a holder's confirmation of that version
+  // confirms, if this replica's state has that content.
+  struct NewestEntry {
+    int64_t version = 0;
+    size_t content = 0;
+  };
+  absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, NewestEntry>>
+      newest_ ABSL_GUARDED_BY(mu_);
+  void NoteNewestLocked(const std::string& name, const Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::flat_hash_map<std::string, PendingConfirmations> confirmations_
+      ABSL_GUARDED_BY(mu_);
+  int64_t confirmations_delivered_ ABSL_GUARDED_BY(mu_) = 0;
   // Tells `name`'s listeners (not under mu_).
   void Notify(const std::string& name);
   // Held while listeners are called, so that Unlisten waits for them.
