@@ -1255,6 +1255,75 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsTheHoldersConfirmations) {
               worst, entries, window);
 }
 
+// While Redis does not answer, a counter watch shows each replica's own
+// polls and its position stays; the states it sent meanwhile travel in its
+// token (held beyond the position), so a resume elsewhere once Redis is
+// back -- whose catch-up has the holder's relay of the same state, renumbered
+// -- does not show them again.
+TEST_F(MultiReplicaTest, StatesShownInDegradedModeAreNotShownAgainByAResume) {
+  metrica_->AddUploading(kCounter, MakeUploading(810, v1::Uploading::UPLOADED));
+  metrica_->AddUploading(kCounter, MakeUploading(811, v1::Uploading::UPLOADED));
+  StartReplicas(2);
+  std::vector<std::unique_ptr<CounterStream>> streams;
+  for (auto& r : replicas_) {
+    streams.push_back(std::make_unique<CounterStream>(r->channel()));
+    ASSERT_TRUE(streams.back()->WaitSynced(absl::Seconds(10)).has_value());
+  }
+  int holder = -1;
+  ASSERT_TRUE(Eventually([&] { return (holder = Holder(0)) >= 0; },
+                         absl::Seconds(5)));
+  const int other = 1 - holder;
+  const std::string stream =
+      absl::StrCat(kPrefix, "history:", Credentials(kToken).fingerprint(), ":",
+                   kCounter, ":-", static_cast<int>(v1::Uploading::BASIC));
+  const long long entries_before = redis_.Integer({"XLEN", stream});
+  redis_.Pause();  // holds the connections, answers nothing, keeps its data
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
+        },
+        absl::Seconds(15)));
+  }
+  metrica_->SetUploading(kCounter, MakeUploading(810, v1::Uploading::MATCHED));
+  ASSERT_TRUE(streams[other]->WaitLive(810, v1::Uploading::MATCHED,
+                                       absl::Seconds(10)));
+  const std::string token = streams[other]->TokenOf(810, v1::Uploading::MATCHED);
+  absl::StatusOr<ResumeToken> t = DecodeResumeToken(token);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->format, ResumeToken::kSharedFormat);
+  ASSERT_EQ(t->held.size(), 1u);
+  EXPECT_EQ(t->held[0].first, 810);
+  streams[other].reset();
+  redis_.Resume();
+  for (auto& r : replicas_) {
+    ASSERT_TRUE(Eventually(
+        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
+        absl::Seconds(15)));
+  }
+  // The holder relays 810's MATCHED (numbered after the outage) once Redis
+  // is back: a catch-up from the token's position finds it.
+  ASSERT_TRUE(Eventually(
+      [&] { return redis_.Integer({"XLEN", stream}) > entries_before; },
+      absl::Seconds(10)));
+  CounterStream resumed(replicas_[holder]->channel(), token);
+  auto caught_up = resumed.WaitSynced(absl::Seconds(10));
+  ASSERT_TRUE(caught_up.has_value());
+  for (const auto& m : *caught_up) {
+    EXPECT_FALSE(m.reset());
+    EXPECT_EQ(m.events_size(), 0) << "the client holds it: " << m.ShortDebugString();
+  }
+  metrica_->SetUploading(kCounter, MakeUploading(810, v1::Uploading::PROCESSED));
+  ASSERT_TRUE(resumed.WaitLive(810, v1::Uploading::PROCESSED, absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
+  std::vector<std::pair<int64_t, v1::Uploading::Status>> live;
+  for (const auto& e : resumed.live_events()) {
+    live.emplace_back(e.uploading().id(), e.uploading().status());
+  }
+  EXPECT_EQ(live, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
+                      {810, v1::Uploading::PROCESSED}}));
+}
+
 // On the holder the resumed watch is shown every uploading by the next
 // round, changed or not: only those it missed may reach the client.
 TEST_F(MultiReplicaTest, AResumeTokenOfTheHolderCarriesOnOnTheNextHolder) {

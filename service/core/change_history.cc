@@ -5,6 +5,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/random/random.h"
+#include "service/core/resume_token.h"
 
 namespace uploadwatch {
 
@@ -93,7 +94,7 @@ size_t LocalChangeHistory::targets() const {
 size_t SharedChanges::ContentHash(const v1::Uploading& uploading) {
   std::string bytes;
   uploading.SerializeToString(&bytes);
-  return absl::HashOf(bytes);
+  return StableHash64(bytes);
 }
 
 }  // namespace uploadwatch

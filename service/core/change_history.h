@@ -117,9 +117,10 @@ class LocalChangeHistory : public ChangeHistory {
 // least its newest state up to P. Thread-safe; never blocks on Redis.
 class SharedChanges {
  public:
-  // What watches and the stream's log compare contents by: a hash of the
-  // serialized uploading (deterministic enough within one process).
-  static size_t ContentHash(const v1::Uploading& uploading);
+  // What watches and the stream's log compare contents by: a stable hash
+  // of the serialized uploading (StableHash64), the same on every replica,
+  // so that a resume token can carry it (ResumeToken::held).
+  static uint64_t ContentHash(const v1::Uploading& uploading);
 
   // One entry as a watch checks it against what it has sent.
   struct Entry {

@@ -1,5 +1,7 @@
 #include "service/core/resume_token.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -13,6 +15,8 @@ constexpr size_t kSize = kBodySize + 4;
 // Format 2: format 1's body and two u64 of the stream id.
 constexpr size_t kSharedBodySize = kBodySize + 8 + 8;
 constexpr size_t kSharedSize = kSharedBodySize + 4;
+// Each held state after the count byte.
+constexpr size_t kHeldSize = 8 + 8;
 
 uint32_t Fnv1a(absl::string_view bytes) {
   uint32_t h = 2166136261u;
@@ -49,6 +53,15 @@ uint32_t FingerprintHash(absl::string_view fingerprint) {
   return Fnv1a(fingerprint);
 }
 
+uint64_t StableHash64(absl::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 std::string EncodeResumeToken(const ResumeToken& token) {
   const bool shared = token.format == ResumeToken::kSharedFormat;
   std::string bytes;
@@ -63,6 +76,14 @@ std::string EncodeResumeToken(const ResumeToken& token) {
   if (shared) {
     Put(bytes, token.stream_ms, 8);
     Put(bytes, token.stream_seq, 8);
+    const size_t n = std::min(token.held.size(), ResumeToken::kMaxHeld);
+    if (n > 0) {
+      Put(bytes, n, 1);
+      for (size_t i = 0; i < n; ++i) {
+        Put(bytes, static_cast<uint64_t>(token.held[i].first), 8);
+        Put(bytes, token.held[i].second, 8);
+      }
+    }
   }
   Put(bytes, Fnv1a(bytes), 4);
   return absl::WebSafeBase64Escape(bytes);
@@ -73,13 +94,22 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
   if (!absl::WebSafeBase64Unescape(text, &bytes)) {
     return Malformed("not base64url");
   }
+  // Format 2 with n held states: the count byte says how long it is.
+  size_t held = 0;
+  if (bytes.size() > kSharedSize &&
+      static_cast<uint8_t>(bytes[0]) == ResumeToken::kSharedFormat) {
+    held = static_cast<uint8_t>(bytes[kSharedBodySize]);
+    if (held == 0 || held > ResumeToken::kMaxHeld ||
+        bytes.size() != kSharedSize + 1 + held * kHeldSize) {
+      return Malformed("wrong length");
+    }
+  }
   const bool shared =
-      bytes.size() == kSharedSize &&
+      (bytes.size() == kSharedSize || held > 0) &&
       static_cast<uint8_t>(bytes[0]) == ResumeToken::kSharedFormat;
   if (!shared && bytes.size() != kSize) return Malformed("wrong length");
   absl::string_view in(bytes);
-  const uint32_t expected =
-      Fnv1a(in.substr(0, shared ? kSharedBodySize : kBodySize));
+  const uint32_t expected = Fnv1a(in.substr(0, bytes.size() - 4));
   ResumeToken token;
   token.format = static_cast<uint8_t>(Take(in, 1));
   token.instance = Take(in, 8);
@@ -90,6 +120,13 @@ absl::StatusOr<ResumeToken> DecodeResumeToken(absl::string_view text) {
   if (shared) {
     token.stream_ms = Take(in, 8);
     token.stream_seq = Take(in, 8);
+    if (held > 0) {
+      Take(in, 1);
+      for (size_t i = 0; i < held; ++i) {
+        const int64_t id = static_cast<int64_t>(Take(in, 8));
+        token.held.emplace_back(id, Take(in, 8));
+      }
+    }
   }
   if (static_cast<uint32_t>(Take(in, 4)) != expected) {
     return Malformed("checksum mismatch");

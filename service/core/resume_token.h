@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -24,7 +26,11 @@ namespace uploadwatch {
 // process's own sequence (exact there):
 //   u8 format | u64 instance | u32 fingerprint hash | i32 counter |
 //   i32 type | u64 sequence | u64 stream id ms | u64 stream id seq |
-//   u32 checksum.
+//   [u8 n | n x (i64 uploading id | u64 content hash)] | u32 checksum.
+// The bracketed part, present when n > 0: the states the client holds that
+// the position does not cover yet (sent before their entries were read, or
+// while Redis was unreachable), so that a catch-up elsewhere does not show
+// them again.
 // The format byte tells them apart; an unknown format is well-formed but
 // not honoured.
 struct ResumeToken {
@@ -39,13 +45,17 @@ struct ResumeToken {
   // Format 2: the changes stream entry id "<stream_ms>-<stream_seq>".
   uint64_t stream_ms = 0;
   uint64_t stream_seq = 0;
+  // Format 2: uploadings whose state the client holds beyond the position,
+  // with SharedChanges::ContentHash of that state; at most kMaxHeld.
+  static constexpr size_t kMaxHeld = 32;
+  std::vector<std::pair<int64_t, uint64_t>> held;
 
   friend bool operator==(const ResumeToken& a, const ResumeToken& b) {
     return a.format == b.format && a.instance == b.instance &&
            a.fingerprint_hash == b.fingerprint_hash &&
            a.counter_id == b.counter_id && a.type == b.type &&
            a.sequence == b.sequence && a.stream_ms == b.stream_ms &&
-           a.stream_seq == b.stream_seq;
+           a.stream_seq == b.stream_seq && a.held == b.held;
   }
 };
 
@@ -64,6 +74,9 @@ absl::StatusOr<ResumeToken> SharedResumeToken(uint32_t fingerprint_hash,
 std::string StreamIdOf(const ResumeToken& token);
 // A stable 32-bit hash of a token fingerprint, for ResumeToken.
 uint32_t FingerprintHash(absl::string_view fingerprint);
+// A stable 64-bit hash (FNV-1a) of `bytes`: the same in every process and
+// on every replica (what SharedChanges::ContentHash is).
+uint64_t StableHash64(absl::string_view bytes);
 
 }  // namespace uploadwatch
 

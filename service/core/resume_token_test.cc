@@ -1,5 +1,6 @@
 #include "service/core/resume_token.h"
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 
 namespace uploadwatch {
@@ -105,6 +106,41 @@ TEST(ResumeTokenTest, SharedFormatIsCheckedLikeFormatOne) {
     EXPECT_EQ(DecodeResumeToken(bad).status().code(),
               absl::StatusCode::kInvalidArgument);
   }
+}
+
+// The states a client holds beyond its position travel in the token; a
+// token without them (written before they existed) reads as none.
+TEST(ResumeTokenTest, SharedFormatCarriesHeldStates) {
+  ResumeToken t = SharedSample();
+  const std::string plain = EncodeResumeToken(t);
+  t.held = {{11, 0xfedcba9876543210ULL}, {-3, 1}};
+  const std::string text = EncodeResumeToken(t);
+  std::string plain_bytes, bytes;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(plain, &plain_bytes));
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(text, &bytes));
+  EXPECT_EQ(bytes.size(), plain_bytes.size() + 1 + 2 * 16);  // n, 2 x (id, hash)
+  absl::StatusOr<ResumeToken> back = DecodeResumeToken(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, t);
+  absl::StatusOr<ResumeToken> none = DecodeResumeToken(plain);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->held.empty());
+  // At most kMaxHeld are written.
+  t.held.clear();
+  for (int64_t id = 1; id <= 40; ++id) t.held.emplace_back(id, id * 7);
+  back = DecodeResumeToken(EncodeResumeToken(t));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->held.size(), ResumeToken::kMaxHeld);
+  EXPECT_EQ(back->held.back(), (std::pair<int64_t, uint64_t>{32, 32 * 7}));
+  // Checked like the rest: every bent character, a cut held state.
+  int caught = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    std::string bent = text;
+    bent[i] = bent[i] == 'A' ? 'B' : 'A';
+    if (!DecodeResumeToken(bent).ok()) ++caught;
+  }
+  EXPECT_GE(caught, static_cast<int>(text.size()) - 1);
+  EXPECT_FALSE(DecodeResumeToken(text.substr(0, text.size() - 22)).ok());
 }
 
 TEST(ResumeTokenTest, SharedTokenNeedsAStreamId) {

@@ -202,6 +202,9 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
     target_ = target;
     retry_ = options_.list_retry;
     last_write_ = clock_->Now();
+    if (caller_counter_type && token->format == ResumeToken::kSharedFormat) {
+      token_held_.insert(token->held.begin(), token->held.end());
+    }
     std::optional<ChangeHistory::CatchUp> local;
     if (caller_counter_type && token->instance == history_->instance() &&
         (token->format == ResumeToken::kFormat ||
@@ -229,8 +232,18 @@ absl::Status CounterWatch::Start(const Credentials& credentials,
           sent_[s.uploading.id()] =
               Sent{s.version, ContentOf(s.uploading), s.check_time};
         }
+        // Still beyond the token's position: what it listed as held (if
+        // still so), and every change sent now.
+        for (const auto& [id, content] : token_held_) {
+          if (auto it = sent_.find(id);
+              it != sent_.end() && it->second.content == content) {
+            HeldBeyondLocked(id);
+          }
+        }
+        token_held_.clear();
         std::vector<std::pair<UploadingState, bool>> events;
         for (ChangeHistory::Change& c : catch_up->changes) {
+          HeldBeyondLocked(c.state.uploading.id());
           events.emplace_back(std::move(c.state), c.added);
         }
         QueueChunksLocked(events, /*synced=*/true);
@@ -300,10 +313,36 @@ void CounterWatch::OnCatchUp(std::optional<SharedChanges::Missed> missed) {
         Sent{s.version, ContentOf(s.uploading), s.check_time, /*foreign=*/true};
   };
   for (const UploadingState& s : missed->known) holds(s);
-  for (const auto& [s, added] : missed->changes) holds(s);
+  // Not shown again: a change whose state the token says the client holds
+  // beyond its position (sent before its entry was read, elsewhere).
+  std::vector<std::pair<UploadingState, bool>> shown;
+  for (auto& [s, added] : missed->changes) {
+    holds(s);
+    if (auto h = token_held_.find(s.uploading.id()); h != token_held_.end()) {
+      const bool same = h->second == ContentOf(s.uploading);
+      token_held_.erase(h);
+      if (same) continue;
+    }
+    shown.emplace_back(std::move(s), added);
+  }
+  // Held states the stream has no entry of yet: what the client holds (its
+  // version elsewhere unknown: the same content here is no change), still
+  // beyond the position.
+  const absl::Time oldest =
+      sent_.empty() ? clock_->Now() : OldestCheckLocked();
+  for (const auto& [id, content] : token_held_) {
+    auto [it, created] = sent_.try_emplace(id);
+    if (created) it->second.checked = oldest;
+    if (it->second.content != content) {
+      it->second.content = content;
+      it->second.foreign = true;
+    }
+    HeldBeyondLocked(id);
+  }
+  token_held_.clear();
   position_ = missed->head;
   live_ = true;
-  QueueChunksLocked(missed->changes, /*synced=*/true);
+  QueueChunksLocked(shown, /*synced=*/true);
   // What came meanwhile: only what the catch-up does not hold already.
   for (auto& [id, state] : received_) ChangeLocked(state);
   received_.clear();
@@ -448,6 +487,7 @@ void CounterWatch::MaybeSyncLocked(bool grace_over) {
   events.reserve(received_.size());
   for (auto& [id, s] : received_) {
     sent_[id] = Sent{s.version, ContentOf(s.uploading), s.check_time};
+    HeldBeyondLocked(id);
     events.emplace_back(std::move(s), true);
   }
   // Metrica's order is not relied on; ids make the snapshot reproducible.
@@ -483,23 +523,27 @@ absl::Time CounterWatch::OldestCheckLocked() const {
 }
 
 std::optional<std::string> CounterWatch::AdvanceLocked(
-    absl::flat_hash_set<int64_t>* unread) {
+    absl::FunctionRef<void(int64_t)> own_entry) {
   // As far as what the client holds covers the stream: every entry's
   // content, or a version at least the one this replica gave it.
   return options_.shared->Advance(
       target_, position_,
-      [this, unread](const SharedChanges::Entry& e)
+      [this, own_entry](const SharedChanges::Entry& e)
           ABSL_NO_THREAD_SAFETY_ANALYSIS {
             auto it = sent_.find(e.uploading_id);
             if (it == sent_.end()) return false;
             if (it->second.content == e.content) {
               // The entry of what the client holds (not an older one that
               // its higher version covers).
-              if (unread != nullptr) unread->erase(e.uploading_id);
+              own_entry(e.uploading_id);
               return true;
             }
             return it->second.version >= e.version;
           });
+}
+
+void CounterWatch::HeldBeyondLocked(int64_t id) {
+  if (options_.shared != nullptr) beyond_.insert(id);
 }
 
 bool CounterWatch::EntriesReadLocked() {
@@ -520,7 +564,10 @@ bool CounterWatch::EntriesReadLocked() {
                                       pending_order_.end());
   // No position (the stream not held from its first entry here): the token
   // is this replica's sequence whatever comes.
-  if (!AdvanceLocked(&unread) || unread.empty()) return go();
+  if (!AdvanceLocked([&unread](int64_t id) { unread.erase(id); }) ||
+      unread.empty()) {
+    return go();
+  }
   awaiting_entries_ = true;
   if (entry_wait_timer_ == 0) {
     entry_wait_timer_ =
@@ -565,7 +612,12 @@ void CounterWatch::OnNudgeTimer() {
 
 std::string CounterWatch::TokenLocked(bool shared_ok) {
   if (options_.shared != nullptr && shared_ok && live_) {
-    if (std::optional<std::string> at = AdvanceLocked()) position_ = *at;
+    std::vector<int64_t> reached;
+    if (std::optional<std::string> at =
+            AdvanceLocked([&reached](int64_t id) { reached.push_back(id); })) {
+      position_ = *at;
+      for (int64_t id : reached) beyond_.erase(id);
+    }
   }
   if (!position_.empty()) {
     absl::StatusOr<ResumeToken> shared = SharedResumeToken(
@@ -574,6 +626,15 @@ std::string CounterWatch::TokenLocked(bool shared_ok) {
     if (shared.ok()) {
       shared->instance = history_->instance();
       shared->sequence = sequence_;
+      // What the client holds beyond it (at most kMaxHeld: more may be
+      // shown again by a catch-up elsewhere).
+      for (int64_t id : beyond_) {
+        if (shared->held.size() >= ResumeToken::kMaxHeld) break;
+        if (auto it = sent_.find(id); it != sent_.end()) {
+          shared->held.emplace_back(id, it->second.content);
+        }
+      }
+      std::sort(shared->held.begin(), shared->held.end());
       return EncodeResumeToken(*shared);
     }
   }
@@ -643,6 +704,7 @@ void CounterWatch::ChangeLocked(const UploadingState& state) {
   }
   sent_[id] = Sent{state.version, content,
                    added ? state.check_time : sent->second.checked};
+  HeldBeyondLocked(id);
   auto [p, created] = pending_.try_emplace(id);
   if (created) {
     pending_order_.push_back(id);

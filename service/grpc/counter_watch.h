@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -176,11 +177,14 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
   // A format 2 token's catch-up arrived (nullopt: a reset and the snapshot).
   void OnCatchUp(std::optional<SharedChanges::Missed> missed);
   // How far the shared position may move now (see SharedChanges::Advance);
-  // `unread`, if given: the uploadings whose entry of what the client holds
-  // is not among the entries that position covers are left in it.
+  // `own_entry` is told each uploading whose entry of the very state the
+  // client holds is among the entries that position covers.
   std::optional<std::string> AdvanceLocked(
-      absl::flat_hash_set<int64_t>* unread = nullptr)
+      absl::FunctionRef<void(int64_t)> own_entry = [](int64_t) {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The client now holds `id`'s state in sent_, and no entry of it is
+  // behind the position yet (shared mode): the token lists it as held.
+  void HeldBeyondLocked(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether the live message pending_ makes may be written now: every state
   // in it has its own entry within what its token will cover, or waiting
   // is pointless (no shared stream read here, no position yet) or over.
@@ -230,6 +234,12 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
   // The shared changes stream's id the client holds everything up to
   // (options_.shared); empty until known.
   std::string position_ ABSL_GUARDED_BY(mu_);
+  // Uploadings whose state in sent_ no entry behind position_ has yet:
+  // their content goes in the token (ResumeToken::held), so that a catch-up
+  // elsewhere does not show them again.
+  absl::flat_hash_set<int64_t> beyond_ ABSL_GUARDED_BY(mu_);
+  // A shared token's held states (id -> content), for its catch-up.
+  absl::flat_hash_map<int64_t, uint64_t> token_held_ ABSL_GUARDED_BY(mu_);
   Scheduler::TaskId nudge_timer_ ABSL_GUARDED_BY(mu_) = 0;
   // The live message waits for its states' entries (EntriesReadLocked),
   // until they are read or entry_wait_timer_ runs out (entry_wait_over_).

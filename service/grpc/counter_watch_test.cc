@@ -138,7 +138,7 @@ class FakeSharedChanges : public SharedChanges {
   // Ids "<n>-0", n growing.
   void Append(int64_t n, const v1::Uploading& u, int64_t version) {
     entries_.push_back(Entry{absl::StrCat(n, "-0"), u.id(), version,
-                             absl::HashOf(u.SerializeAsString())});
+                             SharedChanges::ContentHash(u)});
   }
   std::optional<std::string> Advance(
       const WatchTarget&, const std::string& from,
@@ -694,6 +694,88 @@ TEST_F(CounterWatchTest, WithoutTheSharedStreamALiveMessageGoesAtOnce) {
   Advance(kInterval);
   ASSERT_EQ(s.sink.messages().size(), 2u);
   EXPECT_EQ(Events(s.sink.messages().back()), OneModified(1));
+}
+
+// What the client holds beyond the position (sent before its entry was read
+// here: in degraded mode, or after the entry wait) travels in the token, and
+// leaves it once the position passes the state's entry.
+TEST_F(CounterWatchTest, ATokenListsWhatTheClientHoldsBeyondItsPosition) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  Put(Make(1, v1::Uploading::UPLOADED));
+  Put(Make(2, v1::Uploading::UPLOADED));
+  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
+  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
+  Stream& s = Open();
+  Settle();
+  auto token = [&] {
+    absl::StatusOr<ResumeToken> t =
+        DecodeResumeToken(s.sink.messages().back().resume_token());
+    EXPECT_TRUE(t.ok());
+    return t.ok() ? *t : ResumeToken{};
+  };
+  ASSERT_EQ(s.sink.messages().size(), 1u);
+  EXPECT_EQ(StreamIdOf(token()), "2-0");
+  EXPECT_TRUE(token().held.empty());
+  shared.reading = false;  // Redis unreachable: written at once
+  Put(Make(1, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  ASSERT_EQ(s.sink.messages().size(), 2u);
+  EXPECT_EQ(StreamIdOf(token()), "2-0");
+  EXPECT_EQ(token().held,
+            (std::vector<std::pair<int64_t, uint64_t>>{
+                {1, SharedChanges::ContentHash(Make(1, v1::Uploading::MATCHED))}}));
+  // Its entry is read: the bookmark's position passes it, nothing held.
+  shared.reading = true;
+  shared.Append(3, Make(1, v1::Uploading::MATCHED), 2);
+  shared.listener->OnStreamRead();
+  Advance(absl::Milliseconds(10));
+  ASSERT_EQ(s.sink.messages().size(), 3u);
+  EXPECT_EQ(StreamIdOf(token()), "3-0");
+  EXPECT_TRUE(token().held.empty());
+}
+
+// Resumed elsewhere with such a token: a change the catch-up finds that the
+// client holds already is not shown, and one the stream has no entry of yet
+// is taken as held (its poll here shows nothing new).
+TEST_F(CounterWatchTest, ACatchUpLeavesOutWhatTheTokenSaysTheClientHolds) {
+  FakeSharedChanges& shared = shared_;
+  options_.shared = &shared;
+  Put(Make(1, v1::Uploading::PROCESSED));
+  Put(Make(2, v1::Uploading::MATCHED));
+  Put(Make(3, v1::Uploading::UPLOADED));
+  absl::StatusOr<ResumeToken> t =
+      SharedResumeToken(FingerprintHash(credentials_.fingerprint()), kCounter,
+                        v1::Uploading::BASIC, "2-0");
+  ASSERT_TRUE(t.ok());
+  t->held = {{2, SharedChanges::ContentHash(Make(2, v1::Uploading::MATCHED))},
+             {3, SharedChanges::ContentHash(Make(3, v1::Uploading::UPLOADED))}};
+  Stream& s = Open(EncodeResumeToken(*t));
+  Settle();
+  ASSERT_TRUE(shared.pending != nullptr);
+  SharedChanges::Missed missed;
+  const absl::Time now = time_.Now();
+  missed.changes = {{StateOf(Make(2, v1::Uploading::MATCHED), 4, now), false},
+                    {StateOf(Make(1, v1::Uploading::PROCESSED), 3, now), false}};
+  missed.known = {StateOf(Make(1, v1::Uploading::PROCESSED), 3, now),
+                  StateOf(Make(2, v1::Uploading::MATCHED), 4, now)};
+  missed.head = "6-0";
+  std::move(shared.pending)(std::move(missed));
+  shared.reading = false;  // nothing to wait for below
+  Settle();
+  std::vector<Message> m = s.sink.messages();
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_TRUE(m[0].synced());
+  EXPECT_FALSE(m[0].reset());
+  EXPECT_EQ(Events(m[0]), OneModified(1));
+  // The poll shows 3 as the client holds it: nothing; then its change.
+  Advance(kInterval);
+  EXPECT_EQ(s.sink.messages().size(), 1u);
+  Put(Make(3, v1::Uploading::MATCHED));
+  Advance(kInterval);
+  m = s.sink.messages();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(Events(m[1]), OneModified(3));
 }
 
 // Another replica's token: the catch-up (what changed after its position,
