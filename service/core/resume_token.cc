@@ -18,13 +18,19 @@ constexpr size_t kSharedSize = kSharedBodySize + 4;
 // Each held state after the count byte.
 constexpr size_t kHeldSize = 8 + 8;
 
-uint32_t Fnv1a(absl::string_view bytes) {
-  uint32_t h = 2166136261u;
+// FNV-1a of either width (basis and prime of that width).
+template <typename T>
+T Fnv1aOf(absl::string_view bytes, T basis, T prime) {
+  T h = basis;
   for (unsigned char c : bytes) {
     h ^= c;
-    h *= 16777619u;
+    h *= prime;
   }
   return h;
+}
+
+uint32_t Fnv1a(absl::string_view bytes) {
+  return Fnv1aOf<uint32_t>(bytes, 2166136261u, 16777619u);
 }
 
 void Put(std::string& out, uint64_t v, int bytes) {
@@ -54,12 +60,7 @@ uint32_t FingerprintHash(absl::string_view fingerprint) {
 }
 
 uint64_t StableHash64(absl::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+  return Fnv1aOf<uint64_t>(bytes, 14695981039346656037ull, 1099511628211ull);
 }
 
 std::string EncodeResumeToken(const ResumeToken& token) {

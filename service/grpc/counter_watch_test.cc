@@ -240,6 +240,27 @@ class CounterWatchTest : public ::testing::Test {
     Settle();
   }
   void Put(const v1::Uploading& u) { client_.SetUploading(kCounter, u); }
+  // A watch of a replica on one Redis (shared_): uploadings 1 and 2
+  // UPLOADED in Metrica and in the changes stream (entries 1-0, 2-0), its
+  // snapshot written.
+  Stream& OpenSharedOnTwo() {
+    options_.shared = &shared_;
+    Put(Make(1, v1::Uploading::UPLOADED));
+    Put(Make(2, v1::Uploading::UPLOADED));
+    shared_.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
+    shared_.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
+    Stream& s = Open();
+    Settle();
+    return s;
+  }
+  // The token of `s`'s last message (a default one when it does not
+  // decode, which fails the test).
+  static ResumeToken LastToken(Stream& s) {
+    absl::StatusOr<ResumeToken> t =
+        DecodeResumeToken(s.sink.messages().back().resume_token());
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *t : ResumeToken{};
+  }
 
   SimulatedTime time_;
   FakeMetricaClient client_;
@@ -582,19 +603,8 @@ UploadingState StateOf(const v1::Uploading& u, int64_t version, absl::Time t) {
 // message, or in a bookmark after entries the client already holds.
 TEST_F(CounterWatchTest, TokensNameTheSharedPositionWhatWasSentCovers) {
   FakeSharedChanges& shared = shared_;
-  options_.shared = &shared;
-  Put(Make(1, v1::Uploading::UPLOADED));
-  Put(Make(2, v1::Uploading::UPLOADED));
-  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
-  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
-  Stream& s = Open();
-  Settle();
-  auto token = [&] {
-    absl::StatusOr<ResumeToken> t =
-        DecodeResumeToken(s.sink.messages().back().resume_token());
-    EXPECT_TRUE(t.ok());
-    return *t;
-  };
+  Stream& s = OpenSharedOnTwo();
+  auto token = [&] { return LastToken(s); };
   ASSERT_TRUE(s.sink.messages().back().synced());
   EXPECT_EQ(token().format, ResumeToken::kSharedFormat);
   EXPECT_EQ(StreamIdOf(token()), "2-0");
@@ -630,22 +640,11 @@ TEST_F(CounterWatchTest, TokensNameTheSharedPositionWhatWasSentCovers) {
 // comes goes after max_entry_wait with the position reached.
 TEST_F(CounterWatchTest, ALiveMessageWaitsForItsStatesEntriesInTheStream) {
   FakeSharedChanges& shared = shared_;
-  options_.shared = &shared;
   options_.max_entry_wait = 2 * kInterval;  // longer than a poll interval
-  Put(Make(1, v1::Uploading::UPLOADED));
-  Put(Make(2, v1::Uploading::UPLOADED));
-  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
-  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
-  Stream& s = Open();
-  Settle();
+  Stream& s = OpenSharedOnTwo();
   ASSERT_EQ(s.sink.messages().size(), 1u);
   ASSERT_NE(shared.listener, nullptr);
-  auto token = [&] {
-    absl::StatusOr<ResumeToken> t =
-        DecodeResumeToken(s.sink.messages().back().resume_token());
-    EXPECT_TRUE(t.ok());
-    return t.ok() ? StreamIdOf(*t) : "";
-  };
+  auto token = [&] { return StreamIdOf(LastToken(s)); };
   EXPECT_EQ(token(), "2-0");
   // The poll sees a change; its entry is not read yet: nothing written.
   Put(Make(2, v1::Uploading::MATCHED));
@@ -701,19 +700,8 @@ TEST_F(CounterWatchTest, WithoutTheSharedStreamALiveMessageGoesAtOnce) {
 // leaves it once the position passes the state's entry.
 TEST_F(CounterWatchTest, ATokenListsWhatTheClientHoldsBeyondItsPosition) {
   FakeSharedChanges& shared = shared_;
-  options_.shared = &shared;
-  Put(Make(1, v1::Uploading::UPLOADED));
-  Put(Make(2, v1::Uploading::UPLOADED));
-  shared.Append(1, Make(1, v1::Uploading::UPLOADED), 1);
-  shared.Append(2, Make(2, v1::Uploading::UPLOADED), 1);
-  Stream& s = Open();
-  Settle();
-  auto token = [&] {
-    absl::StatusOr<ResumeToken> t =
-        DecodeResumeToken(s.sink.messages().back().resume_token());
-    EXPECT_TRUE(t.ok());
-    return t.ok() ? *t : ResumeToken{};
-  };
+  Stream& s = OpenSharedOnTwo();
+  auto token = [&] { return LastToken(s); };
   ASSERT_EQ(s.sink.messages().size(), 1u);
   EXPECT_EQ(StreamIdOf(token()), "2-0");
   EXPECT_TRUE(token().held.empty());

@@ -391,6 +391,16 @@ void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
       });
 }
 
+void StreamBridge::ForgetBeforeGapLocked(const std::string& name,
+                                         const StreamEntry& entry) {
+  if (!entry.after_gap) return;
+  // Entries before it are gone: positions before it cannot move on.
+  if (auto log = logs_.find(name); log != logs_.end()) {
+    log->second.entries.clear();
+    log->second.trimmed_to = entry.id;
+  }
+}
+
 void StreamBridge::NoteNewestLocked(const std::string& name,
                                     const Entry& entry) {
   NewestEntry& n = newest_[name][entry.uploading_id];
@@ -650,13 +660,7 @@ void StreamBridge::DeliverChange(const std::string& name,
   {
     absl::MutexLock lock(&mu_);
     if (!followed_.contains(name)) return;
-    if (entry.after_gap) {
-      // Entries before it are gone: positions before it cannot move on.
-      if (auto log = logs_.find(name); log != logs_.end()) {
-        log->second.entries.clear();
-        log->second.trimmed_to = entry.id;
-      }
-    }
+    ForgetBeforeGapLocked(name, entry);
     int64_t& known = changes_[name][uploading.id()];
     known = std::max(known, entry.version);
     // Not relayed when it is this replica's own (it delivered them when it
@@ -703,13 +707,7 @@ void StreamBridge::DeliverConfirmations(const std::string& name,
   {
     absl::MutexLock lock(&mu_);
     if (!followed_.contains(name)) return;
-    if (entry.after_gap) {
-      // As for a state: positions before it cannot move on.
-      if (auto log = logs_.find(name); log != logs_.end()) {
-        log->second.entries.clear();
-        log->second.trimmed_to = entry.id;
-      }
-    }
+    ForgetBeforeGapLocked(name, entry);
     // Its own (its watchers had them from its polls), or unreadable.
     if (entry.owner == coordinator_->leases().owner_id() || !confirmed) return;
     const auto& newest = newest_[name];

@@ -261,6 +261,10 @@ class StreamBridge : public PollOwnership,
       newest_ ABSL_GUARDED_BY(mu_);
   void NoteNewestLocked(const std::string& name, const Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `entry` of `name` came after a gap (StreamEntry::after_gap): the log
+  // kept before it no longer says what follows a position.
+  void ForgetBeforeGapLocked(const std::string& name, const StreamEntry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_map<std::string, PendingConfirmations> confirmations_
       ABSL_GUARDED_BY(mu_);
   int64_t confirmations_delivered_ ABSL_GUARDED_BY(mu_) = 0;
