@@ -446,6 +446,39 @@ class MultiReplicaTest : public ::testing::Test {
     return n;
   }
 
+  // Whether each replica's `uploadwatch.redis` health comes to `status`,
+  // within `limit` of the previous one's.
+  bool EveryReplicasRedisHealthBecomes(HealthCheckResponse::ServingStatus status,
+                                       absl::Duration limit) {
+    for (auto& r : replicas_) {
+      if (!Eventually([&] { return r->Health(kRedisHealthService) == status; },
+                      limit)) {
+        return false;
+      }
+    }
+    return true;
+  }
+  // Metrica changes `id` to `status`: a resumed counter watch whose live
+  // part had nothing yet shows that change, once, and nothing else.
+  void ChangeAndSeeItLiveOnce(CounterStream& resumed, int64_t id,
+                              v1::Uploading::Status status) {
+    metrica_->SetUploading(kCounter, MakeUploading(id, status));
+    ASSERT_TRUE(resumed.WaitLive(id, status, absl::Seconds(10)));
+    absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
+    std::vector<std::pair<int64_t, v1::Uploading::Status>> live;
+    for (const auto& e : resumed.live_events()) {
+      live.emplace_back(e.uploading().id(), e.uploading().status());
+    }
+    EXPECT_EQ(live,
+              (std::vector<std::pair<int64_t, v1::Uploading::Status>>{{id, status}}));
+  }
+  // kCounter's changes stream of BASIC uploadings (counter watches').
+  std::string ChangesStreamKey() const {
+    return absl::StrCat(kPrefix, "history:", Credentials(kToken).fingerprint(),
+                        ":", kCounter, ":-",
+                        static_cast<int>(v1::Uploading::BASIC));
+  }
+
   // Leases are per (token, counter) group: every uploading of kCounter has
   // the same poller.
   std::string LeaseKey() const {
@@ -739,13 +772,8 @@ TEST_F(MultiReplicaTest, SlowGetsOverThreeReplicasStayWithinTheTokensCap) {
   EXPECT_GE(metrica_->max_in_flight(kToken), 2);  // they did run in parallel
   // Redis down: each replica alone, at --redis_fallback_parallel (1).
   redis_.Kill();
-  for (auto& r : replicas_) {
-    ASSERT_TRUE(Eventually(
-        [&] {
-          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
-        },
-        absl::Seconds(5)));
-  }
+  ASSERT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::NOT_SERVING,
+                                              absl::Seconds(5)));
   for (int id = 200; id < 212; ++id) {
     metrica_->AddUploading(kCounter, MakeUploading(id, v1::Uploading::PROCESSED));
   }
@@ -900,11 +928,8 @@ TEST_F(MultiReplicaTest, RedisDownMeansLocalPollingThenSharedAgain) {
   for (auto& w : watches) {
     ASSERT_TRUE(w->WaitFor(v1::Uploading::MATCHED, absl::Seconds(10)));
   }
-  for (auto& r : replicas_) {
-    EXPECT_TRUE(Eventually(
-        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
-        absl::Seconds(5)));
-  }
+  EXPECT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::SERVING,
+                                              absl::Seconds(5)));
   redis_.Kill();
   for (auto& r : replicas_) {
     EXPECT_TRUE(Eventually(
@@ -924,11 +949,8 @@ TEST_F(MultiReplicaTest, RedisDownMeansLocalPollingThenSharedAgain) {
     EXPECT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
   }
   ASSERT_TRUE(redis_.Start().ok());  // same port, empty
-  for (auto& r : replicas_) {
-    EXPECT_TRUE(Eventually(
-        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
-        absl::Seconds(15)));
-  }
+  EXPECT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::SERVING,
+                                              absl::Seconds(15)));
   // Shared again: one lease, one poller.
   EXPECT_TRUE(Eventually([&] { return Holder(5) >= 0; }, absl::Seconds(10)));
   absl::SleepFor(absl::Seconds(2));
@@ -1225,9 +1247,7 @@ TEST_F(MultiReplicaTest, ACounterWatchOnANonHolderGetsTheHoldersConfirmations) {
   const int other = 1 - holder;
   CounterStream on_other(replicas_[other]->channel());
   ASSERT_TRUE(on_other.WaitSynced(absl::Seconds(10)).has_value());
-  const std::string stream =
-      absl::StrCat(kPrefix, "history:", Credentials(kToken).fingerprint(), ":",
-                   kCounter, ":-", static_cast<int>(v1::Uploading::BASIC));
+  const std::string stream = ChangesStreamKey();
   const long long entries_before = redis_.Integer({"XLEN", stream});
   const absl::Time start = absl::Now();
   const absl::Time synced_check = on_other.CheckTimes().front().second;
@@ -1273,18 +1293,11 @@ TEST_F(MultiReplicaTest, StatesShownInDegradedModeAreNotShownAgainByAResume) {
   ASSERT_TRUE(Eventually([&] { return (holder = Holder(0)) >= 0; },
                          absl::Seconds(5)));
   const int other = 1 - holder;
-  const std::string stream =
-      absl::StrCat(kPrefix, "history:", Credentials(kToken).fingerprint(), ":",
-                   kCounter, ":-", static_cast<int>(v1::Uploading::BASIC));
+  const std::string stream = ChangesStreamKey();
   const long long entries_before = redis_.Integer({"XLEN", stream});
   redis_.Pause();  // holds the connections, answers nothing, keeps its data
-  for (auto& r : replicas_) {
-    ASSERT_TRUE(Eventually(
-        [&] {
-          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
-        },
-        absl::Seconds(15)));
-  }
+  ASSERT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::NOT_SERVING,
+                                              absl::Seconds(15)));
   metrica_->SetUploading(kCounter, MakeUploading(810, v1::Uploading::MATCHED));
   ASSERT_TRUE(streams[other]->WaitLive(810, v1::Uploading::MATCHED,
                                        absl::Seconds(10)));
@@ -1296,11 +1309,8 @@ TEST_F(MultiReplicaTest, StatesShownInDegradedModeAreNotShownAgainByAResume) {
   EXPECT_EQ(t->held[0].first, 810);
   streams[other].reset();
   redis_.Resume();
-  for (auto& r : replicas_) {
-    ASSERT_TRUE(Eventually(
-        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
-        absl::Seconds(15)));
-  }
+  ASSERT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::SERVING,
+                                              absl::Seconds(15)));
   // The holder relays 810's MATCHED (numbered after the outage) once Redis
   // is back: a catch-up from the token's position finds it.
   ASSERT_TRUE(Eventually(
@@ -1313,15 +1323,8 @@ TEST_F(MultiReplicaTest, StatesShownInDegradedModeAreNotShownAgainByAResume) {
     EXPECT_FALSE(m.reset());
     EXPECT_EQ(m.events_size(), 0) << "the client holds it: " << m.ShortDebugString();
   }
-  metrica_->SetUploading(kCounter, MakeUploading(810, v1::Uploading::PROCESSED));
-  ASSERT_TRUE(resumed.WaitLive(810, v1::Uploading::PROCESSED, absl::Seconds(10)));
-  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
-  std::vector<std::pair<int64_t, v1::Uploading::Status>> live;
-  for (const auto& e : resumed.live_events()) {
-    live.emplace_back(e.uploading().id(), e.uploading().status());
-  }
-  EXPECT_EQ(live, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
-                      {810, v1::Uploading::PROCESSED}}));
+  ASSERT_NO_FATAL_FAILURE(
+      ChangeAndSeeItLiveOnce(resumed, 810, v1::Uploading::PROCESSED));
 }
 
 // On the holder the resumed watch is shown every uploading by the next
@@ -1351,13 +1354,8 @@ TEST_F(MultiReplicaTest, AfterDegradedModeVersionsGoOnFromTheHighestShown) {
     ASSERT_TRUE(w->WaitFor(v1::Uploading::UPLOADED, absl::Seconds(10)));
   }
   redis_.Kill();
-  for (auto& r : replicas_) {
-    ASSERT_TRUE(Eventually(
-        [&] {
-          return r->Health(kRedisHealthService) == HealthCheckResponse::NOT_SERVING;
-        },
-        absl::Seconds(5)));
-  }
+  ASSERT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::NOT_SERVING,
+                                              absl::Seconds(5)));
   // Replica 0 alone sees two changes; the others wake up to the second.
   replicas_[1]->Pause();
   replicas_[2]->Pause();
@@ -1375,11 +1373,8 @@ TEST_F(MultiReplicaTest, AfterDegradedModeVersionsGoOnFromTheHighestShown) {
               absl::StrJoin(watches[1]->versions(), ",").c_str(),
               absl::StrJoin(watches[2]->versions(), ",").c_str());
   ASSERT_TRUE(redis_.Start().ok());  // same port, empty
-  for (auto& r : replicas_) {
-    ASSERT_TRUE(Eventually(
-        [&] { return r->Health(kRedisHealthService) == HealthCheckResponse::SERVING; },
-        absl::Seconds(15)));
-  }
+  ASSERT_TRUE(EveryReplicasRedisHealthBecomes(HealthCheckResponse::SERVING,
+                                              absl::Seconds(15)));
   int holder = -1;
   ASSERT_TRUE(Eventually([&] { return (holder = Holder(7)) >= 0; },
                          absl::Seconds(10)));
@@ -1593,15 +1588,8 @@ void MultiReplicaTest::ResumeOnAnotherReplica(bool from_holder,
                         {700, v1::Uploading::PROCESSED},
                         {702, v1::Uploading::UPLOADED}}));
   // Then live, without a gap or a repeat.
-  metrica_->SetUploading(kCounter, MakeUploading(701, v1::Uploading::PROCESSED));
-  ASSERT_TRUE(resumed.WaitLive(701, v1::Uploading::PROCESSED, absl::Seconds(10)));
-  absl::SleepFor(absl::Milliseconds(600));  // give a duplicate the time to come
-  std::vector<std::pair<int64_t, v1::Uploading::Status>> live;
-  for (const auto& e : resumed.live_events()) {
-    live.emplace_back(e.uploading().id(), e.uploading().status());
-  }
-  EXPECT_EQ(live, (std::vector<std::pair<int64_t, v1::Uploading::Status>>{
-                      {701, v1::Uploading::PROCESSED}}));
+  ASSERT_NO_FATAL_FAILURE(
+      ChangeAndSeeItLiveOnce(resumed, 701, v1::Uploading::PROCESSED));
   // The resumed watch's own tokens are positions too.
   absl::StatusOr<ResumeToken> next = DecodeResumeToken(resumed.last_token());
   ASSERT_TRUE(next.ok());

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 
-#include "absl/hash/hash.h"
 #include "absl/random/random.h"
 #include "service/core/resume_token.h"
 
@@ -91,7 +90,7 @@ size_t LocalChangeHistory::targets() const {
   return targets_.size();
 }
 
-size_t SharedChanges::ContentHash(const v1::Uploading& uploading) {
+uint64_t SharedChanges::ContentHash(const v1::Uploading& uploading) {
   std::string bytes;
   uploading.SerializeToString(&bytes);
   return StableHash64(bytes);

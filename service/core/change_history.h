@@ -131,7 +131,7 @@ class SharedChanges {
     int64_t version = 0;
     // ContentHash of the entry's uploading: the same content whatever its
     // version here.
-    size_t content = 0;
+    uint64_t content = 0;
   };
   struct Missed {
     // The newest state of each uploading changed after the position, in

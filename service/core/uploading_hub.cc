@@ -355,7 +355,7 @@ int64_t UploadingHub::ObserveRelayed(const UploadingKey& key,
   return recorded.state.version;
 }
 
-void UploadingHub::ConfirmRelayed(const UploadingKey& key, size_t content,
+void UploadingHub::ConfirmRelayed(const UploadingKey& key, uint64_t content,
                                   absl::Time sent) {
   if (std::optional<StateStore::Recorded> recorded = store_.Confirm(
           key,

@@ -186,7 +186,7 @@ class UploadingHub : public ObservationSink, private GroupPoller::Listener {
   // replica's state is that one, recorded as a check (StateStore::Confirm)
   // and delivered to counter watches as a confirmation; nothing when it is
   // another. For the stream bridge.
-  void ConfirmRelayed(const UploadingKey& key, size_t content,
+  void ConfirmRelayed(const UploadingKey& key, uint64_t content,
                       absl::Time sent);
   // The PollOwnership's change callback (see GroupPoller::OwnershipChanged).
   void PollOwnershipChanged(const std::string& name, bool should_poll);

@@ -25,7 +25,7 @@ void FillEvent(UploadingState state, bool added, UploadingEvent* e) {
   AddStatusHistory(state.statuses, e->mutable_status_history());
 }
 
-size_t ContentOf(const v1::Uploading& u) {
+uint64_t ContentOf(const v1::Uploading& u) {
   return SharedChanges::ContentHash(u);
 }
 
@@ -54,7 +54,7 @@ struct Derived {
   absl::Time observed;
   absl::Time checked;
   // Each filled on first use.
-  std::optional<size_t> content;                // ContentOf(state.uploading)
+  std::optional<uint64_t> content;              // ContentOf(state.uploading)
   std::shared_ptr<const std::string> modified;  // its MODIFIED event
   // history->Record(target, state), by that history's serial() and when.
   uint64_t history = 0;
@@ -98,7 +98,7 @@ Derived& DerivedOf(const UploadingState& state) {
   return d;
 }
 
-size_t ContentOfState(const UploadingState& state) {
+uint64_t ContentOfState(const UploadingState& state) {
   Derived& d = DerivedOf(state);
   if (!d.content) d.content = ContentOf(state.uploading);
   return *d.content;
@@ -680,7 +680,7 @@ void CounterWatch::OnConfirmed(const UploadingState& state) {
 
 void CounterWatch::ChangeLocked(const UploadingState& state) {
   const int64_t id = state.uploading.id();
-  const size_t content = ContentOfState(state);
+  const uint64_t content = ContentOfState(state);
   auto sent = sent_.find(id);
   const bool added = sent == sent_.end();
   if (!added) {

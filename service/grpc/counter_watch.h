@@ -128,7 +128,7 @@ class CounterWatch : public Subscriber, private SharedChanges::Listener {
   };
   struct Sent {
     int64_t version = 0;
-    size_t content = 0;  // hash of the serialized uploading
+    uint64_t content = 0;  // SharedChanges::ContentHash of the uploading
     absl::Time checked;  // its latest confirmation this watch was shown
     // From a shared catch-up: `version` is the stream's numbering, which
     // this replica's store may not share (it numbered the uploading on its

@@ -20,6 +20,17 @@ bool GroupOf(const std::string& name, std::string* group, int64_t* id) {
   return true;
 }
 
+// The uploading a changes stream's entry carries; nullopt for what is no
+// state (a floor mark, a holder's confirmations, another version's format).
+std::optional<v1::Uploading> StateOfChange(const StreamEntry& entry) {
+  v1::Uploading uploading;
+  if (entry.floor || entry.confirmations ||
+      !uploading.ParseFromString(entry.payload) || uploading.id() <= 0) {
+    return std::nullopt;
+  }
+  return uploading;
+}
+
 // The PollUploadingKey of `id` in `group` (a PollGroupKey).
 std::string UploadingName(const std::string& group, int64_t id) {
   return absl::StrCat(group, ":", id);
@@ -369,13 +380,11 @@ void StreamBridge::Subscribed(const std::string& name, uint64_t generation,
         if (stopping_ || !range.ok() || !range->has_value()) return;
         std::vector<Entry> before;
         for (const StreamEntry& e : (*range)->entries) {
-          v1::Uploading uploading;
-          if (e.confirmations || !uploading.ParseFromString(e.payload) ||
-              uploading.id() <= 0) {
-            continue;  // states only, as DeliverChange logs them
-          }
-          before.push_back(Entry{e.id, uploading.id(), e.version,
-                                 SharedChanges::ContentHash(uploading)});
+          // States only, as DeliverChange logs them.
+          std::optional<v1::Uploading> uploading = StateOfChange(e);
+          if (!uploading) continue;
+          before.push_back(Entry{e.id, uploading->id(), e.version,
+                                 SharedChanges::ContentHash(*uploading)});
         }
         absl::MutexLock lock(&mu_);
         auto it = followed_.find(name);
@@ -567,13 +576,10 @@ void StreamBridge::RunCatchUp(const std::string& name, CatchUpAsk ask) {
         absl::flat_hash_map<int64_t, size_t> newest;
         std::vector<std::pair<const StreamEntry*, v1::Uploading>> parsed;
         for (const StreamEntry& e : r.entries) {
-          v1::Uploading uploading;
-          if (e.floor || e.confirmations ||
-              !uploading.ParseFromString(e.payload) || uploading.id() <= 0) {
-            continue;
-          }
-          newest[uploading.id()] = parsed.size();
-          parsed.emplace_back(&e, std::move(uploading));
+          std::optional<v1::Uploading> uploading = StateOfChange(e);
+          if (!uploading) continue;
+          newest[uploading->id()] = parsed.size();
+          parsed.emplace_back(&e, *std::move(uploading));
         }
         absl::flat_hash_map<int64_t, std::string> first;
         for (const StateStream::Latest& l : r.latest) {
@@ -645,13 +651,12 @@ bool StreamBridge::IsChangesStream(const std::string& name) {
 void StreamBridge::DeliverChange(const std::string& name,
                                  const UploadingKey& stream,
                                  const StreamEntry& entry) {
-  if (entry.floor) return;  // never written to a changes stream
   if (entry.confirmations) return DeliverConfirmations(name, stream, entry);
-  v1::Uploading uploading;
-  if (!uploading.ParseFromString(entry.payload) || uploading.id() <= 0 ||
-      CounterWantId(TypeOf(uploading)) != stream.uploading_id) {
+  std::optional<v1::Uploading> state = StateOfChange(entry);
+  if (!state || CounterWantId(TypeOf(*state)) != stream.uploading_id) {
     return;  // not ours (another version's format): never shown
   }
+  const v1::Uploading& uploading = *state;
   const UploadingKey key{stream.token_fingerprint, stream.counter_id,
                          uploading.id()};
   Entry logged{entry.id, uploading.id(), entry.version,
@@ -703,7 +708,7 @@ void StreamBridge::DeliverConfirmations(const std::string& name,
                                         const StreamEntry& entry) {
   std::optional<std::vector<StateStream::Confirmed>> confirmed =
       ParseConfirmations(entry.payload);
-  std::vector<std::pair<UploadingKey, size_t>> here;  // key, content
+  std::vector<std::pair<UploadingKey, uint64_t>> here;  // key, content
   {
     absl::MutexLock lock(&mu_);
     if (!followed_.contains(name)) return;
@@ -720,7 +725,6 @@ void StreamBridge::DeliverConfirmations(const std::string& name,
                                      stream.counter_id, c.uploading_id},
                         n->second.content);
     }
-    confirmations_delivered_ += static_cast<int64_t>(here.size());
   }
   absl::ReaderMutexLock lock(&hub_mu_);
   if (hub_ == nullptr) return;
@@ -770,11 +774,10 @@ void StreamBridge::AppendConfirmations(const std::string& name) {
             [](const auto& a, const auto& b) {
               return a.uploading_id < b.uploading_id;
             });
-  std::string fingerprint;
-  int64_t counter_id = 0, type_id = 0;
-  if (!ParsePollUploadingKey(name, &fingerprint, &counter_id, &type_id)) return;
+  std::string group;
+  int64_t type_id = 0;
+  if (!GroupOf(name, &group, &type_id)) return;
   LeaseManager& leases = coordinator_->leases();
-  const std::string group = PollGroupKey(fingerprint, counter_id);
   if (!leases.Holds(group)) return;  // the next holder confirms its own
   // Dropped when it fails: the next round confirms again.
   coordinator_->history().AppendConfirmations(
@@ -891,11 +894,6 @@ void StreamBridge::Publish(const UploadingKey& key, const UploadingState& state)
 int64_t StreamBridge::delivered() const {
   absl::MutexLock lock(&mu_);
   return delivered_;
-}
-
-int64_t StreamBridge::confirmations_delivered() const {
-  absl::MutexLock lock(&mu_);
-  return confirmations_delivered_;
 }
 
 int64_t StreamBridge::relayed() const {

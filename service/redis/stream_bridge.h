@@ -122,8 +122,6 @@ class StreamBridge : public PollOwnership,
   // others' relays it delivered to its counter watches.
   int64_t relays_published() const;
   int64_t relayed() const;
-  // Other holders' confirmations of states here delivered to the hub.
-  int64_t confirmations_delivered() const;
 
  private:
   // What this replica wants of one group, and polls for the others.
@@ -255,7 +253,7 @@ class StreamBridge : public PollOwnership,
   // confirms, if this replica's state has that content.
   struct NewestEntry {
     int64_t version = 0;
-    size_t content = 0;
+    uint64_t content = 0;
   };
   absl::flat_hash_map<std::string, absl::flat_hash_map<int64_t, NewestEntry>>
       newest_ ABSL_GUARDED_BY(mu_);
@@ -267,7 +265,6 @@ class StreamBridge : public PollOwnership,
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_map<std::string, PendingConfirmations> confirmations_
       ABSL_GUARDED_BY(mu_);
-  int64_t confirmations_delivered_ ABSL_GUARDED_BY(mu_) = 0;
   // Tells `name`'s listeners (not under mu_).
   void Notify(const std::string& name);
   // Held while listeners are called, so that Unlisten waits for them.
